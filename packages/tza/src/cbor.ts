@@ -1,0 +1,320 @@
+/**
+ * Deterministic CBOR (RFC 8949 §4.2.1, "core deterministic encoding") for the subset the
+ * family signs: unsigned and negative integers (safe-integer range), byte strings, text
+ * strings, arrays, maps, tags, false, true and null. No floats, no `undefined`, no
+ * indefinite lengths. Hand-written because signatures cover these exact bytes.
+ *
+ * The decoder is strict: it rejects every non-canonical form (longer-than-needed
+ * arguments, unsorted or duplicate map keys, indefinite lengths), invalid UTF-8, floats
+ * and other simple values, trailing bytes, and structures deeper or larger than its limits,
+ * checking every length against the bytes that remain before allocating.
+ */
+import { TzaError } from './errors.js';
+
+export class CborTag {
+  constructor(
+    readonly tag: number,
+    readonly value: CborValue,
+  ) {
+    if (!Number.isSafeInteger(tag) || tag < 0) throw new RangeError('"tag" must be a non-negative integer');
+  }
+}
+
+export type CborKey = string | number;
+export type CborValue =
+  | number
+  | string
+  | boolean
+  | null
+  | Uint8Array
+  | CborTag
+  | readonly CborValue[]
+  | ReadonlyMap<CborKey, CborValue>
+  | { readonly [key: string]: CborValue };
+
+const te = new TextEncoder();
+const td = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+class Writer {
+  buf = new Uint8Array(256);
+  len = 0;
+  reserve(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.len + n) cap *= 2;
+    const nb = new Uint8Array(cap);
+    nb.set(this.buf.subarray(0, this.len));
+    this.buf = nb;
+  }
+  byte(b: number): void {
+    this.reserve(1);
+    this.buf[this.len++] = b;
+  }
+  bytes(b: Uint8Array): void {
+    this.reserve(b.length);
+    this.buf.set(b, this.len);
+    this.len += b.length;
+  }
+  head(major: number, n: number): void {
+    const m = major << 5;
+    if (n < 24) this.byte(m | n);
+    else if (n < 0x100) {
+      this.byte(m | 24);
+      this.byte(n);
+    } else if (n < 0x10000) {
+      this.byte(m | 25);
+      this.byte(n >>> 8);
+      this.byte(n & 0xff);
+    } else if (n < 0x100000000) {
+      this.byte(m | 26);
+      this.reserve(4);
+      new DataView(this.buf.buffer).setUint32(this.len, n, false);
+      this.len += 4;
+    } else {
+      this.byte(m | 27);
+      this.reserve(8);
+      new DataView(this.buf.buffer).setBigUint64(this.len, BigInt(n), false);
+      this.len += 8;
+    }
+  }
+  result(): Uint8Array {
+    return this.buf.slice(0, this.len);
+  }
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}
+
+function encodeInto(w: Writer, v: CborValue, depth: number): void {
+  if (depth > 64) throw new RangeError('CBOR value nested deeper than 64');
+  if (v === null) return w.byte(0xf6);
+  if (v === false) return w.byte(0xf4);
+  if (v === true) return w.byte(0xf5);
+  if (typeof v === 'number') {
+    if (!Number.isSafeInteger(v)) throw new TypeError(`CBOR: only safe integers are allowed, got ${v}`);
+    if (Object.is(v, -0)) return w.head(0, 0);
+    return v >= 0 ? w.head(0, v) : w.head(1, -1 - v);
+  }
+  if (typeof v === 'string') {
+    const b = te.encode(v);
+    if (td.decode(b) !== v) throw new TypeError('CBOR: text string is not well-formed Unicode');
+    w.head(3, b.length);
+    return w.bytes(b);
+  }
+  if (v instanceof Uint8Array) {
+    w.head(2, v.length);
+    return w.bytes(v);
+  }
+  if (v instanceof CborTag) {
+    w.head(6, v.tag);
+    return encodeInto(w, v.value, depth + 1);
+  }
+  if (Array.isArray(v)) {
+    w.head(4, v.length);
+    for (const x of v as CborValue[]) encodeInto(w, x, depth + 1);
+    return;
+  }
+  let entries: [CborKey, CborValue][];
+  if (v instanceof Map) entries = [...(v as Map<CborKey, CborValue>).entries()];
+  else if (typeof v === 'object') {
+    const proto = Object.getPrototypeOf(v) as unknown;
+    if (proto !== Object.prototype && proto !== null) throw new TypeError('CBOR: unsupported object type');
+    entries = Object.entries(v as Record<string, CborValue>).filter(([, x]) => x !== undefined);
+  } else throw new TypeError(`CBOR: unsupported type ${typeof v}`);
+  const encoded = entries.map(([k, x]) => {
+    if (typeof k !== 'string' && typeof k !== 'number') throw new TypeError('CBOR: map keys must be text or integers');
+    return { k: encodeCbor(k), x };
+  });
+  encoded.sort((a, b) => compareBytes(a.k, b.k));
+  for (let i = 1; i < encoded.length; i++) {
+    if (compareBytes(encoded[i - 1]!.k, encoded[i]!.k) === 0) throw new TypeError('CBOR: duplicate map key');
+  }
+  w.head(5, encoded.length);
+  for (const { k, x } of encoded) {
+    w.bytes(k);
+    encodeInto(w, x, depth + 1);
+  }
+}
+
+/** Deterministic encoding of `v`. Throws TypeError/RangeError on values outside the subset. */
+export function encodeCbor(v: CborValue): Uint8Array {
+  const w = new Writer();
+  encodeInto(w, v, 0);
+  return w.result();
+}
+
+export interface CborDecodeLimits {
+  /** Deepest nesting of arrays, maps and tags (default 16). */
+  maxDepth?: number;
+  /** Most items (all array elements and map entries together; default 100,000). */
+  maxItems?: number;
+  /** Tags that may appear (default: none). */
+  allowTags?: readonly number[];
+}
+
+class Reader {
+  pos = 0;
+  items = 0;
+  constructor(
+    readonly b: Uint8Array,
+    readonly maxDepth: number,
+    readonly maxItems: number,
+    readonly allowTags: readonly number[],
+  ) {}
+
+  fail(code: 'CBOR_MALFORMED' | 'CBOR_NON_CANONICAL' | 'CBOR_UNSUPPORTED' | 'CBOR_TOO_DEEP', msg: string): never {
+    throw new TzaError(code, `CBOR at byte ${this.pos}: ${msg}`);
+  }
+
+  need(n: number): void {
+    if (n > this.b.length - this.pos) this.fail('CBOR_MALFORMED', `needs ${n} more bytes, ${this.b.length - this.pos} left`);
+  }
+
+  /** Returns [major, argument]; enforces the shortest form. */
+  head(): [number, number] {
+    this.need(1);
+    const ib = this.b[this.pos++]!;
+    const major = ib >> 5;
+    const ai = ib & 0x1f;
+    if (major === 7) return [7, ai];
+    if (ai < 24) return [major, ai];
+    let n: number;
+    const dv = new DataView(this.b.buffer, this.b.byteOffset, this.b.byteLength);
+    switch (ai) {
+      case 24:
+        this.need(1);
+        n = this.b[this.pos]!;
+        this.pos += 1;
+        if (n < 24) this.fail('CBOR_NON_CANONICAL', 'argument not in its shortest form');
+        break;
+      case 25:
+        this.need(2);
+        n = dv.getUint16(this.pos, false);
+        this.pos += 2;
+        if (n < 0x100) this.fail('CBOR_NON_CANONICAL', 'argument not in its shortest form');
+        break;
+      case 26:
+        this.need(4);
+        n = dv.getUint32(this.pos, false);
+        this.pos += 4;
+        if (n < 0x10000) this.fail('CBOR_NON_CANONICAL', 'argument not in its shortest form');
+        break;
+      case 27: {
+        this.need(8);
+        const big = dv.getBigUint64(this.pos, false);
+        this.pos += 8;
+        if (big < 0x100000000n) this.fail('CBOR_NON_CANONICAL', 'argument not in its shortest form');
+        if (big > BigInt(Number.MAX_SAFE_INTEGER)) this.fail('CBOR_UNSUPPORTED', 'integer beyond the safe range');
+        n = Number(big);
+        break;
+      }
+      case 31:
+        return this.fail('CBOR_NON_CANONICAL', 'indefinite lengths are not allowed');
+      default:
+        return this.fail('CBOR_MALFORMED', `reserved additional information ${ai}`);
+    }
+    return [major, n];
+  }
+
+  count(n: number): void {
+    this.items += n;
+    if (this.items > this.maxItems) this.fail('CBOR_UNSUPPORTED', `more than ${this.maxItems} items`);
+  }
+
+  item(depth: number): CborValue {
+    if (depth > this.maxDepth) this.fail('CBOR_TOO_DEEP', `nested deeper than ${this.maxDepth}`);
+    const start = this.pos;
+    const [major, n] = this.head();
+    switch (major) {
+      case 0:
+        return n;
+      case 1:
+        if (n >= Number.MAX_SAFE_INTEGER) this.fail('CBOR_UNSUPPORTED', 'integer beyond the safe range');
+        return -1 - n;
+      case 2: {
+        this.need(n);
+        const out = this.b.slice(this.pos, this.pos + n);
+        this.pos += n;
+        return out;
+      }
+      case 3: {
+        this.need(n);
+        let s: string;
+        try {
+          s = td.decode(this.b.subarray(this.pos, this.pos + n));
+        } catch {
+          this.fail('CBOR_MALFORMED', 'text string is not valid UTF-8');
+        }
+        this.pos += n;
+        return s;
+      }
+      case 4: {
+        // each element takes at least one byte: check before allocating
+        this.need(n);
+        this.count(n);
+        const arr: CborValue[] = [];
+        for (let i = 0; i < n; i++) arr.push(this.item(depth + 1));
+        return arr;
+      }
+      case 5: {
+        this.need(n * 2);
+        this.count(n);
+        const keys: CborKey[] = [];
+        const vals: CborValue[] = [];
+        let prevKey: Uint8Array | undefined;
+        let allText = true;
+        for (let i = 0; i < n; i++) {
+          const ks = this.pos;
+          const k = this.item(depth + 1);
+          if (typeof k !== 'string' && typeof k !== 'number') this.fail('CBOR_UNSUPPORTED', 'map keys must be text or integers');
+          const kb = this.b.subarray(ks, this.pos);
+          if (prevKey) {
+            const c = compareBytes(prevKey, kb);
+            if (c === 0) this.fail('CBOR_NON_CANONICAL', 'duplicate map key');
+            if (c > 0) this.fail('CBOR_NON_CANONICAL', 'map keys not in bytewise order');
+          }
+          prevKey = kb;
+          if (typeof k !== 'string') allText = false;
+          keys.push(k);
+          vals.push(this.item(depth + 1));
+        }
+        if (allText) {
+          const o: Record<string, CborValue> = {};
+          keys.forEach((k, i) =>
+            Object.defineProperty(o, k, { value: vals[i], enumerable: true, writable: true, configurable: true }),
+          );
+          return o;
+        }
+        return new Map(keys.map((k, i) => [k, vals[i]!]));
+      }
+      case 6: {
+        if (!this.allowTags.includes(n)) this.fail('CBOR_UNSUPPORTED', `tag ${n} not allowed here`);
+        return new CborTag(n, this.item(depth + 1));
+      }
+      default: {
+        // major 7: n is the additional information
+        if (n === 20) return false;
+        if (n === 21) return true;
+        if (n === 22) return null;
+        this.pos = start;
+        return this.fail('CBOR_UNSUPPORTED', n >= 25 && n <= 27 ? 'floats are not allowed' : `simple value ${n} not allowed`);
+      }
+    }
+  }
+}
+
+/**
+ * Strictly decode one deterministic CBOR item that fills `bytes` exactly. Text-keyed maps
+ * come back as plain objects, others as `Map`s. Throws TzaError `CBOR_*`.
+ */
+export function decodeCbor(bytes: Uint8Array, limits: CborDecodeLimits = {}): CborValue {
+  const r = new Reader(bytes, limits.maxDepth ?? 16, limits.maxItems ?? 100_000, limits.allowTags ?? []);
+  const v = r.item(0);
+  if (r.pos !== bytes.length) {
+    throw new TzaError('CBOR_TRAILING_BYTES', `CBOR: ${bytes.length - r.pos} bytes after the item`);
+  }
+  return v;
+}
