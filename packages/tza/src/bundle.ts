@@ -1,0 +1,611 @@
+/**
+ * `tza/1`: pack, read, verify, inspect, open, rewrap, co-sign and unpack sealed bundles.
+ * The format is specified in docs/tza.md.
+ */
+import {
+
+  equalBytes,
+  getProvider,
+  hpkeOpen,
+  hpkeSeal,
+  isActorId,
+  keyIdOf,
+  parseRfc3339,
+  rfc3339,
+  systemClock,
+  systemRandom,
+  toHex,
+  utf8,
+  wipe,
+  type Clock,
+  type CryptoProvider,
+  type Identity,
+  type KeyResolver,
+  type Random,
+} from '@tibet/core';
+import { CborTag, decodeCbor, encodeCbor, type CborValue } from './cbor.js';
+import { coseSign1, parseCoseSign1, verifyCoseSign1, type ParsedSignature, type SignatureHeader } from './cose.js';
+import { TzaError, type TzaErrorCode } from './errors.js';
+import {
+  CHUNK_SIZE,
+  DEFAULT_LIMITS,
+  KIND,
+  MANIFEST_NAME,
+  NONCE_PREFIX_SIZE,
+  RESERVED_NAMES,
+  SIGNATURES_NAME,
+  TAG_SIZE,
+  TZA_FORMAT,
+  chunkCount,
+  parseManifest,
+  sealedSize,
+  type TzaEntryDescriptor,
+  type TzaLimits,
+  type TzaManifest,
+  type TzaMeta,
+  type TzaRecipient,
+} from './manifest.js';
+import { readTar, unsafeNameReason, writeTar } from './tar.js';
+import { writeFilesUnder } from './unpack-fs.js';
+
+/** COSE external_aad for every bundle signature: domain separation. */
+export const SIGNATURE_AAD = utf8(TZA_FORMAT);
+
+/** Who an entry is sealed to: an actor id and its X25519 public key. */
+export interface RecipientKey {
+  id: string;
+  encryptionKey: Uint8Array;
+}
+
+export interface PackEntry {
+  name: string;
+  data: Uint8Array;
+  mediaType?: string;
+  /** Encrypt to the bundle's recipients (default false). */
+  sealed?: boolean;
+}
+
+export interface PackInput {
+  kind: string;
+  meta?: TzaMeta;
+  entries: readonly PackEntry[];
+  recipients?: readonly (RecipientKey | Identity)[];
+  /** At least one; each adds a COSE_Sign1 over the manifest. */
+  signers: readonly Identity[];
+  bundleId?: string;
+}
+
+export interface TzaOptions {
+  clock?: Clock;
+  random?: Random;
+  provider?: CryptoProvider;
+  limits?: Partial<TzaLimits>;
+}
+
+function limitsOf(o?: Partial<TzaLimits>): TzaLimits {
+  return { ...DEFAULT_LIMITS, ...o };
+}
+
+function recipientKeyOf(r: RecipientKey | Identity): RecipientKey {
+  return 'encryptionPublicKey' in r ? { id: r.id, encryptionKey: r.encryptionPublicKey } : r;
+}
+
+function wrapInfo(bundleId: string): Uint8Array {
+  return encodeCbor(['tza/1 data key', bundleId]);
+}
+
+function entryAad(bundleId: string, name: string): Uint8Array {
+  return encodeCbor([TZA_FORMAT, bundleId, name]);
+}
+
+function chunkNonce(prefix: Uint8Array, index: number, final: boolean): Uint8Array {
+  const n = new Uint8Array(24);
+  n.set(prefix, 0);
+  new DataView(n.buffer).setUint32(NONCE_PREFIX_SIZE, index, false);
+  n[23] = final ? 1 : 0;
+  return n;
+}
+
+/** Encrypt one entry as a sequence of XChaCha20-Poly1305 chunks (docs/tza.md §4). */
+export function sealEntry(p: CryptoProvider, dek: Uint8Array, prefix: Uint8Array, aad: Uint8Array, data: Uint8Array): Uint8Array {
+  const n = chunkCount(data.length);
+  const out = new Uint8Array(sealedSize(data.length));
+  let o = 0;
+  for (let i = 0; i < n; i++) {
+    const pt = data.subarray(i * CHUNK_SIZE, Math.min(data.length, (i + 1) * CHUNK_SIZE));
+    const ct = p.xchacha20poly1305Seal(dek, chunkNonce(prefix, i, i === n - 1), pt, aad);
+    out.set(ct, o);
+    o += ct.length;
+  }
+  return out;
+}
+
+export function openEntry(p: CryptoProvider, dek: Uint8Array, d: TzaEntryDescriptor, aad: Uint8Array, stored: Uint8Array): Uint8Array {
+  const plain = d.plain_size ?? 0;
+  const n = chunkCount(plain);
+  const out = new Uint8Array(plain);
+  let o = 0;
+  try {
+    for (let i = 0; i < n; i++) {
+      const len = Math.min(CHUNK_SIZE, plain - i * CHUNK_SIZE) + TAG_SIZE;
+      const pt = p.xchacha20poly1305Open(dek, chunkNonce(d.nonce!, i, i === n - 1), stored.subarray(o, o + len), aad);
+      out.set(pt, i * CHUNK_SIZE);
+      wipe(pt);
+      o += len;
+    }
+  } catch (cause) {
+    wipe(out);
+    throw new TzaError('DECRYPT_FAILED', `entry ${d.name} does not decrypt`, { cause });
+  }
+  return out;
+}
+
+function wrapKey(p: CryptoProvider, r: RecipientKey, dek: Uint8Array, bundleId: string, random: Random): TzaRecipient {
+  if (!isActorId(r.id)) throw new TypeError(`"recipient.id" must be a jis: actor id, got ${JSON.stringify(r.id)}`);
+  if (!(r.encryptionKey instanceof Uint8Array) || r.encryptionKey.length !== 32) {
+    throw new RangeError(`"recipient.encryptionKey" expected 32 bytes`);
+  }
+  const { enc, ciphertext } = hpkeSeal(p, r.encryptionKey, dek, { info: wrapInfo(bundleId), random });
+  return { id: r.id, pk: r.encryptionKey.slice(), enc, wk: ciphertext };
+}
+
+function manifestValue(m: TzaManifest): CborValue {
+  return {
+    format: m.format,
+    bundle_id: m.bundle_id,
+    kind: m.kind,
+    created_at: m.created_at,
+    meta: m.meta,
+    recipients: m.recipients.map((r) => ({ id: r.id, pk: r.pk, enc: r.enc, wk: r.wk })),
+    entries: m.entries.map((e) => {
+      const base: Record<string, CborValue> = { name: e.name, media_type: e.media_type, sealed: e.sealed, size: e.size, sha256: e.sha256 };
+      if (e.sealed) {
+        base['nonce'] = e.nonce!;
+        base['plain_size'] = e.plain_size!;
+      }
+      return base;
+    }),
+  };
+}
+
+function assemble(
+  manifest: TzaManifest,
+  stored: readonly Uint8Array[],
+  signatures: readonly CborTag[],
+  limits: TzaLimits,
+): Uint8Array {
+  const manifestBytes = encodeCbor(manifestValue(manifest));
+  // the writer holds itself to the reader's rules
+  parseManifest(manifestBytes, limits);
+  const created = parseRfc3339(manifest.created_at)!;
+  return writeTar(
+    [
+      { name: MANIFEST_NAME, data: manifestBytes },
+      ...manifest.entries.map((e, i) => ({ name: e.name, data: stored[i]! })),
+      { name: SIGNATURES_NAME, data: encodeCbor(signatures) },
+    ],
+    Math.floor(created.getTime() / 1000),
+  );
+}
+
+function sign(manifest: TzaManifest, signers: readonly Identity[], clock: Clock, provider: CryptoProvider): CborTag[] {
+  const bytes = encodeCbor(manifestValue(manifest));
+  return signers.map((s) => coseSign1(bytes, s.signer, s.id, SIGNATURE_AAD, { clock, provider }));
+}
+
+/**
+ * Build a bundle. Same inputs, clock and randomness → identical bytes. Sealed entries are
+ * encrypted under one fresh data key, wrapped with HPKE to each recipient.
+ */
+export function packTza(input: PackInput, opts: TzaOptions = {}): Uint8Array {
+  const provider = opts.provider ?? getProvider();
+  const random = opts.random ?? systemRandom;
+  const clock = opts.clock ?? systemClock;
+  const limits = limitsOf(opts.limits);
+  if (!KIND.test(input.kind)) throw new TypeError(`"kind" must match ${KIND.source}`);
+  if (!input.signers.length) throw new TypeError('"signers" must name at least one identity');
+  const names = new Set<string>();
+  for (const e of input.entries) {
+    const why = unsafeNameReason(e.name, limits.maxNameLength);
+    if (why) throw new TypeError(`entry name ${JSON.stringify(e.name)}: ${why}`);
+    if (RESERVED_NAMES.includes(e.name)) throw new TypeError(`entry name ${e.name} is reserved`);
+    if (names.has(e.name)) throw new TypeError(`duplicate entry name ${e.name}`);
+    names.add(e.name);
+  }
+  const anySealed = input.entries.some((e) => e.sealed);
+  const recipients = (input.recipients ?? []).map(recipientKeyOf);
+  if (anySealed && recipients.length === 0) throw new TypeError('sealed entries need at least one recipient');
+  if (!anySealed && recipients.length > 0) throw new TypeError('recipients given but no entry is sealed');
+  const bundleId = input.bundleId ?? `tza_${toHex(random(16))}`;
+  const dek = anySealed ? random(32) : new Uint8Array(0);
+  try {
+    const wrapped = recipients.map((r) => wrapKey(provider, r, dek, bundleId, random));
+    const stored: Uint8Array[] = [];
+    const entries: TzaEntryDescriptor[] = input.entries.map((e) => {
+      const mediaType = e.mediaType ?? 'application/octet-stream';
+      if (e.sealed) {
+        const nonce = random(NONCE_PREFIX_SIZE);
+        const ct = sealEntry(provider, dek, nonce, entryAad(bundleId, e.name), e.data);
+        stored.push(ct);
+        return { name: e.name, media_type: mediaType, sealed: true, size: ct.length, sha256: provider.sha256(ct), nonce, plain_size: e.data.length };
+      }
+      stored.push(e.data);
+      return { name: e.name, media_type: mediaType, sealed: false, size: e.data.length, sha256: provider.sha256(e.data) };
+    });
+    const manifest: TzaManifest = {
+      format: TZA_FORMAT,
+      bundle_id: bundleId,
+      kind: input.kind,
+      created_at: rfc3339(clock.now()),
+      meta: input.meta ?? {},
+      recipients: wrapped,
+      entries,
+    };
+    return assemble(manifest, stored, sign(manifest, input.signers, clock, provider), limits);
+  } finally {
+    wipe(dek);
+  }
+}
+
+/** A bundle read and checked for structure and digests (signatures not yet verified). */
+export interface ParsedTza {
+  manifest: TzaManifest;
+  manifestBytes: Uint8Array;
+  /** Stored bytes of each payload entry, in manifest order. */
+  stored: Uint8Array[];
+  signatures: ParsedSignature[];
+}
+
+/**
+ * Read a bundle strictly: tar, manifest first, entries exactly as the manifest lists them
+ * (order, size, SHA-256), signatures last. Throws TzaError with the first problem's code.
+ */
+export function readTza(bytes: Uint8Array, opts: { limits?: Partial<TzaLimits>; provider?: CryptoProvider } = {}): ParsedTza {
+  const limits = limitsOf(opts.limits);
+  const provider = opts.provider ?? getProvider();
+  if (!(bytes instanceof Uint8Array)) throw new TypeError('"bytes" expected Uint8Array');
+  if (bytes.length >= 3 && bytes[0] === 0x54 && bytes[1] === 0x42 && bytes[2] === 0x5a) {
+    throw new TzaError('UNKNOWN_FORMAT', 'this is a TBZ bundle of the family, not tza/1 (use readTbz)');
+  }
+  const { entries, mtime } = readTar(bytes, limits);
+  const first = entries[0];
+  if (!first || first.name !== MANIFEST_NAME) throw new TzaError('MANIFEST_MISSING', `first entry must be ${MANIFEST_NAME}`);
+  const manifest = parseManifest(first.data, limits);
+  if (mtime !== Math.floor(Date.parse(manifest.created_at) / 1000)) {
+    throw new TzaError('TAR_NON_CANONICAL', 'tar mtime must be the manifest created_at in whole seconds');
+  }
+  const last = entries[entries.length - 1]!;
+  if (entries.length < 2 || last.name !== SIGNATURES_NAME) {
+    throw new TzaError('SIGNATURE_MISSING', `last entry must be ${SIGNATURES_NAME}`);
+  }
+  const payload = entries.slice(1, -1);
+  const listed = manifest.entries;
+  const stored: Uint8Array[] = [];
+  for (let i = 0; i < Math.max(listed.length, payload.length); i++) {
+    const d = listed[i];
+    const got = payload[i];
+    if (!d) throw new TzaError('ENTRY_UNEXPECTED', `entry ${got!.name} is not in the manifest`);
+    if (!got) throw new TzaError('ENTRY_MISSING', `entry ${d.name} is missing`);
+    if (got.name !== d.name) {
+      const code: TzaErrorCode = listed.some((x) => x.name === got.name) ? 'ENTRY_ORDER' : 'ENTRY_UNEXPECTED';
+      throw new TzaError(code, `entry ${i + 1} is ${got.name}, the manifest lists ${d.name}`);
+    }
+    if (got.data.length !== d.size) throw new TzaError('SIZE_MISMATCH', `entry ${d.name} is ${got.data.length} bytes, the manifest says ${d.size}`);
+    if (!equalBytes(provider.sha256(got.data), d.sha256)) throw new TzaError('DIGEST_MISMATCH', `entry ${d.name} does not match its SHA-256`);
+    stored.push(got.data);
+  }
+  let sigs: CborValue;
+  try {
+    sigs = decodeCbor(last.data, { maxDepth: 4, maxItems: limits.maxSignatures * 8 + 1, allowTags: [18] });
+  } catch (cause) {
+    throw new TzaError('SIGNATURE_MALFORMED', 'signatures entry is not canonical CBOR', { cause });
+  }
+  if (!Array.isArray(sigs) || sigs.length === 0) throw new TzaError('SIGNATURE_MISSING', 'no signature on the bundle');
+  if (sigs.length > limits.maxSignatures) throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxSignatures} signatures`);
+  const signatures = (sigs as CborValue[]).map((s) => parseCoseSign1(s, provider));
+  return { manifest, manifestBytes: first.data, stored, signatures };
+}
+
+/** Which signers a verifier trusts: a key resolver (e.g. an IdentityRegistry) or raw keys. */
+export type Trust = KeyResolver | readonly Uint8Array[];
+
+export interface SignerReport {
+  signer: string;
+  kid: string;
+  signedAt: string;
+  /** The signature verifies under the key named in its header. */
+  valid: boolean;
+  /** That key is pinned by the verifier's trust; undefined when no trust was given. */
+  trusted: boolean | undefined;
+}
+
+export interface VerifyReport {
+  valid: boolean;
+  /** Set when invalid: the code of the first problem. */
+  code?: TzaErrorCode;
+  reason?: string;
+  bundleId?: string;
+  kind?: string;
+  /** False when no trust was given: the signatures are intact but their keys unpinned. */
+  signersPinned: boolean;
+  signers: SignerReport[];
+}
+
+export interface VerifyOptions {
+  trust?: Trust;
+  /** Actor ids that must each have a valid (and, with trust, trusted) signature. */
+  requireSigners?: readonly string[];
+  provider?: CryptoProvider;
+  limits?: Partial<TzaLimits>;
+}
+
+function isTrusted(trust: Trust, h: SignatureHeader): boolean {
+  if (Array.isArray(trust)) return (trust as readonly Uint8Array[]).some((k) => equalBytes(k, h.publicKey));
+  const k = (trust as KeyResolver).signingKey(h.signer, h.kid);
+  return k !== undefined && equalBytes(k, h.publicKey);
+}
+
+function verifyParsed(parsed: ParsedTza, opts: VerifyOptions, provider: CryptoProvider): VerifyReport {
+  const signers: SignerReport[] = parsed.signatures.map((s) => ({
+    signer: s.header.signer,
+    kid: s.header.kid,
+    signedAt: s.header.signedAt,
+    valid: verifyCoseSign1(s, parsed.manifestBytes, SIGNATURE_AAD, provider),
+    trusted: opts.trust ? isTrusted(opts.trust, s.header) : undefined,
+  }));
+  const base = { bundleId: parsed.manifest.bundle_id, kind: parsed.manifest.kind, signersPinned: opts.trust !== undefined, signers };
+  const badSig = signers.find((s) => !s.valid);
+  if (badSig) return { ...base, valid: false, code: 'SIGNATURE_INVALID', reason: `signature of ${badSig.signer} (key ${badSig.kid}) does not verify` };
+  if (opts.trust && !signers.some((s) => s.trusted)) {
+    return { ...base, valid: false, code: 'SIGNER_UNTRUSTED', reason: `no signer is trusted (${signers.map((s) => s.signer).join(', ')})` };
+  }
+  for (const who of opts.requireSigners ?? []) {
+    if (!signers.some((s) => s.signer === who && s.valid && s.trusted !== false)) {
+      return { ...base, valid: false, code: opts.trust ? 'SIGNER_UNTRUSTED' : 'SIGNATURE_MISSING', reason: `no valid signature by ${who}` };
+    }
+  }
+  return { ...base, valid: true };
+}
+
+/**
+ * Verify a bundle: structure, digests and every signature; with `trust`, at least one
+ * signer must be pinned. Never throws for a bad bundle: the report says why and with which
+ * code (bad arguments still throw TypeError).
+ */
+export function verifyTza(bytes: Uint8Array, opts: VerifyOptions = {}): VerifyReport {
+  const provider = opts.provider ?? getProvider();
+  let parsed: ParsedTza;
+  try {
+    parsed = readTza(bytes, { provider, ...(opts.limits ? { limits: opts.limits } : {}) });
+  } catch (e) {
+    if (TzaError.is(e)) return { valid: false, code: e.code, reason: e.message, signersPinned: opts.trust !== undefined, signers: [] };
+    throw e;
+  }
+  return verifyParsed(parsed, opts, provider);
+}
+
+function requireValid(bytes: Uint8Array, opts: VerifyOptions, provider: CryptoProvider): ParsedTza {
+  const parsed = readTza(bytes, { provider, ...(opts.limits ? { limits: opts.limits } : {}) });
+  const report = verifyParsed(parsed, opts, provider);
+  if (!report.valid) throw new TzaError(report.code!, report.reason!);
+  return parsed;
+}
+
+export interface InspectEntry {
+  name: string;
+  mediaType: string;
+  sealed: boolean;
+  size: number;
+  plainSize: number;
+  sha256: string;
+}
+
+export interface InspectReport {
+  format: string;
+  bundleId: string;
+  kind: string;
+  createdAt: string;
+  meta: TzaMeta;
+  recipients: { id: string; kid: string }[];
+  entries: InspectEntry[];
+  signers: SignerReport[];
+  valid: boolean;
+  code?: TzaErrorCode;
+  reason?: string;
+}
+
+/** The readable face of a bundle: metadata, recipients, entries, signers. Never decrypts. */
+export function inspectTza(bytes: Uint8Array, opts: VerifyOptions = {}): InspectReport {
+  const provider = opts.provider ?? getProvider();
+  const parsed = readTza(bytes, { provider, ...(opts.limits ? { limits: opts.limits } : {}) });
+  const m = parsed.manifest;
+  const report = verifyParsed(parsed, opts, provider);
+  return {
+    format: m.format,
+    bundleId: m.bundle_id,
+    kind: m.kind,
+    createdAt: m.created_at,
+    meta: m.meta,
+    recipients: m.recipients.map((r) => ({ id: r.id, kid: keyIdOf(r.pk, provider) })),
+    entries: m.entries.map((e) => ({
+      name: e.name,
+      mediaType: e.media_type,
+      sealed: e.sealed,
+      size: e.size,
+      plainSize: e.sealed ? e.plain_size! : e.size,
+      sha256: toHex(e.sha256),
+    })),
+    signers: report.signers,
+    valid: report.valid,
+    ...(report.code ? { code: report.code, reason: report.reason! } : {}),
+  };
+}
+
+function unwrapKey(p: CryptoProvider, m: TzaManifest, identity: Identity): Uint8Array {
+  const r = m.recipients.find((x) => equalBytes(x.pk, identity.encryptionPublicKey));
+  if (!r) throw new TzaError('NOT_A_RECIPIENT', `${identity.id} is not a recipient of bundle ${m.bundle_id}`);
+  try {
+    const dek = hpkeOpen(p, identity.agreement, r.enc, r.wk, { info: wrapInfo(m.bundle_id) });
+    if (dek.length !== 32) throw new RangeError('data key length');
+    return dek;
+  } catch (cause) {
+    throw new TzaError('KEY_UNWRAP_FAILED', `the data key for ${identity.id} does not unwrap`, { cause });
+  }
+}
+
+export interface OpenedEntry {
+  name: string;
+  mediaType: string;
+  sealed: boolean;
+  data: Uint8Array;
+}
+
+export interface OpenedTza {
+  manifest: TzaManifest;
+  entries: OpenedEntry[];
+  report: VerifyReport;
+  /** Zero every decrypted buffer. */
+  destroy(): void;
+}
+
+/**
+ * Verify, then decrypt the sealed entries with `identity` (which must be a recipient when
+ * any entry is sealed). Fails closed: an invalid or, with trust, untrusted bundle is never
+ * decrypted.
+ */
+export function openTza(bytes: Uint8Array, identity: Identity | undefined, opts: VerifyOptions = {}): OpenedTza {
+  const provider = opts.provider ?? getProvider();
+  const parsed = requireValid(bytes, opts, provider);
+  const m = parsed.manifest;
+  const anySealed = m.entries.some((e) => e.sealed);
+  if (anySealed && !identity) throw new TzaError('NOT_A_RECIPIENT', 'an identity is needed to open sealed entries');
+  const dek = anySealed ? unwrapKey(provider, m, identity!) : undefined;
+  try {
+    const entries = m.entries.map((d, i) => ({
+      name: d.name,
+      mediaType: d.media_type,
+      sealed: d.sealed,
+      data: d.sealed ? openEntry(provider, dek!, d, entryAad(m.bundle_id, d.name), parsed.stored[i]!) : parsed.stored[i]!,
+    }));
+    return {
+      manifest: m,
+      entries,
+      report: verifyParsed(parsed, opts, provider),
+      destroy: () => entries.forEach((e) => e.sealed && wipe(e.data)),
+    };
+  } finally {
+    wipe(dek);
+  }
+}
+
+export interface RewrapChanges {
+  add?: readonly (RecipientKey | Identity)[];
+  /** Actor ids to remove. */
+  remove?: readonly string[];
+  /**
+   * Re-encrypt every sealed entry under a fresh data key (so a removed recipient who kept
+   * the old key learns nothing from the new bundle). Default false: only the key wraps change.
+   */
+  rekey?: boolean;
+}
+
+/**
+ * Change a bundle's recipients. `identity` must be a current recipient (to unwrap the data
+ * key). Without `rekey` the sealed payload bytes are kept as they are and only the
+ * manifest's recipients change; the bundle is re-signed by `signers` (earlier signatures
+ * covered the old manifest and are dropped).
+ */
+export function rewrapTza(
+  bytes: Uint8Array,
+  identity: Identity,
+  changes: RewrapChanges,
+  signers: readonly Identity[],
+  opts: TzaOptions & { trust?: Trust } = {},
+): Uint8Array {
+  const provider = opts.provider ?? getProvider();
+  const random = opts.random ?? systemRandom;
+  const clock = opts.clock ?? systemClock;
+  const limits = limitsOf(opts.limits);
+  if (!signers.length) throw new TypeError('"signers" must name at least one identity');
+  const parsed = requireValid(bytes, { limits, provider, ...(opts.trust ? { trust: opts.trust } : {}) }, provider);
+  const m = parsed.manifest;
+  if (!m.entries.some((e) => e.sealed)) throw new TzaError('ENTRY_NOT_SEALED', 'bundle has no sealed entries to rewrap');
+  const remove = new Set(changes.remove ?? []);
+  for (const id of remove) {
+    if (!m.recipients.some((r) => r.id === id)) throw new TypeError(`"remove": ${id} is not a recipient`);
+  }
+  const kept = m.recipients.filter((r) => !remove.has(r.id));
+  const added = (changes.add ?? []).map(recipientKeyOf).filter((a) => !kept.some((k) => equalBytes(k.pk, a.encryptionKey)));
+  if (kept.length + added.length === 0) throw new TypeError('a bundle with sealed entries needs at least one recipient');
+  let dek = unwrapKey(provider, m, identity);
+  try {
+    if (changes.rekey) {
+      const newDek = random(32);
+      const stored = parsed.stored.map((s, i) => {
+        const d = m.entries[i]!;
+        if (!d.sealed) return s;
+        const pt = openEntry(provider, dek, d, entryAad(m.bundle_id, d.name), s);
+        const nonce = random(NONCE_PREFIX_SIZE);
+        const ct = sealEntry(provider, newDek, nonce, entryAad(m.bundle_id, d.name), pt);
+        wipe(pt);
+        Object.assign(d, { nonce, size: ct.length, sha256: provider.sha256(ct) });
+        return ct;
+      });
+      wipe(dek);
+      dek = newDek;
+      const recipients = [...kept.map((r) => ({ id: r.id, encryptionKey: r.pk })), ...added].map((r) => wrapKey(provider, r, dek, m.bundle_id, random));
+      const manifest = { ...m, recipients };
+      return assemble(manifest, stored, sign(manifest, signers, clock, provider), limits);
+    }
+    const recipients = [...kept, ...added.map((r) => wrapKey(provider, r, dek, m.bundle_id, random))];
+    const manifest = { ...m, recipients };
+    return assemble(manifest, parsed.stored, sign(manifest, signers, clock, provider), limits);
+  } finally {
+    wipe(dek);
+  }
+}
+
+/** Add `signer`'s COSE_Sign1 to a valid bundle (co-signing); the rest is unchanged. */
+export function cosignTza(bytes: Uint8Array, signer: Identity, opts: TzaOptions & { trust?: Trust } = {}): Uint8Array {
+  const provider = opts.provider ?? getProvider();
+  const clock = opts.clock ?? systemClock;
+  const limits = limitsOf(opts.limits);
+  const parsed = requireValid(bytes, { limits, provider, ...(opts.trust ? { trust: opts.trust } : {}) }, provider);
+  if (parsed.signatures.some((s) => equalBytes(s.header.publicKey, signer.signingPublicKey))) {
+    throw new TypeError(`${signer.id} has already signed this bundle`);
+  }
+  if (parsed.signatures.length >= limits.maxSignatures) throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxSignatures} signatures`);
+  const existing = parsed.signatures.map((s) => new CborTag(18, [s.protectedBytes, new Map(), null, s.signature]));
+  const added = sign(parsed.manifest, [signer], clock, provider);
+  return assemble(parsed.manifest, parsed.stored, [...existing, ...added], limits);
+}
+
+/**
+ * Verify, then write the manifest (as `manifest.json`, readable) and every entry under
+ * `targetDir`; sealed entries are decrypted with `identity`, or skipped when none is given.
+ * Never writes outside `targetDir` and never overwrites.
+ */
+export async function unpackTza(
+  bytes: Uint8Array,
+  targetDir: string,
+  opts: VerifyOptions & { identity?: Identity } = {},
+): Promise<{ written: string[]; skipped: string[] }> {
+  const provider = opts.provider ?? getProvider();
+  const parsed = requireValid(bytes, opts, provider);
+  const m = parsed.manifest;
+  const anySealed = m.entries.some((e) => e.sealed);
+  const opened = anySealed && opts.identity ? openTza(bytes, opts.identity, opts) : undefined;
+  const skipped: string[] = [];
+  const files = [{ name: 'manifest.json', data: utf8(JSON.stringify(inspectTza(bytes, opts), null, 2) + '\n') }];
+  m.entries.forEach((d, i) => {
+    if (d.sealed && !opened) skipped.push(d.name);
+    else files.push({ name: d.name, data: d.sealed ? opened!.entries[i]!.data : parsed.stored[i]! });
+  });
+  try {
+    const written = await writeFilesUnder(targetDir, files);
+    return { written, skipped };
+  } finally {
+    opened?.destroy();
+  }
+}
+

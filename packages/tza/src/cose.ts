@@ -1,0 +1,106 @@
+/**
+ * COSE_Sign1 (RFC 9052 §4.2) with EdDSA (-8) over Ed25519, detached payload: the bundle's
+ * manifest bytes are the payload and are not repeated inside the signature.
+ */
+import { equalBytes, isActorId, keyIdOf, rfc3339, fromHex, toHex, type Clock, type CryptoProvider, type Ed25519PrivateKey } from '@tibet/core';
+import { CborTag, decodeCbor, encodeCbor, type CborValue } from './cbor.js';
+import { TzaError } from './errors.js';
+
+export const COSE_SIGN1_TAG = 18;
+export const COSE_ALG_EDDSA = -8;
+const HDR_ALG = 1;
+const HDR_KID = 4;
+
+/** The protected header of one signature, as read. */
+export interface SignatureHeader {
+  alg: typeof COSE_ALG_EDDSA;
+  /** Key id: first 8 bytes of SHA-256(public key), hex. */
+  kid: string;
+  /** The signer's actor id. */
+  signer: string;
+  /** The signer's Ed25519 public key (whether it is trusted is decided from outside). */
+  publicKey: Uint8Array;
+  signedAt: string;
+}
+
+export interface ParsedSignature {
+  header: SignatureHeader;
+  protectedBytes: Uint8Array;
+  signature: Uint8Array;
+}
+
+/** Sig_structure = ["Signature1", body_protected, external_aad, payload]. */
+export function sigStructure(protectedBytes: Uint8Array, payload: Uint8Array, externalAad: Uint8Array): Uint8Array {
+  return encodeCbor(['Signature1', protectedBytes, externalAad, payload]);
+}
+
+export function coseSign1(
+  payload: Uint8Array,
+  key: Ed25519PrivateKey,
+  signer: string,
+  externalAad: Uint8Array,
+  opts: { clock: Clock; provider: CryptoProvider },
+): CborTag {
+  const protectedBytes = encodeCbor(
+    new Map<string | number, CborValue>([
+      [HDR_ALG, COSE_ALG_EDDSA],
+      [HDR_KID, fromHex(keyIdOf(key.publicKey, opts.provider))],
+      ['signer', signer],
+      ['pk', key.publicKey],
+      ['signed_at', rfc3339(opts.clock.now())],
+    ]),
+  );
+  const signature = key.sign(sigStructure(protectedBytes, payload, externalAad));
+  return new CborTag(COSE_SIGN1_TAG, [protectedBytes, new Map(), null, signature]);
+}
+
+function malformed(msg: string): never {
+  throw new TzaError('SIGNATURE_MALFORMED', msg);
+}
+
+/** Parse one COSE_Sign1 (structure only). */
+export function parseCoseSign1(v: CborValue, provider: CryptoProvider): ParsedSignature {
+  if (!(v instanceof CborTag) || v.tag !== COSE_SIGN1_TAG) malformed('signature is not a tagged COSE_Sign1');
+  const arr = v.value;
+  if (!Array.isArray(arr) || arr.length !== 4) malformed('COSE_Sign1 must be an array of 4');
+  const [protectedBytes, unprotectedHdr, payload, signature] = arr as CborValue[];
+  if (!(protectedBytes instanceof Uint8Array)) malformed('protected header must be a byte string');
+  if (!(unprotectedHdr instanceof Map || (typeof unprotectedHdr === 'object' && unprotectedHdr !== null && !Array.isArray(unprotectedHdr) && !(unprotectedHdr instanceof Uint8Array) && !(unprotectedHdr instanceof CborTag) && Object.keys(unprotectedHdr).length === 0))) {
+    malformed('unprotected header must be an empty map');
+  }
+  if (unprotectedHdr instanceof Map && unprotectedHdr.size !== 0) malformed('unprotected header must be an empty map');
+  if (payload !== null) malformed('payload must be detached (nil)');
+  if (!(signature instanceof Uint8Array) || signature.length !== 64) malformed('signature must be 64 bytes');
+  let hdr: CborValue;
+  try {
+    hdr = decodeCbor(protectedBytes, { maxDepth: 2, maxItems: 16 });
+  } catch (cause) {
+    throw new TzaError('SIGNATURE_MALFORMED', 'protected header is not canonical CBOR', { cause });
+  }
+  if (!(hdr instanceof Map) || hdr.size !== 5) malformed('protected header must hold exactly alg, kid, signer, pk, signed_at');
+  const alg = hdr.get(HDR_ALG);
+  const kid = hdr.get(HDR_KID);
+  const signer = hdr.get('signer');
+  const pk = hdr.get('pk');
+  const signedAt = hdr.get('signed_at');
+  if (alg !== COSE_ALG_EDDSA) malformed(`unsupported algorithm ${String(alg)} (only EdDSA, -8)`);
+  if (!(kid instanceof Uint8Array) || kid.length !== 8) malformed('kid must be 8 bytes');
+  if (!isActorId(signer)) malformed('signer must be a jis: actor id');
+  if (!(pk instanceof Uint8Array) || pk.length !== 32) malformed('pk must be 32 bytes');
+  if (typeof signedAt !== 'string' || Number.isNaN(Date.parse(signedAt))) malformed('signed_at must be RFC 3339');
+  if (!equalBytes(kid, fromHex(keyIdOf(pk, provider)))) malformed('kid does not match pk');
+  return {
+    header: { alg: COSE_ALG_EDDSA, kid: toHex(kid), signer, publicKey: pk, signedAt },
+    protectedBytes,
+    signature: signature.slice(),
+  };
+}
+
+export function verifyCoseSign1(
+  sig: ParsedSignature,
+  payload: Uint8Array,
+  externalAad: Uint8Array,
+  provider: CryptoProvider,
+): boolean {
+  return provider.ed25519Verify(sig.header.publicKey, sigStructure(sig.protectedBytes, payload, externalAad), sig.signature);
+}

@@ -1,0 +1,50 @@
+export {
+  SIGNATURE_AAD,
+  cosignTza,
+  inspectTza,
+  openTza,
+  packTza,
+  readTza,
+  rewrapTza,
+  unpackTza,
+  verifyTza,
+} from './bundle.js';
+export { CborTag, decodeCbor, encodeCbor } from './cbor.js';
+export { COSE_ALG_EDDSA, COSE_SIGN1_TAG } from './cose.js';
+export { TzaError } from './errors.js';
+export {
+  CHUNK_SIZE,
+  DEFAULT_LIMITS,
+  MANIFEST_NAME,
+  SIGNATURES_NAME,
+  TZA_FORMAT,
+  parseManifest,
+} from './manifest.js';
+export { unsafeNameReason } from './tar.js';
+
+export type {
+  InspectEntry,
+  InspectReport,
+  OpenedEntry,
+  OpenedTza,
+  PackEntry,
+  PackInput,
+  ParsedTza,
+  RecipientKey,
+  RewrapChanges,
+  SignerReport,
+  Trust,
+  TzaOptions,
+  VerifyOptions,
+  VerifyReport,
+} from './bundle.js';
+export type { CborDecodeLimits, CborKey, CborValue } from './cbor.js';
+export type { ParsedSignature, SignatureHeader } from './cose.js';
+export type { TzaErrorCode } from './errors.js';
+export type {
+  TzaEntryDescriptor,
+  TzaLimits,
+  TzaManifest,
+  TzaMeta,
+  TzaRecipient,
+} from './manifest.js';
