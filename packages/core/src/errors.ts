@@ -16,7 +16,9 @@ export abstract class TibetError<C extends string = string> extends Error {
 
   /** True for an error of any TIBET package. */
   static isTibetError(e: unknown): e is TibetError {
-    return typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[TIBET_ERROR] === true;
+    return (
+      typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[TIBET_ERROR] === true
+    );
   }
 }
 
@@ -46,6 +48,8 @@ export class CoreError extends TibetError<CoreErrorCode> {
   override readonly name = 'CoreError';
 
   static is(e: unknown): e is CoreError {
-    return typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[CORE_ERROR] === true;
+    return (
+      typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[CORE_ERROR] === true
+    );
   }
 }

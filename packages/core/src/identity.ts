@@ -7,7 +7,14 @@ import { canonicalBytes } from './jcs.js';
 import { systemRandom, type Random } from './random.js';
 
 /** The six actor classes of the family. */
-export const ACTOR_CLASSES = ['human', 'machine', 'external', 'mcp-server', 'gateway', 'system'] as const;
+export const ACTOR_CLASSES = [
+  'human',
+  'machine',
+  'external',
+  'mcp-server',
+  'gateway',
+  'system',
+] as const;
 export type ActorClass = (typeof ACTOR_CLASSES)[number];
 
 export function isActorClass(v: unknown): v is ActorClass {
@@ -24,14 +31,20 @@ export function isActorId(v: unknown): v is string {
 export function parseActorId(id: string): { org: string; name: string } {
   const m = typeof id === 'string' ? ACTOR_ID.exec(id) : null;
   if (!m) {
-    throw new CoreError('INVALID_ACTOR_ID', `actor id must look like jis:<org>:<name>, got ${JSON.stringify(String(id)).slice(0, 80)}`);
+    throw new CoreError(
+      'INVALID_ACTOR_ID',
+      `actor id must look like jis:<org>:<name>, got ${JSON.stringify(String(id)).slice(0, 80)}`,
+    );
   }
   return { org: m[1]!, name: m[2]! };
 }
 
 export function assertActorClass(v: unknown): asserts v is ActorClass {
   if (!isActorClass(v)) {
-    throw new CoreError('INVALID_ACTOR_CLASS', `actor class must be one of ${ACTOR_CLASSES.join(', ')}`);
+    throw new CoreError(
+      'INVALID_ACTOR_CLASS',
+      `actor class must be one of ${ACTOR_CLASSES.join(', ')}`,
+    );
   }
 }
 
@@ -144,13 +157,24 @@ export function createIdentity(o: CreateIdentityOptions): Identity {
  * Validate an untrusted public identity: structure, id, class, key lengths and the
  * self-signature. Throws CoreError (`INVALID_ACTOR_ID`, `INVALID_ACTOR_CLASS`, `KEYFILE_INVALID`).
  */
-export function parsePublicIdentity(v: unknown, provider: CryptoProvider = getProvider()): PublicIdentity & { signingKey: Uint8Array; encryptionKey: Uint8Array } {
+export function parsePublicIdentity(
+  v: unknown,
+  provider: CryptoProvider = getProvider(),
+): PublicIdentity & { signingKey: Uint8Array; encryptionKey: Uint8Array } {
   const invalid = (m: string): never => {
     throw new CoreError('KEYFILE_INVALID', `public identity: ${m}`);
   };
   if (typeof v !== 'object' || v === null || Array.isArray(v)) invalid('not an object');
   const o = v as Record<string, unknown>;
-  const allowed = ['format', 'id', 'actor_class', 'created_at', 'signing_key', 'encryption_key', 'self_signature'];
+  const allowed = [
+    'format',
+    'id',
+    'actor_class',
+    'created_at',
+    'signing_key',
+    'encryption_key',
+    'self_signature',
+  ];
   for (const k of Object.keys(o)) if (!allowed.includes(k)) invalid(`unknown field "${k}"`);
   if (o['format'] !== 'tibet-public-identity/1') invalid('unknown format');
   parseActorId(o['id'] as string);
@@ -164,9 +188,11 @@ export function parsePublicIdentity(v: unknown, provider: CryptoProvider = getPr
   } catch (cause) {
     throw new CoreError('KEYFILE_INVALID', 'public identity: bad base64url key', { cause });
   }
-  if (signingKey.length !== 32 || encryptionKey.length !== 32 || sig.length !== 64) invalid('bad key length');
+  if (signingKey.length !== 32 || encryptionKey.length !== 32 || sig.length !== 64)
+    invalid('bad key length');
   const { self_signature: _s, ...body } = o;
-  if (!provider.ed25519Verify(signingKey, canonicalBytes(body), sig)) invalid('self-signature does not verify');
+  if (!provider.ed25519Verify(signingKey, canonicalBytes(body), sig))
+    invalid('self-signature does not verify');
   return { ...(o as unknown as PublicIdentity), signingKey, encryptionKey };
 }
 

@@ -37,7 +37,8 @@ function ser(v: unknown, path: string, depth: number): string {
       return str(v, path);
     case 'object': {
       if (Array.isArray(v)) {
-        return `[${v.map((x, i) => (x === undefined ? fail(`${path}[${i}]`, 'undefined') : ser(x, `${path}[${i}]`, depth + 1))).join(',')}]`;
+        // Array.from visits holes (as undefined) where map would skip them and emit "[1,,2]".
+        return `[${Array.from(v, (x, i) => (x === undefined ? fail(`${path}[${i}]`, 'undefined') : ser(x, `${path}[${i}]`, depth + 1))).join(',')}]`;
       }
       const proto = Object.getPrototypeOf(v) as unknown;
       if (proto !== Object.prototype && proto !== null) fail(path, 'a non-plain object');
@@ -85,6 +86,7 @@ export function parseCanonicalJson(text: string): JsonValue {
   } catch (cause) {
     throw new CoreError('NON_CANONICAL_JSON', 'JSON value cannot be canonicalized', { cause });
   }
-  if (again !== text) throw new CoreError('NON_CANONICAL_JSON', 'JSON text is not in RFC 8785 form');
+  if (again !== text)
+    throw new CoreError('NON_CANONICAL_JSON', 'JSON text is not in RFC 8785 form');
   return v;
 }

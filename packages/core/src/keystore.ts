@@ -25,8 +25,12 @@ export interface KeyFile {
 }
 
 function passBytes(passphrase: string | Uint8Array): Uint8Array {
-  const b = typeof passphrase === 'string' ? utf8(passphrase.normalize('NFC')) : Uint8Array.from(passphrase);
-  if (b.length === 0) throw new CoreError('PASSPHRASE_REQUIRED', 'an empty passphrase is not allowed');
+  const b =
+    typeof passphrase === 'string'
+      ? utf8(passphrase.normalize('NFC'))
+      : Uint8Array.from(passphrase);
+  if (b.length === 0)
+    throw new CoreError('PASSPHRASE_REQUIRED', 'an empty passphrase is not allowed');
   return b;
 }
 
@@ -62,10 +66,24 @@ export async function encryptIdentity(
 
 function checkParams(N: unknown, r: unknown, p: unknown): void {
   const ok =
-    typeof N === 'number' && Number.isInteger(N) && N >= 2 ** 10 && N <= 2 ** 20 && (N & (N - 1)) === 0 &&
-    typeof r === 'number' && Number.isInteger(r) && r >= 1 && r <= 32 &&
-    typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 16;
-  if (!ok) throw new CoreError('KEYFILE_UNSUPPORTED', 'scrypt parameters out of the accepted range (N 2^10..2^20, r 1..32, p 1..16)');
+    typeof N === 'number' &&
+    Number.isInteger(N) &&
+    N >= 2 ** 10 &&
+    N <= 2 ** 20 &&
+    (N & (N - 1)) === 0 &&
+    typeof r === 'number' &&
+    Number.isInteger(r) &&
+    r >= 1 &&
+    r <= 32 &&
+    typeof p === 'number' &&
+    Number.isInteger(p) &&
+    p >= 1 &&
+    p <= 16;
+  if (!ok)
+    throw new CoreError(
+      'KEYFILE_UNSUPPORTED',
+      'scrypt parameters out of the accepted range (N 2^10..2^20, r 1..32, p 1..16)',
+    );
 }
 
 /** Validate an untrusted key file's structure (no decryption). */
@@ -76,9 +94,13 @@ export function parseKeyFile(v: unknown, provider: CryptoProvider = getProvider(
   if (typeof v !== 'object' || v === null || Array.isArray(v)) bad('not an object');
   const o = v as Record<string, unknown>;
   if (o['format'] !== KEYFILE_FORMAT) {
-    throw new CoreError('KEYFILE_UNSUPPORTED', `key file: unknown format ${JSON.stringify(o['format'])}`);
+    throw new CoreError(
+      'KEYFILE_UNSUPPORTED',
+      `key file: unknown format ${JSON.stringify(o['format'])}`,
+    );
   }
-  for (const k of Object.keys(o)) if (!['format', 'public', 'kdf', 'aead', 'ciphertext'].includes(k)) bad(`unknown field "${k}"`);
+  for (const k of Object.keys(o))
+    if (!['format', 'public', 'kdf', 'aead', 'ciphertext'].includes(k)) bad(`unknown field "${k}"`);
   parsePublicIdentity(o['public'], provider);
   const kdf = o['kdf'] as Record<string, unknown> | null;
   if (typeof kdf !== 'object' || kdf === null || kdf['name'] !== 'scrypt') {
@@ -92,7 +114,8 @@ export function parseKeyFile(v: unknown, provider: CryptoProvider = getProvider(
   try {
     if (fromBase64Url(kdf['salt'] as string).length < 16) bad('salt too short');
     if (fromBase64Url(aead['nonce'] as string).length !== 24) bad('nonce must be 24 bytes');
-    if (fromBase64Url(o['ciphertext'] as string).length !== 64 + 16) bad('ciphertext has the wrong length');
+    if (fromBase64Url(o['ciphertext'] as string).length !== 64 + 16)
+      bad('ciphertext has the wrong length');
   } catch (cause) {
     if (CoreError.is(cause)) throw cause;
     throw new CoreError('KEYFILE_INVALID', 'key file: bad base64url', { cause });
@@ -112,7 +135,12 @@ export async function decryptIdentity(
   const kf = parseKeyFile(file, provider);
   const pass = passBytes(passphrase);
   const { format, public: pub, kdf, aead } = kf;
-  const kek = await provider.scrypt(pass, fromBase64Url(kdf.salt), { N: kdf.N, r: kdf.r, p: kdf.p, dkLen: 32 });
+  const kek = await provider.scrypt(pass, fromBase64Url(kdf.salt), {
+    N: kdf.N,
+    r: kdf.r,
+    p: kdf.p,
+    dkLen: 32,
+  });
   let pt: Uint8Array;
   try {
     pt = provider.xchacha20poly1305Open(
@@ -122,7 +150,9 @@ export async function decryptIdentity(
       canonicalBytes({ format, public: pub, kdf, aead }),
     );
   } catch (cause) {
-    throw new CoreError('PASSPHRASE_WRONG', 'wrong passphrase, or the key file was altered', { cause });
+    throw new CoreError('PASSPHRASE_WRONG', 'wrong passphrase, or the key file was altered', {
+      cause,
+    });
   } finally {
     wipe(kek, pass);
   }

@@ -102,7 +102,10 @@ export function tokenHash(token: TibetToken, provider: CryptoProvider = getProvi
 }
 
 /** The causal-time rule: 1 + the larger of the predecessor's and the parent's generation. */
-export function nextGeneration(prev?: { generation: number } | null, parent?: { generation: number } | null): number {
+export function nextGeneration(
+  prev?: { generation: number } | null,
+  parent?: { generation: number } | null,
+): number {
   return 1 + Math.max(prev?.generation ?? 0, parent?.generation ?? 0);
 }
 
@@ -167,17 +170,24 @@ function tokenFieldErrors(o: Record<string, unknown> | TokenBody, withSig: boole
   }
   if (t['typ'] !== TOKEN_TYPE) e.push(`typ must be "${TOKEN_TYPE}"`);
   if (!isActionId(t['action_id'])) e.push('action_id must be act_ + 16 hex');
-  if (t['parent_action_id'] !== null && !isActionId(t['parent_action_id'])) e.push('parent_action_id must be an action id or null');
-  if (t['prev'] !== null && !(typeof t['prev'] === 'string' && HASH_REF.test(t['prev']))) e.push('prev must be sha256:<64 hex> or null');
+  if (t['parent_action_id'] !== null && !isActionId(t['parent_action_id']))
+    e.push('parent_action_id must be an action id or null');
+  if (t['prev'] !== null && !(typeof t['prev'] === 'string' && HASH_REF.test(t['prev'])))
+    e.push('prev must be sha256:<64 hex> or null');
   const g = t['generation'];
-  if (!(typeof g === 'number' && Number.isSafeInteger(g) && g >= 1)) e.push('generation must be an integer ≥ 1');
-  if (t['prev'] === null && t['parent_action_id'] === null && g !== 1) e.push('a token without prev or parent must have generation 1');
+  if (!(typeof g === 'number' && Number.isSafeInteger(g) && g >= 1))
+    e.push('generation must be an integer ≥ 1');
+  if (t['prev'] === null && t['parent_action_id'] === null && g !== 1)
+    e.push('a token without prev or parent must have generation 1');
   if (!parseRfc3339(t['timestamp'])) e.push('timestamp must be RFC 3339 UTC');
   if (!isActorId(t['actor'])) e.push('actor must be jis:<org>:<name>');
-  if (!isActorClass(t['actor_class'])) e.push(`actor_class must be one of ${ACTOR_CLASSES.join(', ')}`);
+  if (!isActorClass(t['actor_class']))
+    e.push(`actor_class must be one of ${ACTOR_CLASSES.join(', ')}`);
   if (!(typeof t['kid'] === 'string' && KID.test(t['kid']))) e.push('kid must be 16 hex');
-  if (!(typeof t['event'] === 'string' && EVENT.test(t['event']))) e.push('event must match [a-z][a-z0-9._-]{0,63}');
-  if (!(typeof t['erachter'] === 'string' && t['erachter'].trim().length > 0)) e.push('erachter (intent) is required and must be non-empty');
+  if (!(typeof t['event'] === 'string' && EVENT.test(t['event'])))
+    e.push('event must match [a-z][a-z0-9._-]{0,63}');
+  if (!(typeof t['erachter'] === 'string' && t['erachter'].trim().length > 0))
+    e.push('erachter (intent) is required and must be non-empty');
   else if (t['erachter'].length > 4096) e.push('erachter longer than 4096 characters');
   for (const k of ['erin', 'eraan', 'eromheen'] as const) if (!(k in t)) e.push(`${k} is required`);
   const pol = t['policy'];
@@ -185,13 +195,23 @@ function tokenFieldErrors(o: Record<string, unknown> | TokenBody, withSig: boole
   else
     pol.forEach((p: unknown, i) => {
       const d = p as Record<string, unknown>;
-      if (typeof p !== 'object' || p === null || Array.isArray(p)) return void e.push(`policy[${i}] must be an object`);
-      if (typeof d['rule'] !== 'string' || d['rule'] === '') e.push(`policy[${i}].rule must be a non-empty string`);
-      if (d['decision'] !== 'allow' && d['decision'] !== 'deny') e.push(`policy[${i}].decision must be allow or deny`);
-      if (d['detail'] !== undefined && typeof d['detail'] !== 'string') e.push(`policy[${i}].detail must be a string`);
-      for (const k of Object.keys(d)) if (!['rule', 'decision', 'detail'].includes(k)) e.push(`policy[${i}] unknown field "${k}"`);
+      if (typeof p !== 'object' || p === null || Array.isArray(p))
+        return void e.push(`policy[${i}] must be an object`);
+      if (typeof d['rule'] !== 'string' || d['rule'] === '')
+        e.push(`policy[${i}].rule must be a non-empty string`);
+      if (d['decision'] !== 'allow' && d['decision'] !== 'deny')
+        e.push(`policy[${i}].decision must be allow or deny`);
+      if (d['detail'] !== undefined && typeof d['detail'] !== 'string')
+        e.push(`policy[${i}].detail must be a string`);
+      for (const k of Object.keys(d))
+        if (!['rule', 'decision', 'detail'].includes(k))
+          e.push(`policy[${i}] unknown field "${k}"`);
     });
-  if (withSig && !(typeof t['signature'] === 'string' && /^[A-Za-z0-9_-]{86}$/.test(t['signature']))) e.push('signature must be 86 base64url characters');
+  if (
+    withSig &&
+    !(typeof t['signature'] === 'string' && /^[A-Za-z0-9_-]{86}$/.test(t['signature']))
+  )
+    e.push('signature must be 86 base64url characters');
   try {
     canonicalize(t);
   } catch {
@@ -218,11 +238,17 @@ export function verifyToken(
 ): TibetToken {
   const t = parseToken(token);
   if (keyIdOf(publicKey, provider) !== t.kid) {
-    throw new CoreError('TOKEN_SIGNATURE_INVALID', `token ${t.action_id}: key id does not match the key given`);
+    throw new CoreError(
+      'TOKEN_SIGNATURE_INVALID',
+      `token ${t.action_id}: key id does not match the key given`,
+    );
   }
   const sig = fromBase64Url(t.signature, 'signature');
   if (!provider.ed25519Verify(publicKey, tokenSigningInput(t), sig)) {
-    throw new CoreError('TOKEN_SIGNATURE_INVALID', `token ${t.action_id}: signature does not verify`);
+    throw new CoreError(
+      'TOKEN_SIGNATURE_INVALID',
+      `token ${t.action_id}: signature does not verify`,
+    );
   }
   return t;
 }
@@ -241,7 +267,10 @@ export interface KeyResolver {
 export function verifyLine(
   tokens: readonly unknown[],
   keys: KeyResolver,
-  opts: { provider?: CryptoProvider; parents?: (actionId: string) => { generation: number } | undefined } = {},
+  opts: {
+    provider?: CryptoProvider;
+    parents?: (actionId: string) => { generation: number } | undefined;
+  } = {},
 ): TibetToken[] {
   const provider = opts.provider ?? getProvider();
   const out: TibetToken[] = [];
@@ -250,23 +279,37 @@ export function verifyLine(
     const shape = parseToken(raw);
     const key = keys.signingKey(shape.actor, shape.kid);
     if (!key) {
-      throw new CoreError('TOKEN_SIGNATURE_INVALID', `token #${i} (${shape.action_id}): no registered key ${shape.kid} for ${shape.actor}`);
+      throw new CoreError(
+        'TOKEN_SIGNATURE_INVALID',
+        `token #${i} (${shape.action_id}): no registered key ${shape.kid} for ${shape.actor}`,
+      );
     }
     const t = verifyToken(shape, key, provider);
     const before = out[i - 1];
     const wantPrev = before ? tokenHash(before, provider) : null;
     if (t.prev !== wantPrev) {
-      throw new CoreError('TOKEN_CHAIN_BROKEN', `token #${i} (${t.action_id}): prev does not match the token before it`);
+      throw new CoreError(
+        'TOKEN_CHAIN_BROKEN',
+        `token #${i} (${t.action_id}): prev does not match the token before it`,
+      );
     }
     if (seen.has(t.action_id)) {
       throw new CoreError('TOKEN_CHAIN_BROKEN', `token #${i}: duplicate action id ${t.action_id}`);
     }
-    const parent = t.parent_action_id ? (seen.get(t.parent_action_id) ?? opts.parents?.(t.parent_action_id)) : null;
+    const parent = t.parent_action_id
+      ? (seen.get(t.parent_action_id) ?? opts.parents?.(t.parent_action_id))
+      : null;
     if (t.parent_action_id && !parent) {
-      throw new CoreError('TOKEN_CHAIN_BROKEN', `token #${i} (${t.action_id}): parent ${t.parent_action_id} not found`);
+      throw new CoreError(
+        'TOKEN_CHAIN_BROKEN',
+        `token #${i} (${t.action_id}): parent ${t.parent_action_id} not found`,
+      );
     }
     if (t.generation !== nextGeneration(before, parent)) {
-      throw new CoreError('TOKEN_GENERATION_INVALID', `token #${i} (${t.action_id}): generation ${t.generation}, expected ${nextGeneration(before, parent)}`);
+      throw new CoreError(
+        'TOKEN_GENERATION_INVALID',
+        `token #${i} (${t.action_id}): generation ${t.generation}, expected ${nextGeneration(before, parent)}`,
+      );
     }
     seen.set(t.action_id, t);
     out.push(t);

@@ -3,7 +3,6 @@
  * The format is specified in docs/tza.md.
  */
 import {
-
   equalBytes,
   getProvider,
   hpkeOpen,
@@ -24,7 +23,13 @@ import {
   type Random,
 } from '@tibet/core';
 import { CborTag, decodeCbor, encodeCbor, type CborValue } from './cbor.js';
-import { coseSign1, parseCoseSign1, verifyCoseSign1, type ParsedSignature, type SignatureHeader } from './cose.js';
+import {
+  coseSign1,
+  parseCoseSign1,
+  verifyCoseSign1,
+  type ParsedSignature,
+  type SignatureHeader,
+} from './cose.js';
 import { TzaError, type TzaErrorCode } from './errors.js';
 import {
   CHUNK_SIZE,
@@ -107,7 +112,13 @@ function chunkNonce(prefix: Uint8Array, index: number, final: boolean): Uint8Arr
 }
 
 /** Encrypt one entry as a sequence of XChaCha20-Poly1305 chunks (docs/tza.md §4). */
-export function sealEntry(p: CryptoProvider, dek: Uint8Array, prefix: Uint8Array, aad: Uint8Array, data: Uint8Array): Uint8Array {
+export function sealEntry(
+  p: CryptoProvider,
+  dek: Uint8Array,
+  prefix: Uint8Array,
+  aad: Uint8Array,
+  data: Uint8Array,
+): Uint8Array {
   const n = chunkCount(data.length);
   const out = new Uint8Array(sealedSize(data.length));
   let o = 0;
@@ -120,7 +131,13 @@ export function sealEntry(p: CryptoProvider, dek: Uint8Array, prefix: Uint8Array
   return out;
 }
 
-export function openEntry(p: CryptoProvider, dek: Uint8Array, d: TzaEntryDescriptor, aad: Uint8Array, stored: Uint8Array): Uint8Array {
+export function openEntry(
+  p: CryptoProvider,
+  dek: Uint8Array,
+  d: TzaEntryDescriptor,
+  aad: Uint8Array,
+  stored: Uint8Array,
+): Uint8Array {
   const plain = d.plain_size ?? 0;
   const n = chunkCount(plain);
   const out = new Uint8Array(plain);
@@ -128,7 +145,12 @@ export function openEntry(p: CryptoProvider, dek: Uint8Array, d: TzaEntryDescrip
   try {
     for (let i = 0; i < n; i++) {
       const len = Math.min(CHUNK_SIZE, plain - i * CHUNK_SIZE) + TAG_SIZE;
-      const pt = p.xchacha20poly1305Open(dek, chunkNonce(d.nonce!, i, i === n - 1), stored.subarray(o, o + len), aad);
+      const pt = p.xchacha20poly1305Open(
+        dek,
+        chunkNonce(d.nonce!, i, i === n - 1),
+        stored.subarray(o, o + len),
+        aad,
+      );
       out.set(pt, i * CHUNK_SIZE);
       wipe(pt);
       o += len;
@@ -140,12 +162,22 @@ export function openEntry(p: CryptoProvider, dek: Uint8Array, d: TzaEntryDescrip
   return out;
 }
 
-function wrapKey(p: CryptoProvider, r: RecipientKey, dek: Uint8Array, bundleId: string, random: Random): TzaRecipient {
-  if (!isActorId(r.id)) throw new TypeError(`"recipient.id" must be a jis: actor id, got ${JSON.stringify(r.id)}`);
+function wrapKey(
+  p: CryptoProvider,
+  r: RecipientKey,
+  dek: Uint8Array,
+  bundleId: string,
+  random: Random,
+): TzaRecipient {
+  if (!isActorId(r.id))
+    throw new TypeError(`"recipient.id" must be a jis: actor id, got ${JSON.stringify(r.id)}`);
   if (!(r.encryptionKey instanceof Uint8Array) || r.encryptionKey.length !== 32) {
     throw new RangeError(`"recipient.encryptionKey" expected 32 bytes`);
   }
-  const { enc, ciphertext } = hpkeSeal(p, r.encryptionKey, dek, { info: wrapInfo(bundleId), random });
+  const { enc, ciphertext } = hpkeSeal(p, r.encryptionKey, dek, {
+    info: wrapInfo(bundleId),
+    random,
+  });
   return { id: r.id, pk: r.encryptionKey.slice(), enc, wk: ciphertext };
 }
 
@@ -158,7 +190,13 @@ function manifestValue(m: TzaManifest): CborValue {
     meta: m.meta,
     recipients: m.recipients.map((r) => ({ id: r.id, pk: r.pk, enc: r.enc, wk: r.wk })),
     entries: m.entries.map((e) => {
-      const base: Record<string, CborValue> = { name: e.name, media_type: e.media_type, sealed: e.sealed, size: e.size, sha256: e.sha256 };
+      const base: Record<string, CborValue> = {
+        name: e.name,
+        media_type: e.media_type,
+        sealed: e.sealed,
+        size: e.size,
+        sha256: e.sha256,
+      };
       if (e.sealed) {
         base['nonce'] = e.nonce!;
         base['plain_size'] = e.plain_size!;
@@ -188,7 +226,12 @@ function assemble(
   );
 }
 
-function sign(manifest: TzaManifest, signers: readonly Identity[], clock: Clock, provider: CryptoProvider): CborTag[] {
+function sign(
+  manifest: TzaManifest,
+  signers: readonly Identity[],
+  clock: Clock,
+  provider: CryptoProvider,
+): CborTag[] {
   const bytes = encodeCbor(manifestValue(manifest));
   return signers.map((s) => coseSign1(bytes, s.signer, s.id, SIGNATURE_AAD, { clock, provider }));
 }
@@ -214,8 +257,10 @@ export function packTza(input: PackInput, opts: TzaOptions = {}): Uint8Array {
   }
   const anySealed = input.entries.some((e) => e.sealed);
   const recipients = (input.recipients ?? []).map(recipientKeyOf);
-  if (anySealed && recipients.length === 0) throw new TypeError('sealed entries need at least one recipient');
-  if (!anySealed && recipients.length > 0) throw new TypeError('recipients given but no entry is sealed');
+  if (anySealed && recipients.length === 0)
+    throw new TypeError('sealed entries need at least one recipient');
+  if (!anySealed && recipients.length > 0)
+    throw new TypeError('recipients given but no entry is sealed');
   const bundleId = input.bundleId ?? `tza_${toHex(random(16))}`;
   const dek = anySealed ? random(32) : new Uint8Array(0);
   try {
@@ -227,10 +272,24 @@ export function packTza(input: PackInput, opts: TzaOptions = {}): Uint8Array {
         const nonce = random(NONCE_PREFIX_SIZE);
         const ct = sealEntry(provider, dek, nonce, entryAad(bundleId, e.name), e.data);
         stored.push(ct);
-        return { name: e.name, media_type: mediaType, sealed: true, size: ct.length, sha256: provider.sha256(ct), nonce, plain_size: e.data.length };
+        return {
+          name: e.name,
+          media_type: mediaType,
+          sealed: true,
+          size: ct.length,
+          sha256: provider.sha256(ct),
+          nonce,
+          plain_size: e.data.length,
+        };
       }
       stored.push(e.data);
-      return { name: e.name, media_type: mediaType, sealed: false, size: e.data.length, sha256: provider.sha256(e.data) };
+      return {
+        name: e.name,
+        media_type: mediaType,
+        sealed: false,
+        size: e.data.length,
+        sha256: provider.sha256(e.data),
+      };
     });
     const manifest: TzaManifest = {
       format: TZA_FORMAT,
@@ -260,19 +319,29 @@ export interface ParsedTza {
  * Read a bundle strictly: tar, manifest first, entries exactly as the manifest lists them
  * (order, size, SHA-256), signatures last. Throws TzaError with the first problem's code.
  */
-export function readTza(bytes: Uint8Array, opts: { limits?: Partial<TzaLimits>; provider?: CryptoProvider } = {}): ParsedTza {
+export function readTza(
+  bytes: Uint8Array,
+  opts: { limits?: Partial<TzaLimits>; provider?: CryptoProvider } = {},
+): ParsedTza {
   const limits = limitsOf(opts.limits);
   const provider = opts.provider ?? getProvider();
   if (!(bytes instanceof Uint8Array)) throw new TypeError('"bytes" expected Uint8Array');
   if (bytes.length >= 3 && bytes[0] === 0x54 && bytes[1] === 0x42 && bytes[2] === 0x5a) {
-    throw new TzaError('UNKNOWN_FORMAT', 'this is a TBZ bundle of the family, not tza/1 (use readTbz)');
+    throw new TzaError(
+      'UNKNOWN_FORMAT',
+      'this is a TBZ bundle of the family, not tza/1 (use readTbz)',
+    );
   }
   const { entries, mtime } = readTar(bytes, limits);
   const first = entries[0];
-  if (!first || first.name !== MANIFEST_NAME) throw new TzaError('MANIFEST_MISSING', `first entry must be ${MANIFEST_NAME}`);
+  if (!first || first.name !== MANIFEST_NAME)
+    throw new TzaError('MANIFEST_MISSING', `first entry must be ${MANIFEST_NAME}`);
   const manifest = parseManifest(first.data, limits);
   if (mtime !== Math.floor(Date.parse(manifest.created_at) / 1000)) {
-    throw new TzaError('TAR_NON_CANONICAL', 'tar mtime must be the manifest created_at in whole seconds');
+    throw new TzaError(
+      'TAR_NON_CANONICAL',
+      'tar mtime must be the manifest created_at in whole seconds',
+    );
   }
   const last = entries[entries.length - 1]!;
   if (entries.length < 2 || last.name !== SIGNATURES_NAME) {
@@ -287,21 +356,34 @@ export function readTza(bytes: Uint8Array, opts: { limits?: Partial<TzaLimits>; 
     if (!d) throw new TzaError('ENTRY_UNEXPECTED', `entry ${got!.name} is not in the manifest`);
     if (!got) throw new TzaError('ENTRY_MISSING', `entry ${d.name} is missing`);
     if (got.name !== d.name) {
-      const code: TzaErrorCode = listed.some((x) => x.name === got.name) ? 'ENTRY_ORDER' : 'ENTRY_UNEXPECTED';
+      const code: TzaErrorCode = listed.some((x) => x.name === got.name)
+        ? 'ENTRY_ORDER'
+        : 'ENTRY_UNEXPECTED';
       throw new TzaError(code, `entry ${i + 1} is ${got.name}, the manifest lists ${d.name}`);
     }
-    if (got.data.length !== d.size) throw new TzaError('SIZE_MISMATCH', `entry ${d.name} is ${got.data.length} bytes, the manifest says ${d.size}`);
-    if (!equalBytes(provider.sha256(got.data), d.sha256)) throw new TzaError('DIGEST_MISMATCH', `entry ${d.name} does not match its SHA-256`);
+    if (got.data.length !== d.size)
+      throw new TzaError(
+        'SIZE_MISMATCH',
+        `entry ${d.name} is ${got.data.length} bytes, the manifest says ${d.size}`,
+      );
+    if (!equalBytes(provider.sha256(got.data), d.sha256))
+      throw new TzaError('DIGEST_MISMATCH', `entry ${d.name} does not match its SHA-256`);
     stored.push(got.data);
   }
   let sigs: CborValue;
   try {
-    sigs = decodeCbor(last.data, { maxDepth: 4, maxItems: limits.maxSignatures * 8 + 1, allowTags: [18] });
+    sigs = decodeCbor(last.data, {
+      maxDepth: 4,
+      maxItems: limits.maxSignatures * 8 + 1,
+      allowTags: [18],
+    });
   } catch (cause) {
     throw new TzaError('SIGNATURE_MALFORMED', 'signatures entry is not canonical CBOR', { cause });
   }
-  if (!Array.isArray(sigs) || sigs.length === 0) throw new TzaError('SIGNATURE_MISSING', 'no signature on the bundle');
-  if (sigs.length > limits.maxSignatures) throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxSignatures} signatures`);
+  if (!Array.isArray(sigs) || sigs.length === 0)
+    throw new TzaError('SIGNATURE_MISSING', 'no signature on the bundle');
+  if (sigs.length > limits.maxSignatures)
+    throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxSignatures} signatures`);
   const signatures = (sigs as CborValue[]).map((s) => parseCoseSign1(s, provider));
   return { manifest, manifestBytes: first.data, stored, signatures };
 }
@@ -340,12 +422,17 @@ export interface VerifyOptions {
 }
 
 function isTrusted(trust: Trust, h: SignatureHeader): boolean {
-  if (Array.isArray(trust)) return (trust as readonly Uint8Array[]).some((k) => equalBytes(k, h.publicKey));
+  if (Array.isArray(trust))
+    return (trust as readonly Uint8Array[]).some((k) => equalBytes(k, h.publicKey));
   const k = (trust as KeyResolver).signingKey(h.signer, h.kid);
   return k !== undefined && equalBytes(k, h.publicKey);
 }
 
-function verifyParsed(parsed: ParsedTza, opts: VerifyOptions, provider: CryptoProvider): VerifyReport {
+function verifyParsed(
+  parsed: ParsedTza,
+  opts: VerifyOptions,
+  provider: CryptoProvider,
+): VerifyReport {
   const signers: SignerReport[] = parsed.signatures.map((s) => ({
     signer: s.header.signer,
     kid: s.header.kid,
@@ -353,15 +440,36 @@ function verifyParsed(parsed: ParsedTza, opts: VerifyOptions, provider: CryptoPr
     valid: verifyCoseSign1(s, parsed.manifestBytes, SIGNATURE_AAD, provider),
     trusted: opts.trust ? isTrusted(opts.trust, s.header) : undefined,
   }));
-  const base = { bundleId: parsed.manifest.bundle_id, kind: parsed.manifest.kind, signersPinned: opts.trust !== undefined, signers };
+  const base = {
+    bundleId: parsed.manifest.bundle_id,
+    kind: parsed.manifest.kind,
+    signersPinned: opts.trust !== undefined,
+    signers,
+  };
   const badSig = signers.find((s) => !s.valid);
-  if (badSig) return { ...base, valid: false, code: 'SIGNATURE_INVALID', reason: `signature of ${badSig.signer} (key ${badSig.kid}) does not verify` };
+  if (badSig)
+    return {
+      ...base,
+      valid: false,
+      code: 'SIGNATURE_INVALID',
+      reason: `signature of ${badSig.signer} (key ${badSig.kid}) does not verify`,
+    };
   if (opts.trust && !signers.some((s) => s.trusted)) {
-    return { ...base, valid: false, code: 'SIGNER_UNTRUSTED', reason: `no signer is trusted (${signers.map((s) => s.signer).join(', ')})` };
+    return {
+      ...base,
+      valid: false,
+      code: 'SIGNER_UNTRUSTED',
+      reason: `no signer is trusted (${signers.map((s) => s.signer).join(', ')})`,
+    };
   }
   for (const who of opts.requireSigners ?? []) {
     if (!signers.some((s) => s.signer === who && s.valid && s.trusted !== false)) {
-      return { ...base, valid: false, code: opts.trust ? 'SIGNER_UNTRUSTED' : 'SIGNATURE_MISSING', reason: `no valid signature by ${who}` };
+      return {
+        ...base,
+        valid: false,
+        code: opts.trust ? 'SIGNER_UNTRUSTED' : 'SIGNATURE_MISSING',
+        reason: `no valid signature by ${who}`,
+      };
     }
   }
   return { ...base, valid: true };
@@ -378,7 +486,14 @@ export function verifyTza(bytes: Uint8Array, opts: VerifyOptions = {}): VerifyRe
   try {
     parsed = readTza(bytes, { provider, ...(opts.limits ? { limits: opts.limits } : {}) });
   } catch (e) {
-    if (TzaError.is(e)) return { valid: false, code: e.code, reason: e.message, signersPinned: opts.trust !== undefined, signers: [] };
+    if (TzaError.is(e))
+      return {
+        valid: false,
+        code: e.code,
+        reason: e.message,
+        signersPinned: opts.trust !== undefined,
+        signers: [],
+      };
     throw e;
   }
   return verifyParsed(parsed, opts, provider);
@@ -443,13 +558,19 @@ export function inspectTza(bytes: Uint8Array, opts: VerifyOptions = {}): Inspect
 
 function unwrapKey(p: CryptoProvider, m: TzaManifest, identity: Identity): Uint8Array {
   const r = m.recipients.find((x) => equalBytes(x.pk, identity.encryptionPublicKey));
-  if (!r) throw new TzaError('NOT_A_RECIPIENT', `${identity.id} is not a recipient of bundle ${m.bundle_id}`);
+  if (!r)
+    throw new TzaError(
+      'NOT_A_RECIPIENT',
+      `${identity.id} is not a recipient of bundle ${m.bundle_id}`,
+    );
   try {
     const dek = hpkeOpen(p, identity.agreement, r.enc, r.wk, { info: wrapInfo(m.bundle_id) });
     if (dek.length !== 32) throw new RangeError('data key length');
     return dek;
   } catch (cause) {
-    throw new TzaError('KEY_UNWRAP_FAILED', `the data key for ${identity.id} does not unwrap`, { cause });
+    throw new TzaError('KEY_UNWRAP_FAILED', `the data key for ${identity.id} does not unwrap`, {
+      cause,
+    });
   }
 }
 
@@ -473,19 +594,26 @@ export interface OpenedTza {
  * any entry is sealed). Fails closed: an invalid or, with trust, untrusted bundle is never
  * decrypted.
  */
-export function openTza(bytes: Uint8Array, identity: Identity | undefined, opts: VerifyOptions = {}): OpenedTza {
+export function openTza(
+  bytes: Uint8Array,
+  identity: Identity | undefined,
+  opts: VerifyOptions = {},
+): OpenedTza {
   const provider = opts.provider ?? getProvider();
   const parsed = requireValid(bytes, opts, provider);
   const m = parsed.manifest;
   const anySealed = m.entries.some((e) => e.sealed);
-  if (anySealed && !identity) throw new TzaError('NOT_A_RECIPIENT', 'an identity is needed to open sealed entries');
+  if (anySealed && !identity)
+    throw new TzaError('NOT_A_RECIPIENT', 'an identity is needed to open sealed entries');
   const dek = anySealed ? unwrapKey(provider, m, identity!) : undefined;
   try {
     const entries = m.entries.map((d, i) => ({
       name: d.name,
       mediaType: d.media_type,
       sealed: d.sealed,
-      data: d.sealed ? openEntry(provider, dek!, d, entryAad(m.bundle_id, d.name), parsed.stored[i]!) : parsed.stored[i]!,
+      data: d.sealed
+        ? openEntry(provider, dek!, d, entryAad(m.bundle_id, d.name), parsed.stored[i]!)
+        : parsed.stored[i]!,
     }));
     return {
       manifest: m,
@@ -527,16 +655,25 @@ export function rewrapTza(
   const clock = opts.clock ?? systemClock;
   const limits = limitsOf(opts.limits);
   if (!signers.length) throw new TypeError('"signers" must name at least one identity');
-  const parsed = requireValid(bytes, { limits, provider, ...(opts.trust ? { trust: opts.trust } : {}) }, provider);
+  const parsed = requireValid(
+    bytes,
+    { limits, provider, ...(opts.trust ? { trust: opts.trust } : {}) },
+    provider,
+  );
   const m = parsed.manifest;
-  if (!m.entries.some((e) => e.sealed)) throw new TzaError('ENTRY_NOT_SEALED', 'bundle has no sealed entries to rewrap');
+  if (!m.entries.some((e) => e.sealed))
+    throw new TzaError('ENTRY_NOT_SEALED', 'bundle has no sealed entries to rewrap');
   const remove = new Set(changes.remove ?? []);
   for (const id of remove) {
-    if (!m.recipients.some((r) => r.id === id)) throw new TypeError(`"remove": ${id} is not a recipient`);
+    if (!m.recipients.some((r) => r.id === id))
+      throw new TypeError(`"remove": ${id} is not a recipient`);
   }
   const kept = m.recipients.filter((r) => !remove.has(r.id));
-  const added = (changes.add ?? []).map(recipientKeyOf).filter((a) => !kept.some((k) => equalBytes(k.pk, a.encryptionKey)));
-  if (kept.length + added.length === 0) throw new TypeError('a bundle with sealed entries needs at least one recipient');
+  const added = (changes.add ?? [])
+    .map(recipientKeyOf)
+    .filter((a) => !kept.some((k) => equalBytes(k.pk, a.encryptionKey)));
+  if (kept.length + added.length === 0)
+    throw new TypeError('a bundle with sealed entries needs at least one recipient');
   let dek = unwrapKey(provider, m, identity);
   try {
     if (changes.rekey) {
@@ -553,11 +690,16 @@ export function rewrapTza(
       });
       wipe(dek);
       dek = newDek;
-      const recipients = [...kept.map((r) => ({ id: r.id, encryptionKey: r.pk })), ...added].map((r) => wrapKey(provider, r, dek, m.bundle_id, random));
+      const recipients = [...kept.map((r) => ({ id: r.id, encryptionKey: r.pk })), ...added].map(
+        (r) => wrapKey(provider, r, dek, m.bundle_id, random),
+      );
       const manifest = { ...m, recipients };
       return assemble(manifest, stored, sign(manifest, signers, clock, provider), limits);
     }
-    const recipients = [...kept, ...added.map((r) => wrapKey(provider, r, dek, m.bundle_id, random))];
+    const recipients = [
+      ...kept,
+      ...added.map((r) => wrapKey(provider, r, dek, m.bundle_id, random)),
+    ];
     const manifest = { ...m, recipients };
     return assemble(manifest, parsed.stored, sign(manifest, signers, clock, provider), limits);
   } finally {
@@ -566,16 +708,27 @@ export function rewrapTza(
 }
 
 /** Add `signer`'s COSE_Sign1 to a valid bundle (co-signing); the rest is unchanged. */
-export function cosignTza(bytes: Uint8Array, signer: Identity, opts: TzaOptions & { trust?: Trust } = {}): Uint8Array {
+export function cosignTza(
+  bytes: Uint8Array,
+  signer: Identity,
+  opts: TzaOptions & { trust?: Trust } = {},
+): Uint8Array {
   const provider = opts.provider ?? getProvider();
   const clock = opts.clock ?? systemClock;
   const limits = limitsOf(opts.limits);
-  const parsed = requireValid(bytes, { limits, provider, ...(opts.trust ? { trust: opts.trust } : {}) }, provider);
+  const parsed = requireValid(
+    bytes,
+    { limits, provider, ...(opts.trust ? { trust: opts.trust } : {}) },
+    provider,
+  );
   if (parsed.signatures.some((s) => equalBytes(s.header.publicKey, signer.signingPublicKey))) {
     throw new TypeError(`${signer.id} has already signed this bundle`);
   }
-  if (parsed.signatures.length >= limits.maxSignatures) throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxSignatures} signatures`);
-  const existing = parsed.signatures.map((s) => new CborTag(18, [s.protectedBytes, new Map(), null, s.signature]));
+  if (parsed.signatures.length >= limits.maxSignatures)
+    throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxSignatures} signatures`);
+  const existing = parsed.signatures.map(
+    (s) => new CborTag(18, [s.protectedBytes, new Map(), null, s.signature]),
+  );
   const added = sign(parsed.manifest, [signer], clock, provider);
   return assemble(parsed.manifest, parsed.stored, [...existing, ...added], limits);
 }
@@ -596,10 +749,13 @@ export async function unpackTza(
   const anySealed = m.entries.some((e) => e.sealed);
   const opened = anySealed && opts.identity ? openTza(bytes, opts.identity, opts) : undefined;
   const skipped: string[] = [];
-  const files = [{ name: 'manifest.json', data: utf8(JSON.stringify(inspectTza(bytes, opts), null, 2) + '\n') }];
+  const files = [
+    { name: 'manifest.json', data: utf8(JSON.stringify(inspectTza(bytes, opts), null, 2) + '\n') },
+  ];
   m.entries.forEach((d, i) => {
     if (d.sealed && !opened) skipped.push(d.name);
-    else files.push({ name: d.name, data: d.sealed ? opened!.entries[i]!.data : parsed.stored[i]! });
+    else
+      files.push({ name: d.name, data: d.sealed ? opened!.entries[i]!.data : parsed.stored[i]! });
   });
   try {
     const written = await writeFilesUnder(targetDir, files);
@@ -608,4 +764,3 @@ export async function unpackTza(
     opened?.destroy();
   }
 }
-

@@ -16,7 +16,8 @@ export class CborTag {
     readonly tag: number,
     readonly value: CborValue,
   ) {
-    if (!Number.isSafeInteger(tag) || tag < 0) throw new RangeError('"tag" must be a non-negative integer');
+    if (!Number.isSafeInteger(tag) || tag < 0)
+      throw new RangeError('"tag" must be a non-negative integer');
   }
 }
 
@@ -94,7 +95,8 @@ function encodeInto(w: Writer, v: CborValue, depth: number): void {
   if (v === false) return w.byte(0xf4);
   if (v === true) return w.byte(0xf5);
   if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v)) throw new TypeError(`CBOR: only safe integers are allowed, got ${v}`);
+    if (!Number.isSafeInteger(v))
+      throw new TypeError(`CBOR: only safe integers are allowed, got ${v}`);
     if (Object.is(v, -0)) return w.head(0, 0);
     return v >= 0 ? w.head(0, v) : w.head(1, -1 - v);
   }
@@ -121,16 +123,19 @@ function encodeInto(w: Writer, v: CborValue, depth: number): void {
   if (v instanceof Map) entries = [...(v as Map<CborKey, CborValue>).entries()];
   else if (typeof v === 'object') {
     const proto = Object.getPrototypeOf(v) as unknown;
-    if (proto !== Object.prototype && proto !== null) throw new TypeError('CBOR: unsupported object type');
+    if (proto !== Object.prototype && proto !== null)
+      throw new TypeError('CBOR: unsupported object type');
     entries = Object.entries(v as Record<string, CborValue>).filter(([, x]) => x !== undefined);
   } else throw new TypeError(`CBOR: unsupported type ${typeof v}`);
   const encoded = entries.map(([k, x]) => {
-    if (typeof k !== 'string' && typeof k !== 'number') throw new TypeError('CBOR: map keys must be text or integers');
+    if (typeof k !== 'string' && typeof k !== 'number')
+      throw new TypeError('CBOR: map keys must be text or integers');
     return { k: encodeCbor(k), x };
   });
   encoded.sort((a, b) => compareBytes(a.k, b.k));
   for (let i = 1; i < encoded.length; i++) {
-    if (compareBytes(encoded[i - 1]!.k, encoded[i]!.k) === 0) throw new TypeError('CBOR: duplicate map key');
+    if (compareBytes(encoded[i - 1]!.k, encoded[i]!.k) === 0)
+      throw new TypeError('CBOR: duplicate map key');
   }
   w.head(5, encoded.length);
   for (const { k, x } of encoded) {
@@ -165,12 +170,16 @@ class Reader {
     readonly allowTags: readonly number[],
   ) {}
 
-  fail(code: 'CBOR_MALFORMED' | 'CBOR_NON_CANONICAL' | 'CBOR_UNSUPPORTED' | 'CBOR_TOO_DEEP', msg: string): never {
+  fail(
+    code: 'CBOR_MALFORMED' | 'CBOR_NON_CANONICAL' | 'CBOR_UNSUPPORTED' | 'CBOR_TOO_DEEP',
+    msg: string,
+  ): never {
     throw new TzaError(code, `CBOR at byte ${this.pos}: ${msg}`);
   }
 
   need(n: number): void {
-    if (n > this.b.length - this.pos) this.fail('CBOR_MALFORMED', `needs ${n} more bytes, ${this.b.length - this.pos} left`);
+    if (n > this.b.length - this.pos)
+      this.fail('CBOR_MALFORMED', `needs ${n} more bytes, ${this.b.length - this.pos} left`);
   }
 
   /** Returns [major, argument]; enforces the shortest form. */
@@ -206,8 +215,10 @@ class Reader {
         this.need(8);
         const big = dv.getBigUint64(this.pos, false);
         this.pos += 8;
-        if (big < 0x100000000n) this.fail('CBOR_NON_CANONICAL', 'argument not in its shortest form');
-        if (big > BigInt(Number.MAX_SAFE_INTEGER)) this.fail('CBOR_UNSUPPORTED', 'integer beyond the safe range');
+        if (big < 0x100000000n)
+          this.fail('CBOR_NON_CANONICAL', 'argument not in its shortest form');
+        if (big > BigInt(Number.MAX_SAFE_INTEGER))
+          this.fail('CBOR_UNSUPPORTED', 'integer beyond the safe range');
         n = Number(big);
         break;
       }
@@ -221,7 +232,8 @@ class Reader {
 
   count(n: number): void {
     this.items += n;
-    if (this.items > this.maxItems) this.fail('CBOR_UNSUPPORTED', `more than ${this.maxItems} items`);
+    if (this.items > this.maxItems)
+      this.fail('CBOR_UNSUPPORTED', `more than ${this.maxItems} items`);
   }
 
   item(depth: number): CborValue {
@@ -232,7 +244,8 @@ class Reader {
       case 0:
         return n;
       case 1:
-        if (n >= Number.MAX_SAFE_INTEGER) this.fail('CBOR_UNSUPPORTED', 'integer beyond the safe range');
+        if (n >= Number.MAX_SAFE_INTEGER)
+          this.fail('CBOR_UNSUPPORTED', 'integer beyond the safe range');
         return -1 - n;
       case 2: {
         this.need(n);
@@ -269,7 +282,8 @@ class Reader {
         for (let i = 0; i < n; i++) {
           const ks = this.pos;
           const k = this.item(depth + 1);
-          if (typeof k !== 'string' && typeof k !== 'number') this.fail('CBOR_UNSUPPORTED', 'map keys must be text or integers');
+          if (typeof k !== 'string' && typeof k !== 'number')
+            this.fail('CBOR_UNSUPPORTED', 'map keys must be text or integers');
           const kb = this.b.subarray(ks, this.pos);
           if (prevKey) {
             const c = compareBytes(prevKey, kb);
@@ -284,7 +298,12 @@ class Reader {
         if (allText) {
           const o: Record<string, CborValue> = {};
           keys.forEach((k, i) =>
-            Object.defineProperty(o, k, { value: vals[i], enumerable: true, writable: true, configurable: true }),
+            Object.defineProperty(o, k, {
+              value: vals[i],
+              enumerable: true,
+              writable: true,
+              configurable: true,
+            }),
           );
           return o;
         }
@@ -300,7 +319,10 @@ class Reader {
         if (n === 21) return true;
         if (n === 22) return null;
         this.pos = start;
-        return this.fail('CBOR_UNSUPPORTED', n >= 25 && n <= 27 ? 'floats are not allowed' : `simple value ${n} not allowed`);
+        return this.fail(
+          'CBOR_UNSUPPORTED',
+          n >= 25 && n <= 27 ? 'floats are not allowed' : `simple value ${n} not allowed`,
+        );
       }
     }
   }
@@ -311,7 +333,12 @@ class Reader {
  * come back as plain objects, others as `Map`s. Throws TzaError `CBOR_*`.
  */
 export function decodeCbor(bytes: Uint8Array, limits: CborDecodeLimits = {}): CborValue {
-  const r = new Reader(bytes, limits.maxDepth ?? 16, limits.maxItems ?? 100_000, limits.allowTags ?? []);
+  const r = new Reader(
+    bytes,
+    limits.maxDepth ?? 16,
+    limits.maxItems ?? 100_000,
+    limits.allowTags ?? [],
+  );
   const v = r.item(0);
   if (r.pos !== bytes.length) {
     throw new TzaError('CBOR_TRAILING_BYTES', `CBOR: ${bytes.length - r.pos} bytes after the item`);

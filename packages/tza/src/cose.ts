@@ -2,8 +2,18 @@
  * COSE_Sign1 (RFC 9052 §4.2) with EdDSA (-8) over Ed25519, detached payload: the bundle's
  * manifest bytes are the payload and are not repeated inside the signature.
  */
-import { equalBytes, isActorId, keyIdOf, rfc3339, fromHex, toHex, type Clock, type CryptoProvider, type Ed25519PrivateKey } from '@tibet/core';
-import { CborTag, decodeCbor, encodeCbor, type CborValue } from './cbor.js';
+import {
+  equalBytes,
+  isActorId,
+  keyIdOf,
+  rfc3339,
+  fromHex,
+  toHex,
+  type Clock,
+  type CryptoProvider,
+  type Ed25519PrivateKey,
+} from '@tibet/core';
+import { CborTag, decodeCbor, encodeCbor, type CborKey, type CborValue } from './cbor.js';
 import { TzaError } from './errors.js';
 
 export const COSE_SIGN1_TAG = 18;
@@ -30,7 +40,11 @@ export interface ParsedSignature {
 }
 
 /** Sig_structure = ["Signature1", body_protected, external_aad, payload]. */
-export function sigStructure(protectedBytes: Uint8Array, payload: Uint8Array, externalAad: Uint8Array): Uint8Array {
+export function sigStructure(
+  protectedBytes: Uint8Array,
+  payload: Uint8Array,
+  externalAad: Uint8Array,
+): Uint8Array {
   return encodeCbor(['Signature1', protectedBytes, externalAad, payload]);
 }
 
@@ -60,34 +74,48 @@ function malformed(msg: string): never {
 
 /** Parse one COSE_Sign1 (structure only). */
 export function parseCoseSign1(v: CborValue, provider: CryptoProvider): ParsedSignature {
-  if (!(v instanceof CborTag) || v.tag !== COSE_SIGN1_TAG) malformed('signature is not a tagged COSE_Sign1');
+  if (!(v instanceof CborTag) || v.tag !== COSE_SIGN1_TAG)
+    malformed('signature is not a tagged COSE_Sign1');
   const arr = v.value;
   if (!Array.isArray(arr) || arr.length !== 4) malformed('COSE_Sign1 must be an array of 4');
   const [protectedBytes, unprotectedHdr, payload, signature] = arr as CborValue[];
   if (!(protectedBytes instanceof Uint8Array)) malformed('protected header must be a byte string');
-  if (!(unprotectedHdr instanceof Map || (typeof unprotectedHdr === 'object' && unprotectedHdr !== null && !Array.isArray(unprotectedHdr) && !(unprotectedHdr instanceof Uint8Array) && !(unprotectedHdr instanceof CborTag) && Object.keys(unprotectedHdr).length === 0))) {
+  if (!(
+    unprotectedHdr instanceof Map ||
+    (typeof unprotectedHdr === 'object' &&
+      unprotectedHdr !== null &&
+      !Array.isArray(unprotectedHdr) &&
+      !(unprotectedHdr instanceof Uint8Array) &&
+      !(unprotectedHdr instanceof CborTag) &&
+      Object.keys(unprotectedHdr).length === 0)
+  )) {
     malformed('unprotected header must be an empty map');
   }
-  if (unprotectedHdr instanceof Map && unprotectedHdr.size !== 0) malformed('unprotected header must be an empty map');
+  if (unprotectedHdr instanceof Map && unprotectedHdr.size !== 0)
+    malformed('unprotected header must be an empty map');
   if (payload !== null) malformed('payload must be detached (nil)');
-  if (!(signature instanceof Uint8Array) || signature.length !== 64) malformed('signature must be 64 bytes');
+  if (!(signature instanceof Uint8Array) || signature.length !== 64)
+    malformed('signature must be 64 bytes');
   let hdr: CborValue;
   try {
     hdr = decodeCbor(protectedBytes, { maxDepth: 2, maxItems: 16 });
   } catch (cause) {
     throw new TzaError('SIGNATURE_MALFORMED', 'protected header is not canonical CBOR', { cause });
   }
-  if (!(hdr instanceof Map) || hdr.size !== 5) malformed('protected header must hold exactly alg, kid, signer, pk, signed_at');
-  const alg = hdr.get(HDR_ALG);
-  const kid = hdr.get(HDR_KID);
-  const signer = hdr.get('signer');
-  const pk = hdr.get('pk');
-  const signedAt = hdr.get('signed_at');
-  if (alg !== COSE_ALG_EDDSA) malformed(`unsupported algorithm ${String(alg)} (only EdDSA, -8)`);
+  if (!(hdr instanceof Map) || hdr.size !== 5)
+    malformed('protected header must hold exactly alg, kid, signer, pk, signed_at');
+  const h = hdr as ReadonlyMap<CborKey, CborValue>;
+  const alg = h.get(HDR_ALG);
+  const kid = h.get(HDR_KID);
+  const signer = h.get('signer');
+  const pk = h.get('pk');
+  const signedAt = h.get('signed_at');
+  if (alg !== COSE_ALG_EDDSA) malformed('unsupported algorithm (only EdDSA, -8)');
   if (!(kid instanceof Uint8Array) || kid.length !== 8) malformed('kid must be 8 bytes');
   if (!isActorId(signer)) malformed('signer must be a jis: actor id');
   if (!(pk instanceof Uint8Array) || pk.length !== 32) malformed('pk must be 32 bytes');
-  if (typeof signedAt !== 'string' || Number.isNaN(Date.parse(signedAt))) malformed('signed_at must be RFC 3339');
+  if (typeof signedAt !== 'string' || Number.isNaN(Date.parse(signedAt)))
+    malformed('signed_at must be RFC 3339');
   if (!equalBytes(kid, fromHex(keyIdOf(pk, provider)))) malformed('kid does not match pk');
   return {
     header: { alg: COSE_ALG_EDDSA, kid: toHex(kid), signer, publicKey: pk, signedAt },
@@ -102,5 +130,9 @@ export function verifyCoseSign1(
   externalAad: Uint8Array,
   provider: CryptoProvider,
 ): boolean {
-  return provider.ed25519Verify(sig.header.publicKey, sigStructure(sig.protectedBytes, payload, externalAad), sig.signature);
+  return provider.ed25519Verify(
+    sig.header.publicKey,
+    sigStructure(sig.protectedBytes, payload, externalAad),
+    sig.signature,
+  );
 }

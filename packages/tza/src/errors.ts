@@ -59,6 +59,8 @@ export class TzaError extends TibetError<TzaErrorCode> {
   override readonly name = 'TzaError';
 
   static is(e: unknown): e is TzaError {
-    return typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[TZA_ERROR] === true;
+    return (
+      typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[TZA_ERROR] === true
+    );
   }
 }

@@ -21,6 +21,7 @@ export {
   parseManifest,
 } from './manifest.js';
 export { unsafeNameReason } from './tar.js';
+export { writeFilesUnder } from './unpack-fs.js';
 
 export type {
   InspectEntry,
@@ -41,6 +42,7 @@ export type {
 export type { CborDecodeLimits, CborKey, CborValue } from './cbor.js';
 export type { ParsedSignature, SignatureHeader } from './cose.js';
 export type { TzaErrorCode } from './errors.js';
+export type { UnpackFile } from './unpack-fs.js';
 export type {
   TzaEntryDescriptor,
   TzaLimits,

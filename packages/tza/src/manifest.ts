@@ -86,7 +86,14 @@ export function sealedSize(plainSize: number): number {
 }
 
 function isPlainObject(v: unknown): v is Record<string, CborValue> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof Map) && !(v instanceof CborTag);
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    !Array.isArray(v) &&
+    !(v instanceof Uint8Array) &&
+    !(v instanceof Map) &&
+    !(v instanceof CborTag)
+  );
 }
 
 function isBytes(v: unknown, len?: number): v is Uint8Array {
@@ -97,8 +104,14 @@ function isUint(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
-function onlyKeys(o: Record<string, unknown>, allowed: readonly string[], where: string, errors: string[]): void {
-  for (const k of Object.keys(o)) if (!allowed.includes(k)) errors.push(`${where}: unknown field "${k}"`);
+function onlyKeys(
+  o: Record<string, unknown>,
+  allowed: readonly string[],
+  where: string,
+  errors: string[],
+): void {
+  for (const k of Object.keys(o))
+    if (!allowed.includes(k)) errors.push(`${where}: unknown field "${k}"`);
 }
 
 /**
@@ -108,25 +121,43 @@ function onlyKeys(o: Record<string, unknown>, allowed: readonly string[], where:
  */
 export function parseManifest(bytes: Uint8Array, limits: TzaLimits = DEFAULT_LIMITS): TzaManifest {
   if (bytes.length > limits.maxManifestSize) {
-    throw new TzaError('LIMIT_EXCEEDED', `manifest of ${bytes.length} bytes exceeds ${limits.maxManifestSize}`);
+    throw new TzaError(
+      'LIMIT_EXCEEDED',
+      `manifest of ${bytes.length} bytes exceeds ${limits.maxManifestSize}`,
+    );
   }
-  const v = decodeCbor(bytes, { maxDepth: limits.maxCborDepth, maxItems: 4 * limits.maxEntries + 4 * limits.maxRecipients + 10_000 });
-  if (!isPlainObject(v)) throw new TzaError('MANIFEST_INVALID', 'manifest must be a map with text keys');
+  const v = decodeCbor(bytes, {
+    maxDepth: limits.maxCborDepth,
+    maxItems: 4 * limits.maxEntries + 4 * limits.maxRecipients + 10_000,
+  });
+  if (!isPlainObject(v))
+    throw new TzaError('MANIFEST_INVALID', 'manifest must be a map with text keys');
   const fmt = v['format'];
   if (typeof fmt === 'string' && fmt !== TZA_FORMAT && /^tza\//.test(fmt)) {
-    throw new TzaError('UNKNOWN_VERSION', `unsupported bundle version ${JSON.stringify(fmt.slice(0, 40))} (this reader knows ${TZA_FORMAT})`);
+    throw new TzaError(
+      'UNKNOWN_VERSION',
+      `unsupported bundle version ${JSON.stringify(fmt.slice(0, 40))} (this reader knows ${TZA_FORMAT})`,
+    );
   }
   const e: string[] = [];
-  onlyKeys(v, ['format', 'bundle_id', 'kind', 'created_at', 'meta', 'recipients', 'entries'], 'manifest', e);
+  onlyKeys(
+    v,
+    ['format', 'bundle_id', 'kind', 'created_at', 'meta', 'recipients', 'entries'],
+    'manifest',
+    e,
+  );
   if (fmt !== TZA_FORMAT) e.push(`format must be "${TZA_FORMAT}"`);
-  if (!(typeof v['bundle_id'] === 'string' && BUNDLE_ID.test(v['bundle_id']))) e.push('bundle_id must be tza_ + 32 hex');
-  if (!(typeof v['kind'] === 'string' && KIND.test(v['kind']))) e.push('kind must match [a-z][a-z0-9-]{0,31}');
+  if (!(typeof v['bundle_id'] === 'string' && BUNDLE_ID.test(v['bundle_id'])))
+    e.push('bundle_id must be tza_ + 32 hex');
+  if (!(typeof v['kind'] === 'string' && KIND.test(v['kind'])))
+    e.push('kind must match [a-z][a-z0-9-]{0,31}');
   if (!parseRfc3339(v['created_at'])) e.push('created_at must be RFC 3339 UTC');
   if (!isPlainObject(v['meta'])) e.push('meta must be a map with text keys');
   const recips = v['recipients'];
   if (!Array.isArray(recips)) e.push('recipients must be an array');
   else {
-    if (recips.length > limits.maxRecipients) throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxRecipients} recipients`);
+    if (recips.length > limits.maxRecipients)
+      throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxRecipients} recipients`);
     const seen = new Set<string>();
     recips.forEach((r: CborValue, i) => {
       const w = `recipients[${i}]`;
@@ -147,13 +178,21 @@ export function parseManifest(bytes: Uint8Array, limits: TzaLimits = DEFAULT_LIM
   let anySealed = false;
   if (!Array.isArray(ents)) e.push('entries must be an array');
   else {
-    if (ents.length > limits.maxEntries - 2) throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxEntries - 2} entries`);
+    if (ents.length > limits.maxEntries - 2)
+      throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxEntries - 2} entries`);
     const names = new Set<string>();
     ents.forEach((x: CborValue, i) => {
       const w = `entries[${i}]`;
       if (!isPlainObject(x)) return void e.push(`${w} must be a map`);
       const sealed = x['sealed'];
-      onlyKeys(x, sealed === true ? ['name', 'media_type', 'sealed', 'size', 'sha256', 'nonce', 'plain_size'] : ['name', 'media_type', 'sealed', 'size', 'sha256'], w, e);
+      onlyKeys(
+        x,
+        sealed === true
+          ? ['name', 'media_type', 'sealed', 'size', 'sha256', 'nonce', 'plain_size']
+          : ['name', 'media_type', 'sealed', 'size', 'sha256'],
+        w,
+        e,
+      );
       const name = x['name'];
       if (typeof name !== 'string') e.push(`${w}.name must be text`);
       else {
@@ -163,21 +202,34 @@ export function parseManifest(bytes: Uint8Array, limits: TzaLimits = DEFAULT_LIM
         if (names.has(name)) e.push(`${w}.name ${name} is a duplicate`);
         names.add(name);
       }
-      if (!(typeof x['media_type'] === 'string' && MEDIA_TYPE.test(x['media_type']))) e.push(`${w}.media_type must be a lowercase type/subtype`);
+      if (!(typeof x['media_type'] === 'string' && MEDIA_TYPE.test(x['media_type'])))
+        e.push(`${w}.media_type must be a lowercase type/subtype`);
       if (typeof sealed !== 'boolean') e.push(`${w}.sealed must be a boolean`);
       if (!isUint(x['size'])) e.push(`${w}.size must be an unsigned integer`);
-      else if (x['size'] > limits.maxEntrySize) throw new TzaError('LIMIT_EXCEEDED', `${w} of ${x['size']} bytes exceeds ${limits.maxEntrySize}`);
+      else if (x['size'] > limits.maxEntrySize)
+        throw new TzaError(
+          'LIMIT_EXCEEDED',
+          `${w} of ${x['size']} bytes exceeds ${limits.maxEntrySize}`,
+        );
       if (!isBytes(x['sha256'], 32)) e.push(`${w}.sha256 must be 32 bytes`);
       if (sealed === true) {
         anySealed = true;
-        if (!isBytes(x['nonce'], NONCE_PREFIX_SIZE)) e.push(`${w}.nonce must be ${NONCE_PREFIX_SIZE} bytes`);
+        if (!isBytes(x['nonce'], NONCE_PREFIX_SIZE))
+          e.push(`${w}.nonce must be ${NONCE_PREFIX_SIZE} bytes`);
         if (!isUint(x['plain_size'])) e.push(`${w}.plain_size must be an unsigned integer`);
-        else if (isUint(x['size']) && sealedSize(x['plain_size']) !== x['size']) e.push(`${w}.size does not fit plain_size`);
+        else if (isUint(x['size']) && sealedSize(x['plain_size']) !== x['size'])
+          e.push(`${w}.size does not fit plain_size`);
       }
     });
   }
-  if (anySealed && Array.isArray(recips) && recips.length === 0) e.push('sealed entries need at least one recipient');
-  if (!anySealed && Array.isArray(recips) && recips.length > 0) e.push('recipients without sealed entries');
-  if (e.length) throw new TzaError('MANIFEST_INVALID', `invalid manifest: ${e.slice(0, 20).join('; ')}${e.length > 20 ? `; … ${e.length - 20} more` : ''}`);
+  if (anySealed && Array.isArray(recips) && recips.length === 0)
+    e.push('sealed entries need at least one recipient');
+  if (!anySealed && Array.isArray(recips) && recips.length > 0)
+    e.push('recipients without sealed entries');
+  if (e.length)
+    throw new TzaError(
+      'MANIFEST_INVALID',
+      `invalid manifest: ${e.slice(0, 20).join('; ')}${e.length > 20 ? `; … ${e.length - 20} more` : ''}`,
+    );
   return v as unknown as TzaManifest;
 }

@@ -31,7 +31,8 @@ export interface TarLimits {
 function octal(n: number, width: number): string {
   // width-1 octal digits then NUL
   const s = n.toString(8);
-  if (s.length > width - 1) throw new RangeError(`value ${n} does not fit a ${width}-byte tar field`);
+  if (s.length > width - 1)
+    throw new RangeError(`value ${n} does not fit a ${width}-byte tar field`);
   return s.padStart(width - 1, '0') + '\0';
 }
 
@@ -42,7 +43,8 @@ function octal(n: number, width: number): string {
 export function unsafeNameReason(name: string, maxBytes = MAX_NAME_BYTES): string | undefined {
   if (typeof name !== 'string' || name.length === 0) return 'empty name';
   if (utf8(name).length > maxBytes) return `name longer than ${maxBytes} bytes`;
-  if (!/^[\x21-\x7e]+$/.test(name.replaceAll(' ', '!'))) return 'name has a control or non-ASCII character';
+  if (!/^[\x21-\x7e]+$/.test(name.replaceAll(' ', '!')))
+    return 'name has a control or non-ASCII character';
   if (name.includes('\\')) return 'name has a backslash';
   if (name.startsWith('/')) return 'absolute path';
   if (/^[A-Za-z]:/.test(name)) return 'drive-letter path';
@@ -59,7 +61,8 @@ export function tarHeader(name: string, size: number, mtime: number): Uint8Array
     h.set(utf8(s), off);
   };
   const nb = utf8(name);
-  if (nb.length === 0 || nb.length > MAX_NAME_BYTES) throw new RangeError(`tar name must be 1..${MAX_NAME_BYTES} bytes`);
+  if (nb.length === 0 || nb.length > MAX_NAME_BYTES)
+    throw new RangeError(`tar name must be 1..${MAX_NAME_BYTES} bytes`);
   h.set(nb, 0);
   put(100, '0000644\0');
   put(108, '0000000\0');
@@ -115,7 +118,10 @@ function parseOctal(field: Uint8Array, what: string): number {
 }
 
 /** The name, size and mtime of a header; checks the checksum and the ustar magic. */
-export function parseHeader(h: Uint8Array, limits: TarLimits): { name: string; size: number; mtime: number } {
+export function parseHeader(
+  h: Uint8Array,
+  limits: TarLimits,
+): { name: string; size: number; mtime: number } {
   const stored = parseOctalChecksum(h.subarray(148, 156));
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]!;
@@ -125,12 +131,16 @@ export function parseHeader(h: Uint8Array, limits: TarLimits): { name: string; s
   }
   const type = h[156]!;
   if (type !== 0x30) {
-    throw new TzaError('TAR_ENTRY_TYPE', `tar entry type ${JSON.stringify(String.fromCharCode(type))} refused: only regular files`);
+    throw new TzaError(
+      'TAR_ENTRY_TYPE',
+      `tar entry type ${JSON.stringify(String.fromCharCode(type))} refused: only regular files`,
+    );
   }
   const nameEnd = h.subarray(0, 100).indexOf(0);
   const rawName = h.subarray(0, nameEnd === -1 ? 100 : nameEnd);
   const name = fromUtf8Safe(rawName);
-  if (!isZero(h.subarray(345, 500))) throw new TzaError('TAR_NON_CANONICAL', 'tar prefix field must be empty');
+  if (!isZero(h.subarray(345, 500)))
+    throw new TzaError('TAR_NON_CANONICAL', 'tar prefix field must be empty');
   const reason = unsafeNameReason(name, Math.min(limits.maxNameLength, MAX_NAME_BYTES));
   if (reason) {
     throw new TzaError(
@@ -162,26 +172,39 @@ function parseOctalChecksum(f: Uint8Array): number {
  * Strictly read a whole archive in memory. Every header must be byte-identical to the one
  * {@link tarHeader} writes for its name, size and the archive's mtime.
  */
-export function readTar(bytes: Uint8Array, limits: TarLimits): { entries: TarEntry[]; mtime: number } {
+export function readTar(
+  bytes: Uint8Array,
+  limits: TarLimits,
+): { entries: TarEntry[]; mtime: number } {
   if (bytes.length > limits.maxTotalSize) {
-    throw new TzaError('LIMIT_EXCEEDED', `bundle of ${bytes.length} bytes exceeds ${limits.maxTotalSize}`);
+    throw new TzaError(
+      'LIMIT_EXCEEDED',
+      `bundle of ${bytes.length} bytes exceeds ${limits.maxTotalSize}`,
+    );
   }
   if (bytes.length % BLOCK !== 0) {
-    throw new TzaError('TAR_TRUNCATED', `archive length ${bytes.length} is not a multiple of ${BLOCK}`);
+    throw new TzaError(
+      'TAR_TRUNCATED',
+      `archive length ${bytes.length} is not a multiple of ${BLOCK}`,
+    );
   }
   const entries: TarEntry[] = [];
   const names = new Set<string>();
   let mtime: number | undefined;
   let o = 0;
   for (;;) {
-    if (o + BLOCK > bytes.length) throw new TzaError('TAR_TRUNCATED', 'archive ends without its end-of-archive marker');
+    if (o + BLOCK > bytes.length)
+      throw new TzaError('TAR_TRUNCATED', 'archive ends without its end-of-archive marker');
     const h = bytes.subarray(o, o + BLOCK);
     if (isZero(h)) {
       if (o + 2 * BLOCK > bytes.length || !isZero(bytes.subarray(o + BLOCK, o + 2 * BLOCK))) {
         throw new TzaError('TAR_TRUNCATED', 'end-of-archive marker is incomplete');
       }
       if (o + 2 * BLOCK !== bytes.length) {
-        throw new TzaError('TAR_TRAILING_DATA', `${bytes.length - o - 2 * BLOCK} bytes after the end of the archive`);
+        throw new TzaError(
+          'TAR_TRAILING_DATA',
+          `${bytes.length - o - 2 * BLOCK} bytes after the end of the archive`,
+        );
       }
       break;
     }
@@ -189,18 +212,28 @@ export function readTar(bytes: Uint8Array, limits: TarLimits): { entries: TarEnt
       throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxEntries} entries`);
     }
     const { name, size, mtime: mt } = parseHeader(h, limits);
-    if (size > limits.maxEntrySize) throw new TzaError('LIMIT_EXCEEDED', `entry ${name} of ${size} bytes exceeds ${limits.maxEntrySize}`);
+    if (size > limits.maxEntrySize)
+      throw new TzaError(
+        'LIMIT_EXCEEDED',
+        `entry ${name} of ${size} bytes exceeds ${limits.maxEntrySize}`,
+      );
     mtime ??= mt;
     const canonical = tarHeader(name, size, mtime);
     for (let i = 0; i < BLOCK; i++) {
-      if (canonical[i] !== h[i]) throw new TzaError('TAR_NON_CANONICAL', `tar header of ${name} differs from the canonical form at byte ${i}`);
+      if (canonical[i] !== h[i])
+        throw new TzaError(
+          'TAR_NON_CANONICAL',
+          `tar header of ${name} differs from the canonical form at byte ${i}`,
+        );
     }
     if (names.has(name)) throw new TzaError('TAR_DUPLICATE_ENTRY', `duplicate entry ${name}`);
     names.add(name);
     o += BLOCK;
     const padded = paddedSize(size);
-    if (o + padded > bytes.length) throw new TzaError('TAR_TRUNCATED', `entry ${name} is truncated`);
-    if (!isZero(bytes.subarray(o + size, o + padded))) throw new TzaError('TAR_NON_CANONICAL', `padding after ${name} is not zero`);
+    if (o + padded > bytes.length)
+      throw new TzaError('TAR_TRUNCATED', `entry ${name} is truncated`);
+    if (!isZero(bytes.subarray(o + size, o + padded)))
+      throw new TzaError('TAR_NON_CANONICAL', `padding after ${name} is not zero`);
     entries.push({ name, data: bytes.slice(o, o + size) });
     o += padded;
   }

@@ -32,7 +32,11 @@ export async function writeFilesUnder(
 ): Promise<string[]> {
   for (const f of files) {
     const reason = unsafeNameReason(f.name, maxNameBytes);
-    if (reason) throw new TzaError('TAR_PATH_UNSAFE', `refusing to unpack ${JSON.stringify(f.name.slice(0, 120))}: ${reason}`);
+    if (reason)
+      throw new TzaError(
+        'TAR_PATH_UNSAFE',
+        `refusing to unpack ${JSON.stringify(f.name.slice(0, 120))}: ${reason}`,
+      );
   }
   await mkdir(targetDir, { recursive: true });
   const root = await realpath(targetDir);
@@ -51,7 +55,10 @@ export async function writeFilesUnder(
       }
       const st = await lstat(next);
       if (!st.isDirectory() || st.isSymbolicLink()) {
-        throw new TzaError('TAR_PATH_UNSAFE', `refusing to unpack ${f.name}: ${seg} is not a plain folder`);
+        throw new TzaError(
+          'TAR_PATH_UNSAFE',
+          `refusing to unpack ${f.name}: ${seg} is not a plain folder`,
+        );
       }
       dir = next;
     }
@@ -61,7 +68,11 @@ export async function writeFilesUnder(
     const path = join(dir, segs[segs.length - 1]!);
     let fh;
     try {
-      fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      fh = await open(
+        path,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+        0o600,
+      );
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EEXIST' || code === 'ELOOP') {

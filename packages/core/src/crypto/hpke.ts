@@ -180,7 +180,8 @@ function keySchedule(
   const gotPskId = pskId.length > 0;
   if (gotPsk !== gotPskId) throw new TypeError('"psk" and "pskId" must be given together');
   const needPsk = mode === HpkeMode.psk || mode === HpkeMode.authPsk;
-  if (needPsk !== gotPsk) throw new TypeError(`HPKE mode ${mode} ${needPsk ? 'needs' : 'forbids'} a PSK`);
+  if (needPsk !== gotPsk)
+    throw new TypeError(`HPKE mode ${mode} ${needPsk ? 'needs' : 'forbids'} a PSK`);
   if (gotPsk && psk.length < 32) throw new RangeError('"psk" expected at least 32 bytes');
   const pskIdHash = labeledExtract(p, HPKE_SUITE, EMPTY, 'psk_id_hash', pskId);
   const infoHash = labeledExtract(p, HPKE_SUITE, EMPTY, 'info_hash', info);
@@ -229,7 +230,11 @@ export function hpkeSetupSender(
   return { enc, context };
 }
 
-function modeOf(o: { senderKey?: unknown; senderPublicKey?: unknown; psk?: Uint8Array }): HpkeModeId {
+function modeOf(o: {
+  senderKey?: unknown;
+  senderPublicKey?: unknown;
+  psk?: Uint8Array;
+}): HpkeModeId {
   const auth = o.senderKey !== undefined || o.senderPublicKey !== undefined;
   const psk = o.psk !== undefined && o.psk.length > 0;
   return auth ? (psk ? HpkeMode.authPsk : HpkeMode.auth) : psk ? HpkeMode.psk : HpkeMode.base;
@@ -288,4 +293,3 @@ export function hpkeOpen(
     context.destroy();
   }
 }
-

@@ -2,10 +2,32 @@ import { chacha20poly1305, xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { ed25519, x25519 } from '@noble/curves/ed25519.js';
 import { hmac } from '@noble/hashes/hmac.js';
 import { scryptAsync } from '@noble/hashes/scrypt.js';
-import { sha256 } from '@noble/hashes/sha2.js';
-import { assertBytes, copyBytes } from '../bytes.js';
+import { bytesToNumberLE } from '@noble/curves/utils.js';
+import { sha256, sha512 } from '@noble/hashes/sha2.js';
+import { assertBytes, concatBytes, copyBytes, equalBytes } from '../bytes.js';
 import { CoreError } from '../errors.js';
 import { aeadFailed, isAllZero, type CryptoProvider } from './provider.js';
+
+const Point = ed25519.Point;
+
+/**
+ * Ed25519 verification with the exact acceptance rules of the `node` backend, so that both
+ * backends accept the same set of signatures (noble's own `verify` checks the cofactored
+ * equation, OpenSSL the cofactorless one; they disagree on mixed-order points). Rules:
+ * RFC 8032 strict decoding of A (y < p, no "negative zero"), small-order A rejected, S < L,
+ * and the cofactorless equation checked by comparing encode([S]B - [k]A) with the bytes of R
+ * (which also rejects a non-canonical R).
+ */
+function verifyStrict(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  const A = Point.fromBytes(publicKey, false);
+  if (A.isSmallOrder()) return false;
+  const r = signature.subarray(0, 32);
+  const s = bytesToNumberLE(signature.subarray(32, 64));
+  if (s >= Point.Fn.ORDER) return false;
+  const k = Point.Fn.create(bytesToNumberLE(sha512(concatBytes(r, publicKey, message))));
+  const R = Point.BASE.multiplyUnsafe(s).subtract(A.multiplyUnsafe(k));
+  return equalBytes(R.toBytes(), r);
+}
 
 /** The reference backend: @noble/curves, @noble/ciphers, @noble/hashes. */
 export const nobleProvider: CryptoProvider = {
@@ -21,7 +43,7 @@ export const nobleProvider: CryptoProvider = {
   ed25519Verify(publicKey, message, signature) {
     if (publicKey.length !== 32 || signature.length !== 64) return false;
     try {
-      return ed25519.verify(signature, message, publicKey, { zip215: false });
+      return verifyStrict(publicKey, message, signature);
     } catch {
       return false;
     }

@@ -13,6 +13,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { hchacha } from '@noble/ciphers/chacha.js';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { assertBytes, concatBytes, copyBytes, fromBase64Url, toBase64Url, wipe } from '../bytes.js';
 import { CoreError } from '../errors.js';
 import { aeadFailed, isAllZero, type CryptoProvider } from './provider.js';
@@ -40,6 +41,8 @@ class PublicKeyCache {
   constructor(
     readonly crv: 'Ed25519' | 'X25519',
     readonly max = 4096,
+    /** Throws for keys this backend must refuse; run once per key, before caching it. */
+    readonly check?: (raw: Uint8Array) => void,
   ) {}
   get(raw: Uint8Array): KeyObject {
     const x = toBase64Url(raw);
@@ -50,6 +53,7 @@ class PublicKeyCache {
       this.#map.set(x, k);
       return k;
     }
+    this.check?.(raw);
     k = createPublicKey({ key: { kty: 'OKP', crv: this.crv, x }, format: 'jwk' });
     if (this.#map.size >= this.max) {
       const oldest = this.#map.keys().next().value;
@@ -60,7 +64,18 @@ class PublicKeyCache {
   }
 }
 
-const edPublic = new PublicKeyCache('Ed25519');
+/**
+ * OpenSSL accepts non-canonical (y ≥ p, "negative zero") and small-order Ed25519 public keys;
+ * a small-order key verifies a forged signature for any message. Refuse them, as the `noble`
+ * backend does, so that both backends accept exactly the same signatures.
+ */
+function checkEd25519PublicKey(raw: Uint8Array): void {
+  if (ed25519.Point.fromBytes(raw, false).isSmallOrder()) {
+    throw new RangeError('small-order Ed25519 public key');
+  }
+}
+
+const edPublic = new PublicKeyCache('Ed25519', 4096, checkEd25519PublicKey);
 const xPublic = new PublicKeyCache('X25519');
 
 const SIGMA = new Uint32Array([0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]);
@@ -185,8 +200,12 @@ export const nodeProvider: CryptoProvider = {
   },
   scrypt: (password, salt, { N, r, p, dkLen }) =>
     new Promise((resolve, reject) => {
-      nodeScrypt(password, salt, dkLen, { N, r, p, maxmem: 256 * N * r + 1024 * 1024 }, (err, key) =>
-        err ? reject(err) : resolve(copyBytes(key)),
+      nodeScrypt(
+        password,
+        salt,
+        dkLen,
+        { N, r, p, maxmem: 256 * N * r + 1024 * 1024 },
+        (err, key) => (err ? reject(err) : resolve(copyBytes(key))),
       );
     }),
 };

@@ -1,0 +1,66 @@
+import { assertActorClass, parseActorId } from '@tibet/core';
+import { tibetHome, writeFileAtomic } from '../home.js';
+import {
+  createStoredIdentity,
+  describeIdentity,
+  listIdentities,
+  loadPublicIdentity,
+} from '../identities.js';
+import { usage } from '../errors.js';
+import { bold, dim, note, out, printJson } from '../output.js';
+
+function checkId(id: string): void {
+  try {
+    parseActorId(id);
+  } catch {
+    throw usage(
+      `"${id}" is not an actor id`,
+      'actor ids look like jis:<org>:<name>, e.g. jis:acme:alice',
+    );
+  }
+}
+
+export async function create(id: string, o: { class: string; json?: boolean }): Promise<void> {
+  checkId(id);
+  try {
+    assertActorClass(o.class);
+  } catch {
+    throw usage(
+      `"${o.class}" is not an actor class`,
+      'use human, machine, external, mcp-server, gateway or system',
+    );
+  }
+  const { identity, paths } = await createStoredIdentity(tibetHome(), id, o.class);
+  identity.destroy();
+  if (o.json) printJson({ ...identity.public, key_file: paths.key, public_file: paths.pub });
+  else {
+    out(`${bold('created')} ${id} (${o.class})`);
+    out(`  key id        ${identity.keyId}`);
+    out(`  private keys  ${paths.key} ${dim('(encrypted)')}`);
+    out(`  public        ${paths.pub}`);
+  }
+}
+
+export async function list(o: { json?: boolean }): Promise<void> {
+  const ids = await listIdentities(tibetHome());
+  if (o.json) return printJson(ids);
+  if (!ids.length)
+    return note(`no identities in ${tibetHome()} (create one with \`tibet id create\`)`);
+  for (const p of ids) out(`${p.id.padEnd(32)} ${p.actor_class.padEnd(11)} ${dim(p.created_at)}`);
+}
+
+export async function show(ref: string, o: { json?: boolean }): Promise<void> {
+  const p = await loadPublicIdentity(tibetHome(), ref);
+  const { signingKey: _s, encryptionKey: _e, ...pub } = p;
+  if (o.json) return printJson(pub);
+  for (const [k, v] of Object.entries(describeIdentity(p))) out(`${k.padEnd(15)} ${v}`);
+}
+
+export async function exportPublic(ref: string, o: { out?: string }): Promise<void> {
+  const { signingKey: _s, encryptionKey: _e, ...pub } = await loadPublicIdentity(tibetHome(), ref);
+  const text = JSON.stringify(pub, null, 2) + '\n';
+  if (o.out) {
+    await writeFileAtomic(o.out, text);
+    note(`wrote ${o.out}`);
+  } else process.stdout.write(text);
+}

@@ -1,0 +1,55 @@
+import type { Command } from 'commander';
+import { ACTOR_CLASSES } from '../constants.js';
+
+/** `tibet id …`: registration only; the work is loaded when a command runs. */
+export function registerId(program: Command): void {
+  const id = program
+    .command('id')
+    .description('actor identities: an Ed25519 signing key and an X25519 encryption key each')
+    .addHelpText(
+      'after',
+      `
+Private keys are stored encrypted under a passphrase (scrypt + XChaCha20-Poly1305) in
+$TIBET_HOME/identities/<org>/<name>.key.json. The passphrase comes from TIBET_PASSPHRASE,
+TIBET_PASSPHRASE_FILE, or a prompt; never from an argument.
+
+Examples:
+  $ tibet id create jis:acme:alice --class human
+  $ tibet id list
+  $ tibet id export jis:acme:alice > alice.pub.json`,
+    );
+
+  id.command('create')
+    .description('make a new identity and store its encrypted private keys')
+    .argument('<id>', 'actor id, jis:<org>:<name>')
+    .requiredOption('--class <class>', `actor class: ${ACTOR_CLASSES.join(', ')}`)
+    .option('--json', 'print the public identity as JSON')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 created, 1 refused, 2 usage error (bad id/class, already exists).',
+    )
+    .action(async (idArg: string, o: { class: string; json?: boolean }) =>
+      (await import('./id-actions.js')).create(idArg, o),
+    );
+
+  id.command('list')
+    .description('list the identities in $TIBET_HOME')
+    .option('--json', 'print JSON')
+    .action(async (o: { json?: boolean }) => (await import('./id-actions.js')).list(o));
+
+  id.command('show')
+    .description('show one identity (public part only)')
+    .argument('<id>', 'actor id or path to a .pub.json / .key.json file')
+    .option('--json', 'print JSON')
+    .action(async (ref: string, o: { json?: boolean }) =>
+      (await import('./id-actions.js')).show(ref, o),
+    );
+
+  id.command('export')
+    .description('print the self-signed public identity (to give to others)')
+    .argument('<id>', 'actor id or path to a .pub.json / .key.json file')
+    .option('-o, --out <file>', 'write to a file instead of stdout')
+    .action(async (ref: string, o: { out?: string }) =>
+      (await import('./id-actions.js')).exportPublic(ref, o),
+    );
+}
