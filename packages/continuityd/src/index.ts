@@ -1,0 +1,30 @@
+export {
+  checkpointText,
+  noteKeyId,
+  parseCheckpoint,
+  signCheckpoint,
+  verifierKey,
+  verifyCheckpoint,
+} from './checkpoint.js';
+export { ContinuityError } from './errors.js';
+export { DirLock } from './lock.js';
+export { MemoryIndex } from './log-index.js';
+export {
+  AuditLog,
+  latestCheckpoint,
+  listSegments,
+  nodeIo,
+  readRecordFrom,
+  recover,
+  segmentName,
+  splitLines,
+} from './log.js';
+export { MerkleFrontier, emptyRoot, leafHash, nodeHash, rootOf } from './merkle.js';
+export { OBJECT_ID, RECORD_VERSION, encodeRecord, lineHash, parseRecord } from './record.js';
+
+export type { Checkpoint, NoteSignature, SignedCheckpoint } from './checkpoint.js';
+export type { ContinuityErrorCode } from './errors.js';
+export type { LockInfo } from './lock.js';
+export type { ActionEntry, IndexedRecord, LogIndex, LogObserver } from './log-index.js';
+export type { AppendOptions, AppendReceipt, AuditLogOptions, LogIo, LogMeta } from './log.js';
+export type { CausalBlock, LogRecord } from './record.js';

@@ -1,0 +1,822 @@
+/**
+ * The audit log writer (embedded mode): append-only JSONL segments, a hash chain, an RFC
+ * 9162 Merkle tree kept as its frontier, signed C2SP checkpoints, group commit (appends that
+ * arrive together share one fdatasync), crash recovery and fail-closed writes.
+ *
+ * An append resolves only once its line is durable. When a write or sync fails, the batch
+ * and everything queued behind it are rejected, the segment is cut back to its last durable
+ * length, and the log refuses further appends (`LOG_POISONED`) until it is reopened.
+ */
+import { constants } from 'node:fs';
+import { mkdir, open, readFile, readdir, rename, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  fromBase64,
+  getProvider,
+  keyIdOf,
+  parseToken,
+  rfc3339,
+  systemClock,
+  toBase64,
+  tokenHash,
+  verifyToken,
+  type Clock,
+  type CryptoProvider,
+  type Identity,
+  type KeyResolver,
+  type TibetToken,
+} from '@tibet/core';
+import { signCheckpoint, verifierKey, type SignedCheckpoint } from './checkpoint.js';
+import { ContinuityError } from './errors.js';
+import { DirLock } from './lock.js';
+import {
+  MemoryIndex,
+  type ActionEntry,
+  type IndexedRecord,
+  type LogIndex,
+  type LogObserver,
+} from './log-index.js';
+import { MerkleFrontier, leafHash } from './merkle.js';
+import {
+  OBJECT_ID,
+  RECORD_VERSION,
+  encodeRecord,
+  lineHash,
+  parseRecord,
+  type LogRecord,
+} from './record.js';
+
+export const SEGMENT_DIGITS = 16;
+
+/** File operations the writer uses for the data path; tests replace them to inject faults. */
+export interface LogIo {
+  write(fh: FileHandle, data: Uint8Array, position: number): Promise<void>;
+  datasync(fh: FileHandle): Promise<void>;
+  truncate(fh: FileHandle, length: number): Promise<void>;
+}
+
+export const nodeIo: LogIo = {
+  async write(fh, data, position) {
+    let off = 0;
+    while (off < data.length) {
+      const { bytesWritten } = await fh.write(data, off, data.length - off, position + off);
+      if (bytesWritten <= 0) throw new Error('short write');
+      off += bytesWritten;
+    }
+  },
+  datasync: (fh) => fh.datasync(),
+  truncate: (fh, length) => fh.truncate(length),
+};
+
+export interface AuditLogOptions {
+  dir: string;
+  /** The log's own identity: signs checkpoints. */
+  signer: Identity;
+  /** Actors whose tokens may be appended. */
+  registry: KeyResolver;
+  /** C2SP origin line (default `<signer id>/log`). */
+  origin?: string;
+  segmentMaxBytes?: number;
+  /** Sign a checkpoint after this many appends (default 1,000; 0 = only on demand). */
+  checkpointEvery?: number;
+  /** Most lines queued before `append` waits (back-pressure; default 8,192). */
+  maxPending?: number;
+  /** Most lines written per fdatasync (default 1,024). */
+  maxBatch?: number;
+  /** Accept parents that are not in this log (default false: fail closed). */
+  allowExternalParents?: boolean;
+  clock?: Clock;
+  provider?: CryptoProvider;
+  index?: LogIndex;
+  /** More sinks fed every durable record (e.g. the Merkle node store for proofs). */
+  observers?: LogObserver[];
+  io?: LogIo;
+  /** Lock mode written into LOCK (`embedded` or `daemon`). */
+  lockMode?: string;
+}
+
+export interface AppendOptions {
+  objectId?: string | null;
+  parentObjectId?: string | null;
+  /** The line this token continues; default: the object id, else the actor. */
+  continuityId?: string;
+}
+
+export interface AppendReceipt {
+  index: number;
+  /** Hex SHA-256 of the line (what the next line's `prev` holds). */
+  lineHash: string;
+  /** Hex RFC 9162 leaf hash. */
+  leafHash: string;
+  actionId: string;
+  receivedAt: string;
+}
+
+interface Pending {
+  bytes: Uint8Array;
+  rec: IndexedRecord;
+  leaf: Uint8Array;
+  receipt: AppendReceipt;
+  resolve(r: AppendReceipt): void;
+  reject(e: unknown): void;
+}
+
+export interface LogMeta {
+  format: 'tibet-log-meta/1';
+  origin: string;
+  key_name: string;
+  public_key: string;
+  verifier_key: string;
+  log_actor: string;
+  created_at: string;
+}
+
+interface PersistedState {
+  format: 'tibet-log-state/1';
+  size: number;
+  frontier: string[];
+  last_line_hash: string | null;
+  last_received_at: string | null;
+}
+
+export function segmentName(firstIndex: number): string {
+  return `${String(firstIndex).padStart(SEGMENT_DIGITS, '0')}.jsonl`;
+}
+
+export async function listSegments(dir: string): Promise<{ first: number; path: string }[]> {
+  let names: string[] = [];
+  try {
+    names = await readdir(join(dir, 'segments'));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const segs = names
+    .filter((n) => new RegExp(`^\\d{${SEGMENT_DIGITS}}\\.jsonl$`).test(n))
+    .map((n) => ({ first: Number(n.slice(0, SEGMENT_DIGITS)), path: join(dir, 'segments', n) }))
+    .sort((a, b) => a.first - b.first);
+  return segs;
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, constants.O_RDONLY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Durable replace: temp file, fsync, rename, fsync folder. */
+export async function writeDurable(
+  path: string,
+  data: string | Uint8Array,
+  dir: string,
+): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  await fsyncDir(dir);
+}
+
+/** Split a segment's bytes into complete lines; returns the lines and the torn tail length. */
+export function splitLines(buf: Uint8Array): { lines: Uint8Array[]; tornBytes: number } {
+  const lines: Uint8Array[] = [];
+  let start = 0;
+  for (;;) {
+    const nl = buf.indexOf(0x0a, start);
+    if (nl < 0) break;
+    lines.push(buf.subarray(start, nl));
+    start = nl + 1;
+  }
+  return { lines, tornBytes: buf.length - start };
+}
+
+export class AuditLog {
+  readonly dir: string;
+  readonly origin: string;
+  readonly provider: CryptoProvider;
+  readonly index: LogIndex;
+  readonly #sinks: LogObserver[];
+  readonly #o: AuditLogOptions;
+  readonly #clock: Clock;
+  readonly #io: LogIo;
+  readonly #lock: DirLock;
+  readonly #frontier: MerkleFrontier;
+  #nextIndex: number;
+  #lastLineHash: string | null;
+  #lastReceived: number;
+  #segFirst: number;
+  #segBytes: number;
+  #fh: FileHandle;
+  #queue: Pending[] = [];
+  #pendingActions = new Map<string, ActionEntry>();
+  #pendingLines = new Map<string, ActionEntry>();
+  #flushing: Promise<void> | undefined;
+  #poisoned: unknown;
+  #closed = false;
+  #sinceCheckpoint = 0;
+  #latest: SignedCheckpoint | undefined;
+  #waiters: (() => void)[] = [];
+
+  private constructor(
+    o: AuditLogOptions,
+    s: {
+      lock: DirLock;
+      frontier: MerkleFrontier;
+      lastLineHash: string | null;
+      lastReceived: number;
+      segFirst: number;
+      segBytes: number;
+      fh: FileHandle;
+      latest: SignedCheckpoint | undefined;
+      origin: string;
+    },
+  ) {
+    this.#o = o;
+    this.dir = o.dir;
+    this.origin = s.origin;
+    this.provider = o.provider ?? getProvider();
+    this.index = o.index ?? new MemoryIndex();
+    this.#sinks = [this.index, ...(o.observers ?? [])];
+    this.#clock = o.clock ?? systemClock;
+    this.#io = o.io ?? nodeIo;
+    this.#lock = s.lock;
+    this.#frontier = s.frontier;
+    this.#nextIndex = s.frontier.size;
+    this.#lastLineHash = s.lastLineHash;
+    this.#lastReceived = s.lastReceived;
+    this.#segFirst = s.segFirst;
+    this.#segBytes = s.segBytes;
+    this.#fh = s.fh;
+    this.#latest = s.latest;
+  }
+
+  /** Open (creating if needed) and recover a log directory; takes the writer lock. */
+  static async open(o: AuditLogOptions): Promise<AuditLog> {
+    const provider = o.provider ?? getProvider();
+    const dir = o.dir;
+    await mkdir(join(dir, 'segments'), { recursive: true });
+    await mkdir(join(dir, 'checkpoints'), { recursive: true });
+    const lock = await DirLock.acquire(dir, o.lockMode ?? 'embedded');
+    try {
+      const origin = await AuditLog.#meta(o, provider);
+      const index = o.index ?? new MemoryIndex();
+      const oo = { ...o, index };
+      const rec = await recover(dir, [index, ...(o.observers ?? [])], provider);
+      const segs = await listSegments(dir);
+      let segFirst: number;
+      let path: string;
+      if (segs.length === 0) {
+        segFirst = 0;
+        path = join(dir, 'segments', segmentName(0));
+      } else {
+        segFirst = segs[segs.length - 1]!.first;
+        path = segs[segs.length - 1]!.path;
+      }
+      const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+      if (segs.length === 0) await fsyncDir(join(dir, 'segments'));
+      const segBytes = (await fh.stat()).size;
+      const latest = await latestCheckpoint(dir);
+      const log = new AuditLog(oo, {
+        lock,
+        frontier: rec.frontier,
+        lastLineHash: rec.lastLineHash,
+        lastReceived: rec.lastReceived,
+        segFirst,
+        segBytes,
+        fh,
+        latest,
+        origin,
+      });
+      return log;
+    } catch (e) {
+      await lock.release();
+      throw e;
+    }
+  }
+
+  static async #meta(o: AuditLogOptions, p: CryptoProvider): Promise<string> {
+    const path = join(o.dir, 'log.json');
+    let meta: LogMeta | undefined;
+    try {
+      meta = JSON.parse(await readFile(path, 'utf8')) as LogMeta;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new ContinuityError('STATE_CORRUPT', `cannot read ${path}`, { cause: e });
+      }
+    }
+    if (meta) {
+      if (meta.public_key !== toBase64(o.signer.signingPublicKey)) {
+        throw new ContinuityError(
+          'STATE_CORRUPT',
+          `log ${o.dir} belongs to another key (${meta.log_actor})`,
+        );
+      }
+      return meta.origin;
+    }
+    const origin = o.origin ?? `${o.signer.id}/log`;
+    const created: LogMeta = {
+      format: 'tibet-log-meta/1',
+      origin,
+      key_name: origin,
+      public_key: toBase64(o.signer.signingPublicKey),
+      verifier_key: verifierKey(origin, o.signer.signingPublicKey, p),
+      log_actor: o.signer.id,
+      created_at: rfc3339((o.clock ?? systemClock).now()),
+    };
+    await writeDurable(path, JSON.stringify(created, null, 2) + '\n', o.dir);
+    return origin;
+  }
+
+  /** Number of lines in the log, durable or queued. */
+  get size(): number {
+    return this.#nextIndex;
+  }
+
+  /** Number of durable lines. */
+  get durableSize(): number {
+    return this.#frontier.size;
+  }
+
+  get latestCheckpoint(): SignedCheckpoint | undefined {
+    return this.#latest;
+  }
+
+  /** Current Merkle root over the durable lines. */
+  root(): Uint8Array {
+    return this.#frontier.root();
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ContinuityError('LOG_CLOSED', 'the audit log is closed');
+    if (this.#poisoned !== undefined) {
+      throw new ContinuityError(
+        'LOG_POISONED',
+        'the audit log failed a write and refuses appends until reopened',
+        { cause: this.#poisoned },
+      );
+    }
+  }
+
+  #lookupAction(id: string): ActionEntry | undefined {
+    return this.#pendingActions.get(id) ?? this.index.action(id);
+  }
+
+  #lookupLine(id: string): ActionEntry | undefined {
+    return this.#pendingLines.get(id) ?? this.index.lastOnLine(id);
+  }
+
+  /**
+   * Validate and append one signed token. Resolves once the line is durable; rejects with a
+   * ContinuityError when the token is refused or the write fails (then nothing was acknowledged).
+   */
+  async append(token: unknown, opts: AppendOptions = {}): Promise<AppendReceipt> {
+    this.#checkOpen();
+    const maxPending = this.#o.maxPending ?? 8192;
+    while (this.#queue.length >= maxPending) {
+      await new Promise<void>((res) => this.#waiters.push(res));
+      this.#checkOpen();
+    }
+    const t = this.#validate(token, opts);
+    const objectId = opts.objectId ?? null;
+    const continuityId = opts.continuityId ?? objectId ?? t.actor;
+    const index = this.#nextIndex;
+    const now = Math.max(this.#clock.now().getTime(), this.#lastReceived);
+    const record: LogRecord = {
+      v: RECORD_VERSION,
+      index,
+      prev: this.#lastLineHash,
+      received_at: rfc3339(new Date(now)),
+      causal: {
+        actor_id: t.actor,
+        action_id: t.action_id,
+        parent_action_id: t.parent_action_id,
+        object_id: objectId,
+        parent_object_id: opts.parentObjectId ?? null,
+        continuity_id: continuityId,
+        generation: t.generation,
+        causal_reason: t.erachter,
+      },
+      token: t,
+    };
+    const line = encodeRecord(record);
+    const bytes = new Uint8Array(line.length + 1);
+    bytes.set(line);
+    bytes[line.length] = 0x0a;
+    const lh = lineHash(line, this.provider);
+    const leaf = leafHash(line, this.provider);
+    const th = tokenHash(t, this.provider);
+    const entry: ActionEntry = { index, generation: t.generation, tokenHash: th };
+    this.#nextIndex++;
+    this.#lastLineHash = lh;
+    this.#lastReceived = now;
+    this.#pendingActions.set(t.action_id, entry);
+    this.#pendingLines.set(continuityId, entry);
+    const receipt: AppendReceipt = {
+      index,
+      lineHash: lh,
+      leafHash: Buffer.from(leaf).toString('hex'),
+      actionId: t.action_id,
+      receivedAt: record.received_at,
+    };
+    return new Promise<AppendReceipt>((resolve, reject) => {
+      this.#queue.push({
+        bytes,
+        leaf,
+        receipt,
+        resolve,
+        reject,
+        rec: {
+          ...entry,
+          actionId: t.action_id,
+          actor: t.actor,
+          objectId,
+          continuityId,
+          receivedAt: now,
+          leafHash: leaf,
+        },
+      });
+      this.#kick();
+    });
+  }
+
+  #validate(token: unknown, opts: AppendOptions): TibetToken {
+    let t: TibetToken;
+    try {
+      t = parseToken(token);
+    } catch (e) {
+      throw new ContinuityError('TOKEN_REJECTED', (e as Error).message, { cause: e });
+    }
+    const key = this.#o.registry.signingKey(t.actor, t.kid);
+    if (!key)
+      throw new ContinuityError('ACTOR_UNKNOWN', `no registered key ${t.kid} for ${t.actor}`);
+    try {
+      verifyToken(t, key, this.provider);
+    } catch (e) {
+      throw new ContinuityError('TOKEN_REJECTED', (e as Error).message, { cause: e });
+    }
+    if (keyIdOf(key, this.provider) !== t.kid)
+      throw new ContinuityError('TOKEN_REJECTED', 'key id mismatch');
+    for (const k of ['objectId', 'parentObjectId', 'continuityId'] as const) {
+      const v = opts[k];
+      if (v !== undefined && v !== null && !OBJECT_ID.test(v))
+        throw new TypeError(`"${k}" must match ${OBJECT_ID.source}`);
+    }
+    if (this.#lookupAction(t.action_id)) {
+      throw new ContinuityError('DUPLICATE_ACTION', `action ${t.action_id} is already in the log`);
+    }
+    const parent = t.parent_action_id ? this.#lookupAction(t.parent_action_id) : undefined;
+    if (t.parent_action_id && !parent && !this.#o.allowExternalParents) {
+      throw new ContinuityError(
+        'CAUSAL_PARENT_UNKNOWN',
+        `parent ${t.parent_action_id} of ${t.action_id} is not in the log`,
+      );
+    }
+    const continuityId = opts.continuityId ?? opts.objectId ?? t.actor;
+    const prev = this.#lookupLine(continuityId);
+    if ((prev?.tokenHash ?? null) !== t.prev) {
+      throw new ContinuityError(
+        'CAUSAL_PREV_MISMATCH',
+        `token ${t.action_id}: prev ${t.prev ?? 'null'} but the line ${continuityId} ends at ${prev?.tokenHash ?? 'null'}`,
+      );
+    }
+    const parentGen = parent?.generation ?? 0;
+    const want = 1 + Math.max(prev?.generation ?? 0, parentGen);
+    const ok = parent || !t.parent_action_id ? t.generation === want : t.generation >= want;
+    if (!ok) {
+      throw new ContinuityError(
+        'CAUSAL_GENERATION_INVALID',
+        `token ${t.action_id}: generation ${t.generation}, expected ${want}`,
+      );
+    }
+    return t;
+  }
+
+  #kick(): void {
+    if (this.#flushing) return;
+    this.#flushing = this.#flushLoop().finally(() => {
+      this.#flushing = undefined;
+      if (this.#queue.length && this.#poisoned === undefined) this.#kick();
+    });
+  }
+
+  async #flushLoop(): Promise<void> {
+    const maxBatch = this.#o.maxBatch ?? 1024;
+    while (this.#queue.length && this.#poisoned === undefined) {
+      const batch = this.#queue.splice(0, maxBatch);
+      this.#wake();
+      let len = 0;
+      for (const p of batch) len += p.bytes.length;
+      const buf = new Uint8Array(len);
+      let o = 0;
+      for (const p of batch) {
+        buf.set(p.bytes, o);
+        o += p.bytes.length;
+      }
+      const before = this.#segBytes;
+      try {
+        await this.#maybeRotate(batch[0]!.rec.index, len);
+        await this.#io.write(this.#fh, buf, this.#segBytes);
+        await this.#io.datasync(this.#fh);
+      } catch (e) {
+        await this.#poison(e, batch, this.#segFirst === batch[0]!.rec.index ? 0 : before);
+        return;
+      }
+      this.#segBytes += len;
+      for (const p of batch) this.#frontier.push(p.leaf);
+      const recs = batch.map((p) => p.rec);
+      for (const sink of this.#sinks) sink.add(recs);
+      for (const p of batch) {
+        if (this.#pendingActions.get(p.rec.actionId)?.index === p.rec.index)
+          this.#pendingActions.delete(p.rec.actionId);
+        if (this.#pendingLines.get(p.rec.continuityId)?.index === p.rec.index)
+          this.#pendingLines.delete(p.rec.continuityId);
+      }
+      this.#sinceCheckpoint += batch.length;
+      for (const p of batch) p.resolve(p.receipt);
+      const every = this.#o.checkpointEvery ?? 1000;
+      if (every > 0 && this.#sinceCheckpoint >= every) {
+        try {
+          await this.#writeCheckpoint();
+        } catch (e) {
+          await this.#poison(e, [], this.#segBytes);
+          return;
+        }
+      }
+    }
+  }
+
+  #wake(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+
+  async #maybeRotate(firstIndex: number, len: number): Promise<void> {
+    const max = this.#o.segmentMaxBytes ?? 64 * 1024 * 1024;
+    if (this.#segBytes === 0 || this.#segBytes + len <= max) return;
+    await this.#fh.sync();
+    await this.#fh.close();
+    const path = join(this.dir, 'segments', segmentName(firstIndex));
+    this.#fh = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o644);
+    await fsyncDir(join(this.dir, 'segments'));
+    this.#segFirst = firstIndex;
+    this.#segBytes = 0;
+  }
+
+  async #poison(cause: unknown, batch: Pending[], cutTo: number): Promise<void> {
+    this.#poisoned = cause;
+    const err = new ContinuityError(
+      'WRITE_FAILED',
+      `audit log write failed: ${(cause as Error)?.message ?? String(cause)}`,
+      { cause },
+    );
+    try {
+      await this.#io.truncate(this.#fh, cutTo);
+      await this.#io.datasync(this.#fh);
+      this.#segBytes = cutTo;
+    } catch {
+      // recovery at the next open cuts whatever is torn
+    }
+    for (const p of [...batch, ...this.#queue.splice(0)]) p.reject(err);
+    this.#wake();
+  }
+
+  async #writeCheckpoint(): Promise<SignedCheckpoint> {
+    const size = this.#frontier.size;
+    const signed = signCheckpoint(
+      { origin: this.origin, size, rootHash: this.#frontier.root(), extensions: [] },
+      this.origin,
+      this.#o.signer.signer,
+      this.provider,
+    );
+    const cpDir = join(this.dir, 'checkpoints');
+    await writeDurable(
+      join(cpDir, `${String(size).padStart(SEGMENT_DIGITS, '0')}.note`),
+      signed.note,
+      cpDir,
+    );
+    await this.#saveState();
+    for (const sink of this.#sinks) await sink.flush();
+    this.#latest = signed;
+    this.#sinceCheckpoint = 0;
+    return signed;
+  }
+
+  async #saveState(): Promise<void> {
+    const s: PersistedState = {
+      format: 'tibet-log-state/1',
+      size: this.#frontier.size,
+      frontier: this.#frontier.hashes.map(toBase64),
+      last_line_hash: this.#frontier.size === this.#nextIndex ? this.#lastLineHash : null,
+      last_received_at: rfc3339(new Date(this.#lastReceived)),
+    };
+    if (s.last_line_hash === null && s.size > 0) return; // only save quiescent states
+    await writeDurable(join(this.dir, 'state.json'), JSON.stringify(s) + '\n', this.dir);
+  }
+
+  /** Wait until every queued append is durable (or failed). */
+  async drain(): Promise<void> {
+    while (this.#flushing || this.#queue.length) {
+      if (this.#flushing) await this.#flushing;
+      else this.#kick();
+    }
+  }
+
+  /** Sign and store a checkpoint of the current (durable) tree. */
+  async checkpoint(): Promise<SignedCheckpoint> {
+    this.#checkOpen();
+    await this.drain();
+    this.#checkOpen();
+    return this.#writeCheckpoint();
+  }
+
+  /** Read one durable record by index (scans its segment; the persisted index makes this O(1)). */
+  async readRecord(index: number): Promise<LogRecord> {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.#frontier.size) {
+      throw new ContinuityError(
+        'NOT_FOUND',
+        `no record ${index} (log size ${this.#frontier.size})`,
+      );
+    }
+    return readRecordFrom(this.dir, index);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.drain();
+    this.#closed = true;
+    try {
+      if (this.#poisoned === undefined) {
+        await this.#fh.sync();
+        await this.#saveState();
+        for (const sink of this.#sinks) await sink.flush();
+      }
+    } finally {
+      await this.#fh.close();
+      for (const sink of this.#sinks) await sink.close();
+      await this.#lock.release();
+    }
+  }
+}
+
+/** Read record `index` from a log folder by scanning the segment that holds it. */
+export async function readRecordFrom(dir: string, index: number): Promise<LogRecord> {
+  const segs = await listSegments(dir);
+  let seg: { first: number; path: string } | undefined;
+  for (const s of segs) if (s.first <= index) seg = s;
+  if (!seg) throw new ContinuityError('NOT_FOUND', `no segment holds record ${index}`);
+  const { lines } = splitLines(new Uint8Array(await readFile(seg.path)));
+  const line = lines[index - seg.first];
+  if (!line) throw new ContinuityError('NOT_FOUND', `no record ${index}`);
+  return parseRecord(line, index);
+}
+
+export async function latestCheckpoint(dir: string): Promise<SignedCheckpoint | undefined> {
+  const { parseCheckpoint } = await import('./checkpoint.js');
+  let names: string[] = [];
+  try {
+    names = (await readdir(join(dir, 'checkpoints')))
+      .filter((n) => /^\d{16}\.note$/.test(n))
+      .sort();
+  } catch {
+    return undefined;
+  }
+  const last = names[names.length - 1];
+  if (!last) return undefined;
+  return parseCheckpoint(await readFile(join(dir, 'checkpoints', last), 'utf8'));
+}
+
+/**
+ * Bring a log folder to a consistent state after a crash: the torn tail of the last
+ * segment (bytes after its last newline: never acknowledged) is cut off and synced; every
+ * line after the persisted state is re-read (index, chain and record shape checked) to
+ * rebuild the Merkle frontier and the index. A malformed complete line stops the open.
+ */
+export async function recover(
+  dir: string,
+  sinks: readonly LogObserver[],
+  provider: CryptoProvider,
+): Promise<{
+  frontier: MerkleFrontier;
+  lastLineHash: string | null;
+  lastReceived: number;
+  cutBytes: number;
+}> {
+  const segs = await listSegments(dir);
+  // the persisted state lets us skip what every sink already holds; a memory index holds
+  // nothing, so it replays everything (O(n) hashing, no signature checks)
+  const indexed = Math.min(...sinks.map((s) => s.indexedSize()), Number.MAX_SAFE_INTEGER);
+  let state: PersistedState | undefined;
+  try {
+    state = JSON.parse(await readFile(join(dir, 'state.json'), 'utf8')) as PersistedState;
+  } catch {
+    state = undefined;
+  }
+  let frontier = new MerkleFrontier(0, [], provider);
+  let lastLineHash: string | null = null;
+  let lastReceived = 0;
+  let from = 0;
+  if (
+    state &&
+    state.format === 'tibet-log-state/1' &&
+    Number.isSafeInteger(state.size) &&
+    state.size <= indexed &&
+    state.size > 0
+  ) {
+    try {
+      frontier = new MerkleFrontier(
+        state.size,
+        state.frontier.map((h) => fromBase64(h)),
+        provider,
+      );
+      lastLineHash = state.last_line_hash;
+      lastReceived = Date.parse(state.last_received_at ?? '') || 0;
+      from = state.size;
+    } catch {
+      frontier = new MerkleFrontier(0, [], provider);
+      from = 0;
+    }
+  }
+  let expect = 0;
+  let cutBytes = 0;
+  for (let si = 0; si < segs.length; si++) {
+    const s = segs[si]!;
+    if (s.first !== expect)
+      throw new ContinuityError(
+        'SEGMENT_MISSING',
+        `segment ${segmentName(expect)} is missing (found ${segmentName(s.first)})`,
+      );
+    const next = segs[si + 1];
+    if (next && next.first <= from) {
+      expect = next.first;
+      continue;
+    }
+    const buf = new Uint8Array(await readFile(s.path));
+    const { lines, tornBytes } = splitLines(buf);
+    if (tornBytes > 0) {
+      if (next)
+        throw new ContinuityError(
+          'SEGMENT_MALFORMED',
+          `segment ${segmentName(s.first)} has a torn line but is not the last`,
+        );
+      const fh = await open(s.path, constants.O_RDWR);
+      try {
+        await fh.truncate(buf.length - tornBytes);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      cutBytes = tornBytes;
+    }
+    const batch: IndexedRecord[] = [];
+    lines.forEach((line, i) => {
+      const idx = s.first + i;
+      if (idx < from) return;
+      const r = parseRecord(line, idx);
+      if (r.prev !== lastLineHash) {
+        throw new ContinuityError(
+          'CHAIN_BROKEN',
+          `line ${idx}: prev does not match the hash of line ${idx - 1}`,
+        );
+      }
+      lastLineHash = lineHash(line, provider);
+      lastReceived = Math.max(lastReceived, Date.parse(r.received_at));
+      const leaf = leafHash(line, provider);
+      frontier.push(leaf);
+      if (idx >= indexed) {
+        batch.push({
+          leafHash: leaf,
+          index: idx,
+          generation: r.token.generation,
+          tokenHash: tokenHash(r.token, provider),
+          actionId: r.token.action_id,
+          actor: r.token.actor,
+          objectId: r.causal.object_id,
+          continuityId: r.causal.continuity_id,
+          receivedAt: Date.parse(r.received_at),
+        });
+      }
+    });
+    if (batch.length) {
+      for (const sink of sinks) {
+        const have = sink.indexedSize();
+        const mine = have > batch[0]!.index ? batch.filter((b) => b.index >= have) : batch;
+        if (mine.length) sink.add(mine);
+      }
+    }
+    expect = s.first + lines.length;
+  }
+  if (frontier.size < from)
+    throw new ContinuityError(
+      'STATE_CORRUPT',
+      `state says ${from} lines, segments hold ${frontier.size}`,
+    );
+  return { frontier, lastLineHash, lastReceived, cutBytes };
+}

@@ -1,0 +1,137 @@
+/**
+ * One line of the audit log: the RFC 8785 canonical JSON of a record, then `\n`. The line's
+ * bytes without the newline are the RFC 9162 leaf entry; `prev` is SHA-256 of the previous
+ * line's bytes (the hash chain). See docs/continuityd.md.
+ */
+import {
+  canonicalize,
+  fromUtf8,
+  getProvider,
+  isActionId,
+  isActorId,
+  parseCanonicalJson,
+  parseRfc3339,
+  parseToken,
+  toHex,
+  utf8,
+  type CryptoProvider,
+  type TibetToken,
+} from '@tibet/core';
+import { ContinuityError } from './errors.js';
+
+export const RECORD_VERSION = 'tibet-log/1';
+
+/** The family's causal block (tibet-continuityd), derived from the token plus the object. */
+export interface CausalBlock {
+  actor_id: string;
+  action_id: string;
+  parent_action_id: string | null;
+  object_id: string | null;
+  parent_object_id: string | null;
+  /** The line this event continues: its token's `prev` is the previous token on it. */
+  continuity_id: string;
+  generation: number;
+  causal_reason: string;
+}
+
+export interface LogRecord {
+  v: typeof RECORD_VERSION;
+  index: number;
+  /** Hex SHA-256 of the previous line's bytes; null for index 0. */
+  prev: string | null;
+  /** When the log accepted the event (non-decreasing along the log). */
+  received_at: string;
+  causal: CausalBlock;
+  token: TibetToken;
+}
+
+/** Object and continuity ids: 1–128 of [A-Za-z0-9_.:@/-]. */
+export const OBJECT_ID = /^[A-Za-z0-9_.:@/-]{1,128}$/;
+
+export function encodeRecord(r: LogRecord): Uint8Array {
+  return utf8(canonicalize(r));
+}
+
+export function lineHash(line: Uint8Array, p: CryptoProvider = getProvider()): string {
+  return toHex(p.sha256(line));
+}
+
+function bad(msg: string, index?: number): never {
+  throw new ContinuityError(
+    'RECORD_MALFORMED',
+    `${index === undefined ? 'record' : `line ${index}`}: ${msg}`,
+  );
+}
+
+/**
+ * Parse one line (without its newline) strictly: canonical JSON, known fields, a valid
+ * token shape, a causal block consistent with the token. No signature check here.
+ */
+export function parseRecord(line: Uint8Array, expectIndex?: number): LogRecord {
+  let text: string;
+  try {
+    text = fromUtf8(line);
+  } catch {
+    bad('not UTF-8', expectIndex);
+  }
+  let v: unknown;
+  try {
+    v = parseCanonicalJson(text);
+  } catch (e) {
+    bad(`not canonical JSON (${(e as Error).message})`, expectIndex);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) bad('not an object', expectIndex);
+  const r = v as Record<string, unknown>;
+  for (const k of Object.keys(r))
+    if (!['v', 'index', 'prev', 'received_at', 'causal', 'token'].includes(k))
+      bad(`unknown field "${k}"`, expectIndex);
+  if (r['v'] !== RECORD_VERSION) bad(`v must be ${RECORD_VERSION}`, expectIndex);
+  const index = r['index'];
+  if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0)
+    bad('index must be a non-negative integer', expectIndex);
+  if (expectIndex !== undefined && index !== expectIndex) {
+    throw new ContinuityError('INDEX_MISMATCH', `line ${expectIndex} holds index ${index}`);
+  }
+  const prev = r['prev'];
+  if (index === 0 ? prev !== null : !(typeof prev === 'string' && /^[0-9a-f]{64}$/.test(prev)))
+    bad('prev must be 64 hex (null at index 0)', index);
+  if (!parseRfc3339(r['received_at'])) bad('received_at must be RFC 3339 UTC', index);
+  let token: TibetToken;
+  try {
+    token = parseToken(r['token']);
+  } catch (e) {
+    bad(`token: ${(e as Error).message}`, index);
+  }
+  const c = r['causal'] as Record<string, unknown> | null;
+  if (typeof c !== 'object' || c === null || Array.isArray(c))
+    bad('causal must be an object', index);
+  const keys = [
+    'actor_id',
+    'action_id',
+    'parent_action_id',
+    'object_id',
+    'parent_object_id',
+    'continuity_id',
+    'generation',
+    'causal_reason',
+  ];
+  for (const k of Object.keys(c)) if (!keys.includes(k)) bad(`causal: unknown field "${k}"`, index);
+  for (const k of keys) if (!(k in c)) bad(`causal.${k} missing`, index);
+  if (!isActorId(c['actor_id']) || c['actor_id'] !== token.actor)
+    bad('causal.actor_id must equal token.actor', index);
+  if (!isActionId(c['action_id']) || c['action_id'] !== token.action_id)
+    bad('causal.action_id must equal token.action_id', index);
+  if (c['parent_action_id'] !== token.parent_action_id)
+    bad('causal.parent_action_id must equal token.parent_action_id', index);
+  if (c['generation'] !== token.generation)
+    bad('causal.generation must equal token.generation', index);
+  if (c['causal_reason'] !== token.erachter)
+    bad('causal.causal_reason must equal token.erachter', index);
+  for (const k of ['object_id', 'parent_object_id'] as const) {
+    if (c[k] !== null && !(typeof c[k] === 'string' && OBJECT_ID.test(c[k])))
+      bad(`causal.${k} must be an id or null`, index);
+  }
+  if (!(typeof c['continuity_id'] === 'string' && OBJECT_ID.test(c['continuity_id'])))
+    bad('causal.continuity_id must be an id', index);
+  return r as unknown as LogRecord;
+}
