@@ -6,6 +6,8 @@ export {
   verifierKey,
   verifyCheckpoint,
 } from './checkpoint.js';
+export { DaemonClient, EmbeddedClient } from './client.js';
+export { serveLog } from './daemon.js';
 export { ContinuityError } from './errors.js';
 export { DirLock } from './lock.js';
 export { MemoryIndex } from './log-index.js';
@@ -23,6 +25,8 @@ export { MerkleFrontier, emptyRoot, leafHash, nodeHash, rootOf } from './merkle.
 export { OBJECT_ID, RECORD_VERSION, encodeRecord, lineHash, parseRecord } from './record.js';
 
 export type { Checkpoint, NoteSignature, SignedCheckpoint } from './checkpoint.js';
+export type { AuditClient, DaemonAddress, LogHead } from './client.js';
+export type { RouteHandler, RunningDaemon, ServeOptions } from './daemon.js';
 export type { ContinuityErrorCode } from './errors.js';
 export type { LockInfo } from './lock.js';
 export type { ActionEntry, IndexedRecord, LogIndex, LogObserver } from './log-index.js';
