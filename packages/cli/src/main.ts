@@ -52,11 +52,12 @@ Environment:
 
 Exit codes: 0 ok · 1 refused/invalid · 2 usage error · 70 internal error (please report)`,
     );
-  program.commands.forEach((c) => c.exitOverride());
   const { registerId } = await import('./commands/id.js');
   const { registerTza } = await import('./commands/tza.js');
+  const { registerContinuityd } = await import('./commands/continuityd.js');
   registerId(program);
   registerTza(program);
+  registerContinuityd(program);
   for (const c of program.commands) {
     c.exitOverride();
     for (const s of c.commands) s.exitOverride();

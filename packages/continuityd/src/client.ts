@@ -5,6 +5,7 @@
 import { request } from 'node:http';
 import type { TibetToken } from '@tibet/core';
 import { ContinuityError, type ContinuityErrorCode } from './errors.js';
+import type { ActionEntry } from './log-index.js';
 import type { AppendOptions, AppendReceipt, AuditLog } from './log.js';
 
 export interface LogHead {
@@ -18,6 +19,10 @@ export interface LogHead {
 
 export interface AuditClient {
   append(token: TibetToken, opts?: AppendOptions): Promise<AppendReceipt>;
+  /** The latest entry on a continuity line (what the next token's `prev` must name). */
+  lastOnLine(continuityId: string): Promise<ActionEntry | undefined>;
+  /** Where an action is, if logged (its generation sets a child's). */
+  action(actionId: string): Promise<ActionEntry | undefined>;
   /** Sign a checkpoint now; returns the note. */
   checkpoint(): Promise<string>;
   head(): Promise<LogHead>;
@@ -33,6 +38,12 @@ export class EmbeddedClient implements AuditClient {
   async checkpoint(): Promise<string> {
     return (await this.log.checkpoint()).note;
   }
+  lastOnLine(id: string): Promise<ActionEntry | undefined> {
+    return Promise.resolve(this.log.lastOnLine(id));
+  }
+  action(id: string): Promise<ActionEntry | undefined> {
+    return Promise.resolve(this.log.action(id));
+  }
   async head(): Promise<LogHead> {
     await this.log.drain();
     return {
@@ -47,7 +58,8 @@ export class EmbeddedClient implements AuditClient {
   }
 }
 
-export type DaemonAddress = { socketPath: string } | { host: '127.0.0.1' | '::1' | 'localhost'; port: number };
+export type DaemonAddress =
+  { socketPath: string } | { host: '127.0.0.1' | '::1' | 'localhost'; port: number };
 
 /** Talks to `tibet continuityd serve`. Each call is one HTTP/1.1 request (keep-alive). */
 export class DaemonClient implements AuditClient {
@@ -62,12 +74,16 @@ export class DaemonClient implements AuditClient {
     return new Promise<T>((resolve, reject) => {
       const req = request(
         {
-          ...('socketPath' in this.address ? { socketPath: this.address.socketPath } : { host: this.address.host, port: this.address.port }),
+          ...('socketPath' in this.address
+            ? { socketPath: this.address.socketPath }
+            : { host: this.address.host, port: this.address.port }),
           method,
           path,
           headers: {
             accept: 'application/json',
-            ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+            ...(payload
+              ? { 'content-type': 'application/json', 'content-length': payload.length }
+              : {}),
           },
           timeout: this.opts.timeoutMs ?? 30_000,
         },
@@ -84,12 +100,23 @@ export class DaemonClient implements AuditClient {
             try {
               v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
             } catch (cause) {
-              reject(new ContinuityError('DAEMON_PROTOCOL', `daemon sent non-JSON (HTTP ${res.statusCode})`, { cause }));
+              reject(
+                new ContinuityError(
+                  'DAEMON_PROTOCOL',
+                  `daemon sent non-JSON (HTTP ${res.statusCode})`,
+                  { cause },
+                ),
+              );
               return;
             }
             if ((res.statusCode ?? 500) >= 400) {
               const err = (v as { error?: { code?: string; message?: string } }).error;
-              reject(new ContinuityError((err?.code as ContinuityErrorCode | undefined) ?? 'DAEMON_PROTOCOL', err?.message ?? `HTTP ${res.statusCode}`));
+              reject(
+                new ContinuityError(
+                  (err?.code as ContinuityErrorCode | undefined) ?? 'DAEMON_PROTOCOL',
+                  err?.message ?? `HTTP ${res.statusCode}`,
+                ),
+              );
               return;
             }
             resolve(v as T);
@@ -97,9 +124,19 @@ export class DaemonClient implements AuditClient {
           res.on('error', reject);
         },
       );
-      req.on('timeout', () => req.destroy(new ContinuityError('DAEMON_UNAVAILABLE', 'daemon did not answer in time')));
+      req.on('timeout', () =>
+        req.destroy(new ContinuityError('DAEMON_UNAVAILABLE', 'daemon did not answer in time')),
+      );
       req.on('error', (e) =>
-        reject(ContinuityError.is(e) ? e : new ContinuityError('DAEMON_UNAVAILABLE', `cannot reach the continuityd daemon: ${e.message}`, { cause: e })),
+        reject(
+          ContinuityError.is(e)
+            ? e
+            : new ContinuityError(
+                'DAEMON_UNAVAILABLE',
+                `cannot reach the continuityd daemon: ${e.message}`,
+                { cause: e },
+              ),
+        ),
       );
       if (payload) req.end(payload);
       else req.end();
@@ -117,6 +154,23 @@ export class DaemonClient implements AuditClient {
 
   async checkpoint(): Promise<string> {
     return (await this.call<{ note: string }>('POST', '/v1/checkpoint', {})).note;
+  }
+
+  async #maybe(path: string): Promise<ActionEntry | undefined> {
+    try {
+      return await this.call<ActionEntry>('GET', path);
+    } catch (e) {
+      if (ContinuityError.is(e) && e.code === 'NOT_FOUND') return undefined;
+      throw e;
+    }
+  }
+
+  lastOnLine(id: string): Promise<ActionEntry | undefined> {
+    return this.#maybe(`/v1/line/${encodeURIComponent(id)}`);
+  }
+
+  action(id: string): Promise<ActionEntry | undefined> {
+    return this.#maybe(`/v1/action/${encodeURIComponent(id)}`);
   }
 
   head(): Promise<LogHead> {

@@ -47,16 +47,30 @@ const STATUS: Partial<Record<string, number>> = {
   LOG_CLOSED: 503,
 };
 
-function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+function send(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const data = Buffer.from(JSON.stringify(body));
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(data.length), ...headers });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': String(data.length),
+    ...headers,
+  });
   res.end(data);
 }
 
 function fail(res: ServerResponse, e: unknown): number {
   if (ContinuityError.is(e)) {
     const status = STATUS[e.code] ?? 400;
-    send(res, status, { error: { code: e.code, message: e.message } }, status === 503 ? { 'retry-after': '1' } : {});
+    send(
+      res,
+      status,
+      { error: { code: e.code, message: e.message } },
+      status === 503 ? { 'retry-after': '1' } : {},
+    );
     return status;
   }
   if (e instanceof TypeError || e instanceof RangeError) {
@@ -72,7 +86,8 @@ async function readBody(req: IncomingMessage, max: number): Promise<unknown> {
   let size = 0;
   for await (const c of req) {
     size += (c as Buffer).length;
-    if (size > max) throw new ContinuityError('DAEMON_PROTOCOL', `request body larger than ${max} bytes`);
+    if (size > max)
+      throw new ContinuityError('DAEMON_PROTOCOL', `request body larger than ${max} bytes`);
     chunks.push(c as Buffer);
   }
   if (size === 0) return undefined;
@@ -100,11 +115,13 @@ export async function serveLog(o: ServeOptions): Promise<RunningDaemon> {
     try {
       const route = `${req.method ?? 'GET'} ${url.pathname}`;
       if (route === 'POST /v1/append') {
-        if (inFlight >= maxInFlight) throw new ContinuityError('BACKPRESSURE', 'too many appends in flight; retry');
+        if (inFlight >= maxInFlight)
+          throw new ContinuityError('BACKPRESSURE', 'too many appends in flight; retry');
         inFlight++;
         try {
           const body = (await readBody(req, maxBody)) as Record<string, unknown> | undefined;
-          if (typeof body !== 'object' || body === null) throw new TypeError('body must be a JSON object with "token"');
+          if (typeof body !== 'object' || body === null)
+            throw new TypeError('body must be a JSON object with "token"');
           const objectId = optId(body['object_id'], 'object_id');
           const parentObjectId = optId(body['parent_object_id'], 'parent_object_id');
           const continuityId = optId(body['continuity_id'], 'continuity_id');
@@ -128,9 +145,20 @@ export async function serveLog(o: ServeOptions): Promise<RunningDaemon> {
           origin: o.log.origin,
           checkpoint: o.log.latestCheckpoint?.note ?? null,
         });
+      } else if (req.method === 'GET' && url.pathname.startsWith('/v1/line/')) {
+        const id = decodeURIComponent(url.pathname.slice('/v1/line/'.length));
+        const e = o.log.lastOnLine(id);
+        if (!e) throw new ContinuityError('NOT_FOUND', `no line ${id}`);
+        send(res, 200, e);
+      } else if (req.method === 'GET' && url.pathname.startsWith('/v1/action/')) {
+        const id = decodeURIComponent(url.pathname.slice('/v1/action/'.length));
+        const e = o.log.action(id);
+        if (!e) throw new ContinuityError('NOT_FOUND', `no action ${id}`);
+        send(res, 200, e);
       } else if (req.method === 'GET' && url.pathname.startsWith('/v1/record/')) {
         const n = Number(url.pathname.slice('/v1/record/'.length));
-        if (!Number.isSafeInteger(n) || n < 0) throw new TypeError('record index must be a non-negative integer');
+        if (!Number.isSafeInteger(n) || n < 0)
+          throw new TypeError('record index must be a non-negative integer');
         send(res, 200, await o.log.readRecord(n));
       } else {
         const extra = Object.entries(o.routes ?? {}).find(([p]) => route.startsWith(p));
@@ -181,7 +209,8 @@ export async function serveLog(o: ServeOptions): Promise<RunningDaemon> {
     }
     if (o.port !== undefined) {
       const host = o.host ?? '127.0.0.1';
-      if (host !== '127.0.0.1' && host !== '::1') throw new TypeError('the daemon listens on loopback only');
+      if (host !== '127.0.0.1' && host !== '::1')
+        throw new TypeError('the daemon listens on loopback only');
       const s = make();
       await listen(s, { port: o.port, host });
       running.port = (s.address() as AddressInfo).port;

@@ -621,6 +621,16 @@ export class AuditLog {
     await writeDurable(join(this.dir, 'state.json'), JSON.stringify(s) + '\n', this.dir);
   }
 
+  /** Where an action is (durable or queued), if it is in the log. */
+  action(actionId: string): ActionEntry | undefined {
+    return this.#lookupAction(actionId);
+  }
+
+  /** The latest entry (durable or queued) on a continuity line. */
+  lastOnLine(continuityId: string): ActionEntry | undefined {
+    return this.#lookupLine(continuityId);
+  }
+
   /** Wait until every queued append is durable (or failed). */
   async drain(): Promise<void> {
     while (this.#flushing || this.#queue.length) {

@@ -118,8 +118,11 @@ export interface MintTokenInput {
   eraan?: JsonValue;
   eromheen?: JsonValue;
   policy?: PolicyDecision[];
-  /** The previous token on the same line, if any. */
-  prev?: TibetToken | null;
+  /**
+   * The previous token on the same line, if any — the token itself, or its hash and
+   * generation (as a log's index reports them).
+   */
+  prev?: TibetToken | { hash: string; generation: number } | null;
   /** The causal parent (on this or another line), if any. */
   parent?: { action_id: string; generation: number } | null;
   actionId?: string;
@@ -144,7 +147,7 @@ export function mintToken(
     typ: TOKEN_TYPE,
     action_id: input.actionId ?? newActionId(opts.random),
     parent_action_id: input.parent?.action_id ?? null,
-    prev: prev ? tokenHash(prev, provider) : null,
+    prev: prev ? ('hash' in prev ? prev.hash : tokenHash(prev, provider)) : null,
     generation: nextGeneration(prev, input.parent),
     timestamp: rfc3339((opts.clock ?? systemClock).now()),
     actor: input.actor,
@@ -189,7 +192,8 @@ function tokenFieldErrors(o: Record<string, unknown> | TokenBody, withSig: boole
   if (!(typeof t['erachter'] === 'string' && t['erachter'].trim().length > 0))
     e.push('erachter (intent) is required and must be non-empty');
   else if (t['erachter'].length > 4096) e.push('erachter longer than 4096 characters');
-  for (const k of ['erin', 'eraan', 'eromheen'] as const) if (!(k in t)) e.push(`${k} is required`);
+  for (const k of ['erin', 'eraan', 'eromheen'] as const)
+    if (t[k] === undefined) e.push(`${k} is required`);
   const pol = t['policy'];
   if (!Array.isArray(pol)) e.push('policy must be an array');
   else
@@ -207,11 +211,12 @@ function tokenFieldErrors(o: Record<string, unknown> | TokenBody, withSig: boole
         if (!['rule', 'decision', 'detail'].includes(k))
           e.push(`policy[${i}] unknown field "${k}"`);
     });
+  // 64 bytes as canonical unpadded base64url: 86 characters, the last one carrying 2 bits.
   if (
     withSig &&
-    !(typeof t['signature'] === 'string' && /^[A-Za-z0-9_-]{86}$/.test(t['signature']))
+    !(typeof t['signature'] === 'string' && /^[A-Za-z0-9_-]{85}[AQgw]$/.test(t['signature']))
   )
-    e.push('signature must be 86 base64url characters');
+    e.push('signature must be the base64url of 64 bytes (86 characters)');
   try {
     canonicalize(t);
   } catch {

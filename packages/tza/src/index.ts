@@ -20,6 +20,7 @@ export {
   TZA_FORMAT,
   parseManifest,
 } from './manifest.js';
+export { TBZ_MAGIC, detectFormat, readTbz, unpackTbz, verifyTbz, writeTbz } from './tbz.js';
 export { unsafeNameReason } from './tar.js';
 export { writeFilesUnder } from './unpack-fs.js';
 
@@ -42,6 +43,24 @@ export type {
 export type { CborDecodeLimits, CborKey, CborValue } from './cbor.js';
 export type { ParsedSignature, SignatureHeader } from './cose.js';
 export type { TzaErrorCode } from './errors.js';
+export type {
+  TbzBlock,
+  TbzBundle,
+  TbzCheck,
+  TbzCheckName,
+  TbzFormat,
+  TbzLimits,
+  TbzManifest,
+  TbzManifestBlock,
+  TbzSurface,
+  TbzTrustedSenders,
+  TbzUnpackOptions,
+  TbzUnpackResult,
+  TbzVerifyOptions,
+  TbzVerifyResult,
+  TbzWriteInput,
+  TbzWriteOptions,
+} from './tbz.js';
 export type { UnpackFile } from './unpack-fs.js';
 export type {
   TzaEntryDescriptor,

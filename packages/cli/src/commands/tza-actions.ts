@@ -6,10 +6,14 @@ import {
   rewrapTza,
   unpackTza,
   verifyTza,
+  detectFormat,
+  unpackTbz,
+  verifyTbz,
   writeFilesUnder,
   TzaError,
   type InspectReport,
   type PackEntry,
+  type TbzVerifyResult,
   type VerifyReport,
 } from '@tibet/tza';
 import { UserError, usage } from '../errors.js';
@@ -137,8 +141,58 @@ function refused(e: unknown): never {
   throw e;
 }
 
+async function trustedKeys(refs: string[] | undefined): Promise<Uint8Array[] | undefined> {
+  if (!refs?.length) return undefined;
+  const keys: Uint8Array[] = [];
+  for (const r of refs) keys.push((await loadPublicIdentity(tibetHome(), r)).signingKey);
+  return keys;
+}
+
+function renderTbz(file: string, r: TbzVerifyResult): void {
+  const m = r.bundle?.manifest;
+  out(`${bold(file)}  TBZ (tibet-drop format A)${m ? `  ${m.payload_type}  tpid ${m.tpid}` : ''}`);
+  if (m) {
+    out(`  created ${m.created_at}`);
+    out(`  from    ${m.sender_aint}  key ${m.sender_pubkey.slice(0, 16)}…`);
+    out(`  to      ${m.receiver_aint}  key ${m.receiver_pubkey.slice(0, 16)}…`);
+    for (const b of m.blocks)
+      out(
+        `  block   ${b.index} ${b.name}  ${b.size_bytes} bytes  sha256 ${b.content_sha256.slice(0, 16)}…`,
+      );
+  }
+  for (const c of r.checks) {
+    const st =
+      c.status === 'pass' ? green('pass') : c.status === 'warn' ? yellow('warn') : red('FAIL');
+    out(
+      `  check   ${c.check}${c.block ? ` #${c.block}` : ''}  ${st}  ${dim(c.detail)}${c.code ? ` [${c.code}]` : ''}`,
+    );
+  }
+}
+
+function tbzFailure(r: TbzVerifyResult): { code: string; reason: string } | undefined {
+  const f = r.checks.find((c) => c.status === 'fail');
+  return f ? { code: f.code ?? 'TBZ_MALFORMED', reason: f.detail } : undefined;
+}
+
 export async function inspect(file: string, o: { json?: boolean }): Promise<void> {
   const bytes = await readBundle(file);
+  if (detectFormat(bytes) === 'tbz') {
+    const r = verifyTbz(bytes);
+    if (!r.bundle) {
+      const f = tbzFailure(r)!;
+      throw new UserError(f.reason, { code: f.code });
+    }
+    if (o.json)
+      printJson({
+        format: 'tbz',
+        valid: r.valid,
+        senderPinned: r.senderPinned,
+        manifest: r.bundle.manifest,
+        checks: r.checks,
+      });
+    else renderTbz(file, r);
+    return;
+  }
   let r: InspectReport;
   try {
     r = inspectTza(bytes);
@@ -154,6 +208,36 @@ export async function verify(
   o: { trust?: string[]; requireSigner?: string[]; json?: boolean },
 ): Promise<void> {
   const bytes = await readBundle(file);
+  if (detectFormat(bytes) === 'tbz') {
+    if (o.requireSigner?.length) {
+      throw usage('--require-signer applies to tza/1 bundles; TBZ has one sender: use --trust');
+    }
+    const keys = await trustedKeys(o.trust);
+    const r = verifyTbz(bytes, keys ? { trustedSenderKeys: keys } : {});
+    const f = tbzFailure(r);
+    if (o.json) {
+      printJson({
+        file,
+        format: 'tbz',
+        valid: r.valid,
+        code: f?.code,
+        reason: f?.reason,
+        senderPinned: r.senderPinned,
+        authenticated: r.authenticated,
+        checks: r.checks,
+      });
+    } else {
+      out(
+        r.valid
+          ? `${green('VALID')}  ${file}  TBZ ${r.bundle?.manifest.payload_type ?? ''}`
+          : `${red('INVALID')}  ${file}: ${f?.reason} [${f?.code}]`,
+      );
+      if (!r.senderPinned && r.valid)
+        out(dim('  (sender key not pinned: pass --trust to check who sent it)'));
+    }
+    if (!r.valid) process.exitCode = 1;
+    return;
+  }
   const trust = await trustOf(o.trust);
   const r = verifyTza(bytes, {
     ...(trust ? { trust } : {}),
@@ -213,6 +297,18 @@ export async function unpack(
   o: { as?: string; trust?: string[]; json?: boolean },
 ): Promise<void> {
   const bytes = await readBundle(file);
+  if (detectFormat(bytes) === 'tbz') {
+    const keys = await trustedKeys(o.trust);
+    if (!keys) {
+      throw usage(
+        'unpacking a TBZ bundle needs --trust <sender>: its sender key comes from the bundle itself',
+      );
+    }
+    const r = await unpackTbz(bytes, dir, { trustedSenderKeys: keys }).catch(refused);
+    if (o.json) printJson({ files: r.files });
+    else for (const f of r.files) out(f.path);
+    return;
+  }
   const trust = await trustOf(o.trust);
   const me = o.as ? await loadPrivateIdentity(tibetHome(), o.as) : undefined;
   try {

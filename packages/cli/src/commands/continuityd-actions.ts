@@ -1,0 +1,220 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { mintToken, parseActorId, type JsonValue } from '@tibet/core';
+import {
+  AuditLog,
+  DaemonClient,
+  EmbeddedClient,
+  serveLog,
+  type AuditClient,
+  type DaemonAddress,
+} from '@tibet/continuityd';
+import { UserError, usage } from '../errors.js';
+import { readInput, tibetHome } from '../home.js';
+import { loadPrivateIdentity } from '../identities.js';
+import { bold, dim, green, note, out, printJson } from '../output.js';
+import { HomeRegistry } from '../registry.js';
+import type { Target } from './continuityd.js';
+
+export function logDir(dir?: string): string {
+  return dir ?? join(tibetHome(), 'log');
+}
+
+export function defaultSocket(): string {
+  return join(tibetHome(), 'continuityd.sock');
+}
+
+function parseUrl(u: string): DaemonAddress {
+  let url: URL;
+  try {
+    url = new URL(u);
+  } catch {
+    throw usage(`--url: not a URL: ${u}`);
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  if (url.protocol !== 'http:' || !['127.0.0.1', '::1', 'localhost'].includes(host)) {
+    throw usage('--url must be http:// on a loopback address (127.0.0.1, ::1, localhost)');
+  }
+  return { host: host as '127.0.0.1', port: Number(url.port || 80) };
+}
+
+/** A daemon when one is named (or the default socket exists), else the folder itself. */
+export async function connect(t: Target): Promise<AuditClient> {
+  if (t.url) return new DaemonClient(parseUrl(t.url));
+  if (t.socket) return new DaemonClient({ socketPath: t.socket });
+  if (!t.dir && !t.logAs && existsSync(defaultSocket()))
+    return new DaemonClient({ socketPath: defaultSocket() });
+  if (!t.logAs) {
+    throw usage(
+      'no daemon found and no --log-as for embedded mode',
+      'start `tibet continuityd serve --as <log id>`, or pass --dir and --log-as',
+    );
+  }
+  const signer = await loadPrivateIdentity(tibetHome(), t.logAs);
+  const log = await AuditLog.open({
+    dir: logDir(t.dir),
+    signer,
+    registry: new HomeRegistry(tibetHome()),
+  });
+  return new EmbeddedClient(log);
+}
+
+export async function serve(o: {
+  as: string;
+  dir?: string;
+  socket?: string | boolean;
+  port?: string;
+  checkpointEvery?: string;
+  json?: boolean;
+}): Promise<void> {
+  const port = o.port === undefined ? undefined : Number(o.port);
+  if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536))
+    throw usage('--port must be 0..65535');
+  const every = o.checkpointEvery === undefined ? undefined : Number(o.checkpointEvery);
+  if (every !== undefined && !(Number.isInteger(every) && every >= 0))
+    throw usage('--checkpoint-every must be a whole number');
+  const socketPath =
+    o.socket === false ? undefined : typeof o.socket === 'string' ? o.socket : defaultSocket();
+  if (!socketPath && port === undefined)
+    throw usage('nothing to listen on: give --port or keep the socket');
+  const home = tibetHome();
+  const signer = await loadPrivateIdentity(home, o.as);
+  const registry = new HomeRegistry(home);
+  const log = await AuditLog.open({
+    dir: logDir(o.dir),
+    signer,
+    registry,
+    lockMode: 'daemon',
+    ...(every !== undefined ? { checkpointEvery: every } : {}),
+  });
+  const d = await serveLog({
+    log,
+    ...(socketPath ? { socketPath } : {}),
+    ...(port !== undefined ? { port } : {}),
+  });
+  const info = {
+    pid: process.pid,
+    dir: log.dir,
+    origin: log.origin,
+    size: log.size,
+    socket: d.socketPath ?? null,
+    url: d.port !== undefined ? `http://127.0.0.1:${d.port}` : null,
+  };
+  if (o.json) printJson(info);
+  else
+    note(
+      `${green('continuityd')} serving ${log.dir} (${log.size} records, ${registry.registry.all().length} actors)${d.socketPath ? `\n  socket ${d.socketPath}` : ''}${info.url ? `\n  http   ${info.url}` : ''}`,
+    );
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  await d.close();
+  await log.close();
+  note('continuityd stopped');
+}
+
+export async function append(
+  o: Target & {
+    token?: string;
+    as?: string;
+    event?: string;
+    why?: string;
+    erin?: string;
+    parent?: string;
+    object?: string;
+    continuity?: string;
+    json?: boolean;
+  },
+): Promise<void> {
+  if (Boolean(o.token) === Boolean(o.as))
+    throw usage('give exactly one of --token <file> or --as <actor>');
+  const client = await connect(o);
+  try {
+    const opts = {
+      ...(o.object ? { objectId: o.object } : {}),
+      ...(o.continuity ? { continuityId: o.continuity } : {}),
+    };
+    let token: unknown;
+    if (o.token) {
+      const text = new TextDecoder().decode(await readInput(o.token, 'token'));
+      try {
+        token = JSON.parse(text);
+      } catch {
+        throw usage('the token is not JSON');
+      }
+    } else {
+      if (!o.event || !o.why) throw usage('--as needs --event and --why');
+      let erin: JsonValue = null;
+      if (o.erin !== undefined) {
+        try {
+          erin = JSON.parse(o.erin) as JsonValue;
+        } catch {
+          throw usage('--erin must be JSON');
+        }
+      }
+      parseActorId(o.as!);
+      const me = await loadPrivateIdentity(tibetHome(), o.as!);
+      try {
+        const line = o.continuity ?? o.object ?? me.id;
+        const prev = await client.lastOnLine(line);
+        const parent = o.parent ? await client.action(o.parent) : undefined;
+        if (o.parent && !parent)
+          throw new UserError(`parent ${o.parent} is not in the log`, {
+            code: 'CAUSAL_PARENT_UNKNOWN',
+          });
+        token = mintToken(
+          {
+            actor: me.id,
+            actorClass: me.actorClass,
+            event: o.event,
+            erachter: o.why,
+            erin,
+            eraan: o.object ? [{ object_id: o.object }] : [],
+            prev: prev ? { hash: prev.tokenHash, generation: prev.generation } : null,
+            parent:
+              o.parent && parent ? { action_id: o.parent, generation: parent.generation } : null,
+          },
+          me,
+        );
+      } finally {
+        me.destroy();
+      }
+    }
+    const r = await client.append(token as never, opts);
+    if (o.json) printJson(r);
+    else out(`${green('appended')} #${r.index} ${r.actionId} ${dim(r.receivedAt)}`);
+  } finally {
+    await client.close();
+  }
+}
+
+export async function checkpoint(o: Target & { json?: boolean }): Promise<void> {
+  const client = await connect(o);
+  try {
+    const n = await client.checkpoint();
+    if (o.json) printJson({ note: n });
+    else process.stdout.write(n);
+  } finally {
+    await client.close();
+  }
+}
+
+export async function head(o: Target & { json?: boolean }): Promise<void> {
+  const client = await connect(o);
+  try {
+    const h = await client.head();
+    if (o.json) printJson(h);
+    else {
+      out(`${bold(h.origin)}  size ${h.size}  root ${h.root}`);
+      if (h.checkpoint) out(dim(h.checkpoint.trimEnd().replace(/^/gm, '  ')));
+    }
+  } finally {
+    await client.close();
+  }
+}

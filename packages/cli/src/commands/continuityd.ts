@@ -1,0 +1,123 @@
+import type { Command } from 'commander';
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+/** Where to reach the log: a daemon (socket or loopback URL) or the folder itself. */
+export interface Target {
+  socket?: string;
+  url?: string;
+  dir?: string;
+  logAs?: string;
+}
+
+function target(c: Command): Command {
+  return c
+    .option(
+      '--socket <path>',
+      'daemon Unix socket (default $TIBET_HOME/continuityd.sock when it exists)',
+    )
+    .option('--url <url>', 'daemon loopback URL, e.g. http://127.0.0.1:7468')
+    .option('--dir <dir>', 'log folder for embedded mode (default $TIBET_HOME/log)')
+    .option('--log-as <id>', "embedded mode: the log's identity (signs checkpoints)");
+}
+
+export function registerContinuityd(program: Command): void {
+  const c = program
+    .command('continuityd')
+    .description(
+      'the tamper-evident audit log: append, serve, checkpoint, tail, query, prove, verify',
+    )
+    .addHelpText(
+      'after',
+      `
+Lines are RFC 8785 JSON records holding signed TIBET tokens, hash-linked, each a leaf of an
+RFC 9162 Merkle tree; checkpoints are C2SP signed notes. See docs/continuityd.md.
+
+Examples:
+  $ tibet id create jis:acme:auditlog --class system
+  $ tibet continuityd serve --as jis:acme:auditlog &
+  $ tibet continuityd append --as jis:acme:alice --event secret-created --why "new PyPI token" --object sec_pypi_001
+  $ tibet continuityd checkpoint
+  $ tibet continuityd query --object sec_pypi_001
+  $ tibet continuityd prove 0 -o event0.tlog-proof`,
+    );
+
+  c.command('serve')
+    .description('run the daemon: one writer, many clients, on a Unix socket and/or loopback HTTP')
+    .requiredOption('--as <id>', "the log's identity (signs checkpoints; needs its passphrase)")
+    .option('--dir <dir>', 'log folder (default $TIBET_HOME/log)')
+    .option('--socket <path>', 'Unix socket path (default $TIBET_HOME/continuityd.sock)')
+    .option('--no-socket', 'do not listen on a Unix socket')
+    .option('--port <n>', 'also listen on 127.0.0.1:<n> (0 = any free port)')
+    .option('--checkpoint-every <n>', 'sign a checkpoint every n appends (default 1000)')
+    .option('--json', 'print the listening addresses as JSON')
+    .addHelpText(
+      'after',
+      '\nStops cleanly on SIGINT/SIGTERM (queued appends finish first).\nExit codes: 0 stopped cleanly, 1 could not start (e.g. LOCKED), 2 usage error.',
+    )
+    .action(
+      async (o: {
+        as: string;
+        dir?: string;
+        socket?: string | boolean;
+        port?: string;
+        checkpointEvery?: string;
+        json?: boolean;
+      }) => (await import('./continuityd-actions.js')).serve(o),
+    );
+
+  target(
+    c
+      .command('append')
+      .description('append one signed token (from a file/stdin, or minted here with --as)')
+      .option('--token <file>', 'a signed token as JSON (- for stdin)')
+      .option('--as <id>', 'mint the token as this actor (needs its passphrase)')
+      .option('--event <event>', 'with --as: the event, e.g. secret-created')
+      .option('--why <text>', 'with --as: the intent (erachter), required and human-readable')
+      .option('--erin <json>', 'with --as: content, as JSON')
+      .option('--parent <action-id>', 'with --as: the causal parent')
+      .option('--object <id>', 'the object (e.g. a secret id) the event is about')
+      .option('--continuity <id>', 'the line the token continues (default: object, else actor)')
+      .option('--json', 'print the receipt as JSON'),
+  )
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 durable, 1 refused (signature, unknown actor, causality, write failure), 2 usage error.',
+    )
+    .action(
+      async (
+        o: Target & {
+          token?: string;
+          as?: string;
+          event?: string;
+          why?: string;
+          erin?: string;
+          parent?: string;
+          object?: string;
+          continuity?: string;
+          json?: boolean;
+        },
+      ) => (await import('./continuityd-actions.js')).append(o),
+    );
+
+  target(
+    c
+      .command('checkpoint')
+      .description('sign a checkpoint of the log now and print it')
+      .option('--json', 'print JSON'),
+  ).action(async (o: Target & { json?: boolean }) =>
+    (await import('./continuityd-actions.js')).checkpoint(o),
+  );
+
+  target(
+    c
+      .command('head')
+      .description('size, root and latest checkpoint')
+      .option('--json', 'print JSON'),
+  ).action(async (o: Target & { json?: boolean }) =>
+    (await import('./continuityd-actions.js')).head(o),
+  );
+
+  // tail, query, prove and verify are registered by registerContinuitydReaders (below)
+  void collect;
+}
