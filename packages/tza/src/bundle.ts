@@ -42,6 +42,7 @@ import {
   TAG_SIZE,
   TZA_FORMAT,
   chunkCount,
+  folderConflict,
   parseManifest,
   sealedSize,
   type TzaEntryDescriptor,
@@ -87,7 +88,7 @@ export interface TzaOptions {
   limits?: Partial<TzaLimits>;
 }
 
-function limitsOf(o?: Partial<TzaLimits>): TzaLimits {
+export function limitsOf(o?: Partial<TzaLimits>): TzaLimits {
   return { ...DEFAULT_LIMITS, ...o };
 }
 
@@ -99,7 +100,7 @@ function wrapInfo(bundleId: string): Uint8Array {
   return encodeCbor(['tza/1 data key', bundleId]);
 }
 
-function entryAad(bundleId: string, name: string): Uint8Array {
+export function entryAad(bundleId: string, name: string): Uint8Array {
   return encodeCbor([TZA_FORMAT, bundleId, name]);
 }
 
@@ -111,7 +112,46 @@ function chunkNonce(prefix: Uint8Array, index: number, final: boolean): Uint8Arr
   return n;
 }
 
-/** Encrypt one entry as a sequence of XChaCha20-Poly1305 chunks (docs/tza.md §4). */
+/**
+ * The chunking of one sealed entry (docs/tza.md §6.2): how many chunks, how long each is,
+ * and the seal and open of chunk `i` under its nonce (prefix ‖ index ‖ final flag) and the
+ * entry's additional data. The in-memory and the streaming paths both use this.
+ */
+export interface EntryCipher {
+  readonly chunks: number;
+  /** Plaintext bytes in chunk `i` (the stored chunk is {@link TAG_SIZE} longer). */
+  plainLength(i: number): number;
+  /** Ciphertext ‖ tag of chunk `i`. */
+  seal(i: number, plaintext: Uint8Array): Uint8Array;
+  /** Plaintext of chunk `i`; throws TzaError `DECRYPT_FAILED` when it does not authenticate. */
+  open(i: number, stored: Uint8Array): Uint8Array;
+}
+
+export function entryCipher(
+  p: CryptoProvider,
+  dek: Uint8Array,
+  prefix: Uint8Array,
+  aad: Uint8Array,
+  plainSize: number,
+  name: string,
+): EntryCipher {
+  const chunks = chunkCount(plainSize);
+  const plainLength = (i: number): number => Math.min(CHUNK_SIZE, plainSize - i * CHUNK_SIZE);
+  return {
+    chunks,
+    plainLength,
+    seal: (i, pt) => p.xchacha20poly1305Seal(dek, chunkNonce(prefix, i, i === chunks - 1), pt, aad),
+    open: (i, ct) => {
+      try {
+        return p.xchacha20poly1305Open(dek, chunkNonce(prefix, i, i === chunks - 1), ct, aad);
+      } catch (cause) {
+        throw new TzaError('DECRYPT_FAILED', `entry ${name} does not decrypt`, { cause });
+      }
+    },
+  };
+}
+
+/** Encrypt one entry as a sequence of XChaCha20-Poly1305 chunks (docs/tza.md §6.2). */
 export function sealEntry(
   p: CryptoProvider,
   dek: Uint8Array,
@@ -119,12 +159,11 @@ export function sealEntry(
   aad: Uint8Array,
   data: Uint8Array,
 ): Uint8Array {
-  const n = chunkCount(data.length);
+  const c = entryCipher(p, dek, prefix, aad, data.length, '');
   const out = new Uint8Array(sealedSize(data.length));
   let o = 0;
-  for (let i = 0; i < n; i++) {
-    const pt = data.subarray(i * CHUNK_SIZE, Math.min(data.length, (i + 1) * CHUNK_SIZE));
-    const ct = p.xchacha20poly1305Seal(dek, chunkNonce(prefix, i, i === n - 1), pt, aad);
+  for (let i = 0; i < c.chunks; i++) {
+    const ct = c.seal(i, data.subarray(i * CHUNK_SIZE, i * CHUNK_SIZE + c.plainLength(i)));
     out.set(ct, o);
     o += ct.length;
   }
@@ -139,25 +178,20 @@ export function openEntry(
   stored: Uint8Array,
 ): Uint8Array {
   const plain = d.plain_size ?? 0;
-  const n = chunkCount(plain);
+  const c = entryCipher(p, dek, d.nonce!, aad, plain, d.name);
   const out = new Uint8Array(plain);
   let o = 0;
   try {
-    for (let i = 0; i < n; i++) {
-      const len = Math.min(CHUNK_SIZE, plain - i * CHUNK_SIZE) + TAG_SIZE;
-      const pt = p.xchacha20poly1305Open(
-        dek,
-        chunkNonce(d.nonce!, i, i === n - 1),
-        stored.subarray(o, o + len),
-        aad,
-      );
+    for (let i = 0; i < c.chunks; i++) {
+      const len = c.plainLength(i) + TAG_SIZE;
+      const pt = c.open(i, stored.subarray(o, o + len));
       out.set(pt, i * CHUNK_SIZE);
       wipe(pt);
       o += len;
     }
-  } catch (cause) {
+  } catch (e) {
     wipe(out);
-    throw new TzaError('DECRYPT_FAILED', `entry ${d.name} does not decrypt`, { cause });
+    throw e;
   }
   return out;
 }
@@ -206,24 +240,40 @@ function manifestValue(m: TzaManifest): CborValue {
   };
 }
 
+/**
+ * The tar entries of a bundle in order — `manifest.cbor`, the payload entries (their stored
+ * bytes, or whatever stands for them in `stored`), `signatures.cbor` — and the tar mtime
+ * (`created_at` in whole seconds). The writer holds itself to the reader's rules: the
+ * manifest is parsed back. The in-memory and the streaming writers both lay this out.
+ */
+export function bundleLayout<T>(
+  manifest: TzaManifest,
+  signatures: readonly CborTag[],
+  limits: TzaLimits,
+  stored: readonly T[],
+): { mtime: number; entries: { name: string; size: number; data: Uint8Array | T }[] } {
+  const manifestBytes = encodeCbor(manifestValue(manifest));
+  parseManifest(manifestBytes, limits);
+  const created = parseRfc3339(manifest.created_at)!;
+  const signaturesBytes = encodeCbor(signatures);
+  return {
+    mtime: Math.floor(created.getTime() / 1000),
+    entries: [
+      { name: MANIFEST_NAME, size: manifestBytes.length, data: manifestBytes },
+      ...manifest.entries.map((e, i) => ({ name: e.name, size: e.size, data: stored[i]! })),
+      { name: SIGNATURES_NAME, size: signaturesBytes.length, data: signaturesBytes },
+    ],
+  };
+}
+
 function assemble(
   manifest: TzaManifest,
   stored: readonly Uint8Array[],
   signatures: readonly CborTag[],
   limits: TzaLimits,
 ): Uint8Array {
-  const manifestBytes = encodeCbor(manifestValue(manifest));
-  // the writer holds itself to the reader's rules
-  parseManifest(manifestBytes, limits);
-  const created = parseRfc3339(manifest.created_at)!;
-  return writeTar(
-    [
-      { name: MANIFEST_NAME, data: manifestBytes },
-      ...manifest.entries.map((e, i) => ({ name: e.name, data: stored[i]! })),
-      { name: SIGNATURES_NAME, data: encodeCbor(signatures) },
-    ],
-    Math.floor(created.getTime() / 1000),
-  );
+  const { entries, mtime } = bundleLayout(manifest, signatures, limits, stored);
+  return writeTar(entries, mtime);
 }
 
 function sign(
@@ -236,11 +286,29 @@ function sign(
   return signers.map((s) => coseSign1(bytes, s.signer, s.id, SIGNATURE_AAD, { clock, provider }));
 }
 
+/** What the writer has settled before the first entry: options, bundle id, data key, wraps. */
+export interface PackSession {
+  provider: CryptoProvider;
+  random: Random;
+  clock: Clock;
+  limits: TzaLimits;
+  bundleId: string;
+  /** The data key (empty when nothing is sealed); the caller wipes it. */
+  dek: Uint8Array;
+  recipients: TzaRecipient[];
+}
+
 /**
- * Build a bundle. Same inputs, clock and randomness → identical bytes. Sealed entries are
- * encrypted under one fresh data key, wrapped with HPKE to each recipient.
+ * Check the pack input (kind, signers, names, recipients ⇔ sealed entries) and draw, in the
+ * order of docs/tza.md §10, the bundle id, the data key and one HPKE wrap per recipient.
+ * The caller then draws one nonce prefix per sealed entry, in entry order.
  */
-export function packTza(input: PackInput, opts: TzaOptions = {}): Uint8Array {
+export function beginPack(
+  input: Omit<PackInput, 'entries'> & {
+    entries: readonly { name: string; sealed?: boolean | undefined }[];
+  },
+  opts: TzaOptions,
+): PackSession {
   const provider = opts.provider ?? getProvider();
   const random = opts.random ?? systemRandom;
   const clock = opts.clock ?? systemClock;
@@ -255,6 +323,8 @@ export function packTza(input: PackInput, opts: TzaOptions = {}): Uint8Array {
     if (names.has(e.name)) throw new TypeError(`duplicate entry name ${e.name}`);
     names.add(e.name);
   }
+  const conflict = folderConflict(input.entries.map((e) => e.name));
+  if (conflict) throw new TypeError(`entry ${conflict[0]} is also used as a folder by ${conflict[1]}`);
   const anySealed = input.entries.some((e) => e.sealed);
   const recipients = (input.recipients ?? []).map(recipientKeyOf);
   if (anySealed && recipients.length === 0)
@@ -265,44 +335,76 @@ export function packTza(input: PackInput, opts: TzaOptions = {}): Uint8Array {
   const dek = anySealed ? random(32) : new Uint8Array(0);
   try {
     const wrapped = recipients.map((r) => wrapKey(provider, r, dek, bundleId, random));
+    return { provider, random, clock, limits, bundleId, dek, recipients: wrapped };
+  } catch (e) {
+    wipe(dek);
+    throw e;
+  }
+}
+
+/** The manifest's description of one stored entry. */
+export function describeEntry(
+  e: { name: string; mediaType?: string | undefined },
+  stored: { size: number; sha256: Uint8Array },
+  sealed?: { nonce: Uint8Array; plainSize: number },
+): TzaEntryDescriptor {
+  const d: TzaEntryDescriptor = {
+    name: e.name,
+    media_type: e.mediaType ?? 'application/octet-stream',
+    sealed: sealed !== undefined,
+    size: stored.size,
+    sha256: stored.sha256,
+  };
+  return sealed ? { ...d, nonce: sealed.nonce, plain_size: sealed.plainSize } : d;
+}
+
+/**
+ * Once every entry is stored and described: the manifest (created now, by the session's
+ * clock) and its signatures. The caller lays them out with {@link bundleLayout}.
+ */
+export function finishPack(
+  s: PackSession,
+  input: Pick<PackInput, 'kind' | 'meta' | 'signers'>,
+  entries: TzaEntryDescriptor[],
+): { manifest: TzaManifest; signatures: CborTag[] } {
+  const manifest: TzaManifest = {
+    format: TZA_FORMAT,
+    bundle_id: s.bundleId,
+    kind: input.kind,
+    created_at: rfc3339(s.clock.now()),
+    meta: input.meta ?? {},
+    recipients: s.recipients,
+    entries,
+  };
+  return { manifest, signatures: sign(manifest, input.signers, s.clock, s.provider) };
+}
+
+/**
+ * Build a bundle. Same inputs, clock and randomness → identical bytes. Sealed entries are
+ * encrypted under one fresh data key, wrapped with HPKE to each recipient.
+ */
+export function packTza(input: PackInput, opts: TzaOptions = {}): Uint8Array {
+  const s = beginPack(input, opts);
+  try {
     const stored: Uint8Array[] = [];
     const entries: TzaEntryDescriptor[] = input.entries.map((e) => {
-      const mediaType = e.mediaType ?? 'application/octet-stream';
       if (e.sealed) {
-        const nonce = random(NONCE_PREFIX_SIZE);
-        const ct = sealEntry(provider, dek, nonce, entryAad(bundleId, e.name), e.data);
+        const nonce = s.random(NONCE_PREFIX_SIZE);
+        const ct = sealEntry(s.provider, s.dek, nonce, entryAad(s.bundleId, e.name), e.data);
         stored.push(ct);
-        return {
-          name: e.name,
-          media_type: mediaType,
-          sealed: true,
-          size: ct.length,
-          sha256: provider.sha256(ct),
-          nonce,
-          plain_size: e.data.length,
-        };
+        return describeEntry(
+          e,
+          { size: ct.length, sha256: s.provider.sha256(ct) },
+          { nonce, plainSize: e.data.length },
+        );
       }
       stored.push(e.data);
-      return {
-        name: e.name,
-        media_type: mediaType,
-        sealed: false,
-        size: e.data.length,
-        sha256: provider.sha256(e.data),
-      };
+      return describeEntry(e, { size: e.data.length, sha256: s.provider.sha256(e.data) });
     });
-    const manifest: TzaManifest = {
-      format: TZA_FORMAT,
-      bundle_id: bundleId,
-      kind: input.kind,
-      created_at: rfc3339(clock.now()),
-      meta: input.meta ?? {},
-      recipients: wrapped,
-      entries,
-    };
-    return assemble(manifest, stored, sign(manifest, input.signers, clock, provider), limits);
+    const { manifest, signatures } = finishPack(s, input, entries);
+    return assemble(manifest, stored, signatures, s.limits);
   } finally {
-    wipe(dek);
+    wipe(s.dek);
   }
 }
 
@@ -313,6 +415,100 @@ export interface ParsedTza {
   /** Stored bytes of each payload entry, in manifest order. */
   stored: Uint8Array[];
   signatures: ParsedSignature[];
+}
+
+/** docs/tza.md §9 step 1: a family TBZ bundle (`TBZ` magic) is not `tza/1`. */
+export function refuseTbz(head: Uint8Array): void {
+  if (head.length >= 3 && head[0] === 0x54 && head[1] === 0x42 && head[2] === 0x5a) {
+    throw new TzaError(
+      'UNKNOWN_FORMAT',
+      'this is a TBZ bundle of the family, not tza/1 (use readTbz)',
+    );
+  }
+}
+
+/** §9 step 3: the first tar entry must be the manifest. */
+export function requireManifestFirst(entries: readonly { name: string }[]): void {
+  const first = entries[0];
+  if (!first || first.name !== MANIFEST_NAME)
+    throw new TzaError('MANIFEST_MISSING', `first entry must be ${MANIFEST_NAME}`);
+}
+
+/** §9 steps 3–4: parse the manifest and check the tar mtime against its `created_at`. */
+export function manifestOf(bytes: Uint8Array, mtime: number, limits: TzaLimits): TzaManifest {
+  const manifest = parseManifest(bytes, limits);
+  if (mtime !== Math.floor(Date.parse(manifest.created_at) / 1000)) {
+    throw new TzaError(
+      'TAR_NON_CANONICAL',
+      'tar mtime must be the manifest created_at in whole seconds',
+    );
+  }
+  return manifest;
+}
+
+/** §9 step 5: the last tar entry must be the signatures. */
+export function requireSignaturesLast(entries: readonly { name: string }[]): void {
+  if (entries.length < 2 || entries[entries.length - 1]!.name !== SIGNATURES_NAME) {
+    throw new TzaError('SIGNATURE_MISSING', `last entry must be ${SIGNATURES_NAME}`);
+  }
+}
+
+/**
+ * §9 step 6 for position `i` (0 ≤ i < max(listed, present)): the payload entry found there
+ * must be the one the manifest lists there, with its size. Returns its descriptor; the
+ * caller then checks the digest with {@link checkDigest}.
+ */
+export function matchEntry(
+  manifest: TzaManifest,
+  payload: readonly { name: string; size: number }[],
+  i: number,
+): TzaEntryDescriptor {
+  const listed = manifest.entries;
+  const d = listed[i];
+  const got = payload[i];
+  if (!d) throw new TzaError('ENTRY_UNEXPECTED', `entry ${got!.name} is not in the manifest`);
+  if (!got) throw new TzaError('ENTRY_MISSING', `entry ${d.name} is missing`);
+  if (got.name !== d.name) {
+    const code: TzaErrorCode = listed.some((x) => x.name === got.name)
+      ? 'ENTRY_ORDER'
+      : 'ENTRY_UNEXPECTED';
+    throw new TzaError(code, `entry ${i + 1} is ${got.name}, the manifest lists ${d.name}`);
+  }
+  if (got.size !== d.size)
+    throw new TzaError(
+      'SIZE_MISMATCH',
+      `entry ${d.name} is ${got.size} bytes, the manifest says ${d.size}`,
+    );
+  return d;
+}
+
+/** The stored bytes of entry `d` hash to `digest`, or `DIGEST_MISMATCH`. */
+export function checkDigest(d: TzaEntryDescriptor, digest: Uint8Array): void {
+  if (!equalBytes(digest, d.sha256))
+    throw new TzaError('DIGEST_MISMATCH', `entry ${d.name} does not match its SHA-256`);
+}
+
+/** §9 step 7, structure: the `signatures.cbor` bytes as parsed COSE_Sign1 structures. */
+export function parseSignatures(
+  bytes: Uint8Array,
+  limits: TzaLimits,
+  provider: CryptoProvider,
+): ParsedSignature[] {
+  let sigs: CborValue;
+  try {
+    sigs = decodeCbor(bytes, {
+      maxDepth: 4,
+      maxItems: limits.maxSignatures * 8 + 1,
+      allowTags: [18],
+    });
+  } catch (cause) {
+    throw new TzaError('SIGNATURE_MALFORMED', 'signatures entry is not canonical CBOR', { cause });
+  }
+  if (!Array.isArray(sigs) || sigs.length === 0)
+    throw new TzaError('SIGNATURE_MISSING', 'no signature on the bundle');
+  if (sigs.length > limits.maxSignatures)
+    throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxSignatures} signatures`);
+  return (sigs as CborValue[]).map((s) => parseCoseSign1(s, provider));
 }
 
 /**
@@ -326,66 +522,21 @@ export function readTza(
   const limits = limitsOf(opts.limits);
   const provider = opts.provider ?? getProvider();
   if (!(bytes instanceof Uint8Array)) throw new TypeError('"bytes" expected Uint8Array');
-  if (bytes.length >= 3 && bytes[0] === 0x54 && bytes[1] === 0x42 && bytes[2] === 0x5a) {
-    throw new TzaError(
-      'UNKNOWN_FORMAT',
-      'this is a TBZ bundle of the family, not tza/1 (use readTbz)',
-    );
-  }
+  refuseTbz(bytes);
   const { entries, mtime } = readTar(bytes, limits);
-  const first = entries[0];
-  if (!first || first.name !== MANIFEST_NAME)
-    throw new TzaError('MANIFEST_MISSING', `first entry must be ${MANIFEST_NAME}`);
-  const manifest = parseManifest(first.data, limits);
-  if (mtime !== Math.floor(Date.parse(manifest.created_at) / 1000)) {
-    throw new TzaError(
-      'TAR_NON_CANONICAL',
-      'tar mtime must be the manifest created_at in whole seconds',
-    );
-  }
-  const last = entries[entries.length - 1]!;
-  if (entries.length < 2 || last.name !== SIGNATURES_NAME) {
-    throw new TzaError('SIGNATURE_MISSING', `last entry must be ${SIGNATURES_NAME}`);
-  }
-  const payload = entries.slice(1, -1);
-  const listed = manifest.entries;
+  requireManifestFirst(entries);
+  const manifestBytes = entries[0]!.data;
+  const manifest = manifestOf(manifestBytes, mtime, limits);
+  requireSignaturesLast(entries);
+  const payload = entries.slice(1, -1).map((e) => ({ ...e, size: e.data.length }));
   const stored: Uint8Array[] = [];
-  for (let i = 0; i < Math.max(listed.length, payload.length); i++) {
-    const d = listed[i];
-    const got = payload[i];
-    if (!d) throw new TzaError('ENTRY_UNEXPECTED', `entry ${got!.name} is not in the manifest`);
-    if (!got) throw new TzaError('ENTRY_MISSING', `entry ${d.name} is missing`);
-    if (got.name !== d.name) {
-      const code: TzaErrorCode = listed.some((x) => x.name === got.name)
-        ? 'ENTRY_ORDER'
-        : 'ENTRY_UNEXPECTED';
-      throw new TzaError(code, `entry ${i + 1} is ${got.name}, the manifest lists ${d.name}`);
-    }
-    if (got.data.length !== d.size)
-      throw new TzaError(
-        'SIZE_MISMATCH',
-        `entry ${d.name} is ${got.data.length} bytes, the manifest says ${d.size}`,
-      );
-    if (!equalBytes(provider.sha256(got.data), d.sha256))
-      throw new TzaError('DIGEST_MISMATCH', `entry ${d.name} does not match its SHA-256`);
-    stored.push(got.data);
+  for (let i = 0; i < Math.max(manifest.entries.length, payload.length); i++) {
+    const d = matchEntry(manifest, payload, i);
+    checkDigest(d, provider.sha256(payload[i]!.data));
+    stored.push(payload[i]!.data);
   }
-  let sigs: CborValue;
-  try {
-    sigs = decodeCbor(last.data, {
-      maxDepth: 4,
-      maxItems: limits.maxSignatures * 8 + 1,
-      allowTags: [18],
-    });
-  } catch (cause) {
-    throw new TzaError('SIGNATURE_MALFORMED', 'signatures entry is not canonical CBOR', { cause });
-  }
-  if (!Array.isArray(sigs) || sigs.length === 0)
-    throw new TzaError('SIGNATURE_MISSING', 'no signature on the bundle');
-  if (sigs.length > limits.maxSignatures)
-    throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxSignatures} signatures`);
-  const signatures = (sigs as CborValue[]).map((s) => parseCoseSign1(s, provider));
-  return { manifest, manifestBytes: first.data, stored, signatures };
+  const signatures = parseSignatures(entries[entries.length - 1]!.data, limits, provider);
+  return { manifest, manifestBytes, stored, signatures };
 }
 
 /** Which signers a verifier trusts: a key resolver (e.g. an IdentityRegistry) or raw keys. */
@@ -428,8 +579,9 @@ function isTrusted(trust: Trust, h: SignatureHeader): boolean {
   return k !== undefined && equalBytes(k, h.publicKey);
 }
 
-function verifyParsed(
-  parsed: ParsedTza,
+/** §9 step 7: each signature, then trust (§5.1). Never throws for a bad bundle. */
+export function verifyParsed(
+  parsed: Pick<ParsedTza, 'manifest' | 'manifestBytes' | 'signatures'>,
   opts: VerifyOptions,
   provider: CryptoProvider,
 ): VerifyReport {
@@ -486,23 +638,38 @@ export function verifyTza(bytes: Uint8Array, opts: VerifyOptions = {}): VerifyRe
   try {
     parsed = readTza(bytes, { provider, ...(opts.limits ? { limits: opts.limits } : {}) });
   } catch (e) {
-    if (TzaError.is(e))
-      return {
-        valid: false,
-        code: e.code,
-        reason: e.message,
-        signersPinned: opts.trust !== undefined,
-        signers: [],
-      };
-    throw e;
+    return failedReport(e, opts);
   }
   return verifyParsed(parsed, opts, provider);
 }
 
-function requireValid(bytes: Uint8Array, opts: VerifyOptions, provider: CryptoProvider): ParsedTza {
-  const parsed = readTza(bytes, { provider, ...(opts.limits ? { limits: opts.limits } : {}) });
+/** The report for a bundle that failed to read (a TzaError); anything else is rethrown. */
+export function failedReport(e: unknown, opts: VerifyOptions): VerifyReport {
+  if (TzaError.is(e))
+    return {
+      valid: false,
+      code: e.code,
+      reason: e.message,
+      signersPinned: opts.trust !== undefined,
+      signers: [],
+    };
+  throw e;
+}
+
+/** {@link verifyParsed}, throwing the report's code when the bundle is not valid. */
+export function requireVerified(
+  parsed: Pick<ParsedTza, 'manifest' | 'manifestBytes' | 'signatures'>,
+  opts: VerifyOptions,
+  provider: CryptoProvider,
+): VerifyReport {
   const report = verifyParsed(parsed, opts, provider);
   if (!report.valid) throw new TzaError(report.code!, report.reason!);
+  return report;
+}
+
+function requireValid(bytes: Uint8Array, opts: VerifyOptions, provider: CryptoProvider): ParsedTza {
+  const parsed = readTza(bytes, { provider, ...(opts.limits ? { limits: opts.limits } : {}) });
+  requireVerified(parsed, opts, provider);
   return parsed;
 }
 
@@ -556,7 +723,7 @@ export function inspectTza(bytes: Uint8Array, opts: VerifyOptions = {}): Inspect
   };
 }
 
-function unwrapKey(p: CryptoProvider, m: TzaManifest, identity: Identity): Uint8Array {
+export function unwrapKey(p: CryptoProvider, m: TzaManifest, identity: Identity): Uint8Array {
   const r = m.recipients.find((x) => equalBytes(x.pk, identity.encryptionPublicKey));
   if (!r)
     throw new TzaError(

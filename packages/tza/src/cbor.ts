@@ -249,7 +249,8 @@ class Reader {
         return -1 - n;
       case 2: {
         this.need(n);
-        const out = this.b.slice(this.pos, this.pos + n);
+        // a fresh copy even when the input is a Node Buffer (whose slice is a view)
+        const out = new Uint8Array(this.b.subarray(this.pos, this.pos + n));
         this.pos += n;
         return out;
       }

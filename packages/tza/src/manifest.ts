@@ -7,7 +7,8 @@ import { unsafeNameReason } from './tar.js';
 export const TZA_FORMAT = 'tza/1';
 export const MANIFEST_NAME = 'manifest.cbor';
 export const SIGNATURES_NAME = 'signatures.cbor';
-export const RESERVED_NAMES: readonly string[] = [MANIFEST_NAME, SIGNATURES_NAME];
+/** `manifest.json` is reserved too: unpacking writes the readable report there. */
+export const RESERVED_NAMES: readonly string[] = [MANIFEST_NAME, SIGNATURES_NAME, 'manifest.json'];
 /** Plaintext bytes per sealed chunk. */
 export const CHUNK_SIZE = 65536;
 export const TAG_SIZE = 16;
@@ -75,6 +76,22 @@ export const DEFAULT_LIMITS: Readonly<TzaLimits> = Object.freeze({
 export const BUNDLE_ID = /^tza_[0-9a-f]{32}$/;
 export const KIND = /^[a-z][a-z0-9-]{0,31}$/;
 const MEDIA_TYPE = /^[a-z0-9][a-z0-9!#$&^_.+-]{0,126}\/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$/;
+
+/**
+ * Names that could not all be unpacked side by side: `a` and `a/b` (a file that is also
+ * a folder). Returns the first such pair.
+ */
+export function folderConflict(names: readonly string[]): [string, string] | undefined {
+  const set = new Set(names.filter(Boolean));
+  for (const n of set) {
+    const segs = n.split('/');
+    for (let i = 1; i < segs.length; i++) {
+      const dir = segs.slice(0, i).join('/');
+      if (set.has(dir)) return [dir, n];
+    }
+  }
+  return undefined;
+}
 
 /** Number of chunks a sealed entry of `plainSize` bytes has (at least one). */
 export function chunkCount(plainSize: number): number {
@@ -221,6 +238,14 @@ export function parseManifest(bytes: Uint8Array, limits: TzaLimits = DEFAULT_LIM
           e.push(`${w}.size does not fit plain_size`);
       }
     });
+  }
+  if (Array.isArray(ents)) {
+    const conflict = folderConflict(
+      ents.map((x: CborValue) =>
+        isPlainObject(x) && typeof x['name'] === 'string' ? x['name'] : '',
+      ),
+    );
+    if (conflict) e.push(`entry ${conflict[0]} is also used as a folder by ${conflict[1]}`);
   }
   if (anySealed && Array.isArray(recips) && recips.length === 0)
     e.push('sealed entries need at least one recipient');

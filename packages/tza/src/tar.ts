@@ -15,6 +15,8 @@ import { TzaError } from './errors.js';
 
 export const BLOCK = 512;
 export const MAX_NAME_BYTES = 100;
+/** The largest entry the 12-byte size field holds (11 octal digits): 8 GiB − 1. */
+export const MAX_TAR_ENTRY_SIZE = 0o77777777777;
 
 export interface TarEntry {
   name: string;
@@ -30,6 +32,9 @@ export interface TarLimits {
 
 function octal(n: number, width: number): string {
   // width-1 octal digits then NUL
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new RangeError(`tar field value must be a non-negative integer, got ${n}`);
+  }
   const s = n.toString(8);
   if (s.length > width - 1)
     throw new RangeError(`value ${n} does not fit a ${width}-byte tar field`);
@@ -85,17 +90,40 @@ export function paddedSize(n: number): number {
   return Math.ceil(n / BLOCK) * BLOCK;
 }
 
+/** Length of an archive holding entries of these data sizes (headers, padding, end marker). */
+export function tarSize(entries: readonly { size: number }[]): number {
+  let total = 2 * BLOCK;
+  for (const e of entries) total += BLOCK + paddedSize(e.size);
+  return total;
+}
+
+/**
+ * The archive in the order a writer emits it: for each entry its header, then the entry
+ * itself (yielded as given, for the caller to write its `size` data bytes), then zero
+ * padding to the next block; finally the two zero blocks of the end marker. Both the
+ * in-memory {@link writeTar} and the streaming file writer follow this one layout.
+ */
+export function* tarLayout<T extends { readonly name: string; readonly size: number }>(
+  entries: readonly T[],
+  mtime: number,
+): Generator<Uint8Array | T> {
+  for (const e of entries) {
+    yield tarHeader(e.name, e.size, mtime);
+    yield e;
+    if (paddedSize(e.size) > e.size) yield new Uint8Array(paddedSize(e.size) - e.size);
+  }
+  yield new Uint8Array(2 * BLOCK);
+}
+
 /** Write entries in the order given; the archive ends with two zero blocks. */
 export function writeTar(entries: readonly TarEntry[], mtime: number): Uint8Array {
-  let total = 2 * BLOCK;
-  for (const e of entries) total += BLOCK + paddedSize(e.data.length);
-  const out = new Uint8Array(total);
+  const sized = entries.map((e) => ({ name: e.name, size: e.data.length, data: e.data }));
+  const out = new Uint8Array(tarSize(sized));
   let o = 0;
-  for (const e of entries) {
-    out.set(tarHeader(e.name, e.data.length, mtime), o);
-    o += BLOCK;
-    out.set(e.data, o);
-    o += paddedSize(e.data.length);
+  for (const piece of tarLayout(sized, mtime)) {
+    const b = piece instanceof Uint8Array ? piece : piece.data;
+    out.set(b, o);
+    o += b.length;
   }
   return out;
 }
@@ -168,6 +196,116 @@ function parseOctalChecksum(f: Uint8Array): number {
   return parseInt(m[1]!, 8);
 }
 
+/** Where an entry's data lies in the archive: `size` bytes at `offset`, then zero padding to `end`. */
+export interface TarSpan {
+  name: string;
+  size: number;
+  offset: number;
+  end: number;
+}
+
+/**
+ * The strict walk over an archive of `length` bytes, shared by {@link readTar} (bytes in
+ * memory) and the file reader (which seeks from header to header and never loads entries).
+ * The caller reads each block at the offsets the walker names and hands it in; the walker
+ * applies every rule of docs/tza.md §2 in one place and order:
+ *
+ *     const w = new TarWalker(length, limits);
+ *     for (let o = 0; ; ) {
+ *       w.checkBlock(o);
+ *       const span = w.entry(blockAt(o), o);
+ *       if (!span) { w.endMarker(o, o + 2 * BLOCK <= length ? blockAt(o + BLOCK) : undefined); break; }
+ *       w.padding(span, bytesAt(span.offset + span.size, span.end));
+ *       o = span.end;
+ *     }
+ */
+export class TarWalker {
+  private readonly names = new Set<string>();
+  private count = 0;
+  private mtimeSeen: number | undefined;
+
+  constructor(
+    readonly length: number,
+    private readonly limits: TarLimits,
+  ) {
+    if (length > limits.maxTotalSize) {
+      throw new TzaError(
+        'LIMIT_EXCEEDED',
+        `bundle of ${length} bytes exceeds ${limits.maxTotalSize}`,
+      );
+    }
+    if (length % BLOCK !== 0) {
+      throw new TzaError('TAR_TRUNCATED', `archive length ${length} is not a multiple of ${BLOCK}`);
+    }
+  }
+
+  /** The archive's mtime (that of its first header; 0 for an archive without entries). */
+  get mtime(): number {
+    return this.mtimeSeen ?? 0;
+  }
+
+  /** A header is due at `o`: it must lie inside the archive. */
+  checkBlock(o: number): void {
+    if (o + BLOCK > this.length)
+      throw new TzaError('TAR_TRUNCATED', 'archive ends without its end-of-archive marker');
+  }
+
+  /**
+   * Check the header block `h` found at `o`. Returns the entry it introduces, or undefined
+   * when `h` is a zero block (the end marker begins: call {@link endMarker}).
+   */
+  entry(h: Uint8Array, o: number): TarSpan | undefined {
+    if (isZero(h)) return undefined;
+    if (this.count >= this.limits.maxEntries) {
+      throw new TzaError('LIMIT_EXCEEDED', `more than ${this.limits.maxEntries} entries`);
+    }
+    const { name, size, mtime: mt } = parseHeader(h, this.limits);
+    if (size > this.limits.maxEntrySize)
+      throw new TzaError(
+        'LIMIT_EXCEEDED',
+        `entry ${name} of ${size} bytes exceeds ${this.limits.maxEntrySize}`,
+      );
+    this.mtimeSeen ??= mt;
+    const canonical = tarHeader(name, size, this.mtimeSeen);
+    for (let i = 0; i < BLOCK; i++) {
+      if (canonical[i] !== h[i])
+        throw new TzaError(
+          'TAR_NON_CANONICAL',
+          `tar header of ${name} differs from the canonical form at byte ${i}`,
+        );
+    }
+    if (this.names.has(name)) throw new TzaError('TAR_DUPLICATE_ENTRY', `duplicate entry ${name}`);
+    this.names.add(name);
+    this.count++;
+    const offset = o + BLOCK;
+    const end = offset + paddedSize(size);
+    if (end > this.length) throw new TzaError('TAR_TRUNCATED', `entry ${name} is truncated`);
+    return { name, size, offset, end };
+  }
+
+  /** The padding bytes after an entry's data (`span.end - span.offset - span.size` of them). */
+  padding(span: TarSpan, pad: Uint8Array): void {
+    if (!isZero(pad))
+      throw new TzaError('TAR_NON_CANONICAL', `padding after ${span.name} is not zero`);
+  }
+
+  /**
+   * The end marker begins at `o`; `second` is the block after it, or undefined when the
+   * archive has no room for it. Nothing may follow the two zero blocks.
+   */
+  endMarker(o: number, second: Uint8Array | undefined): void {
+    if (o + 2 * BLOCK > this.length || !second || !isZero(second)) {
+      throw new TzaError('TAR_TRUNCATED', 'end-of-archive marker is incomplete');
+    }
+    if (o + 2 * BLOCK !== this.length) {
+      throw new TzaError(
+        'TAR_TRAILING_DATA',
+        `${this.length - o - 2 * BLOCK} bytes after the end of the archive`,
+      );
+    }
+  }
+}
+
 /**
  * Strictly read a whole archive in memory. Every header must be byte-identical to the one
  * {@link tarHeader} writes for its name, size and the archive's mtime.
@@ -176,66 +314,23 @@ export function readTar(
   bytes: Uint8Array,
   limits: TarLimits,
 ): { entries: TarEntry[]; mtime: number } {
-  if (bytes.length > limits.maxTotalSize) {
-    throw new TzaError(
-      'LIMIT_EXCEEDED',
-      `bundle of ${bytes.length} bytes exceeds ${limits.maxTotalSize}`,
-    );
-  }
-  if (bytes.length % BLOCK !== 0) {
-    throw new TzaError(
-      'TAR_TRUNCATED',
-      `archive length ${bytes.length} is not a multiple of ${BLOCK}`,
-    );
-  }
+  const w = new TarWalker(bytes.length, limits);
   const entries: TarEntry[] = [];
-  const names = new Set<string>();
-  let mtime: number | undefined;
-  let o = 0;
-  for (;;) {
-    if (o + BLOCK > bytes.length)
-      throw new TzaError('TAR_TRUNCATED', 'archive ends without its end-of-archive marker');
-    const h = bytes.subarray(o, o + BLOCK);
-    if (isZero(h)) {
-      if (o + 2 * BLOCK > bytes.length || !isZero(bytes.subarray(o + BLOCK, o + 2 * BLOCK))) {
-        throw new TzaError('TAR_TRUNCATED', 'end-of-archive marker is incomplete');
-      }
-      if (o + 2 * BLOCK !== bytes.length) {
-        throw new TzaError(
-          'TAR_TRAILING_DATA',
-          `${bytes.length - o - 2 * BLOCK} bytes after the end of the archive`,
-        );
-      }
+  for (let o = 0; ;) {
+    w.checkBlock(o);
+    const span = w.entry(bytes.subarray(o, o + BLOCK), o);
+    if (!span) {
+      w.endMarker(
+        o,
+        bytes.length >= o + 2 * BLOCK ? bytes.subarray(o + BLOCK, o + 2 * BLOCK) : undefined,
+      );
       break;
     }
-    if (entries.length >= limits.maxEntries) {
-      throw new TzaError('LIMIT_EXCEEDED', `more than ${limits.maxEntries} entries`);
-    }
-    const { name, size, mtime: mt } = parseHeader(h, limits);
-    if (size > limits.maxEntrySize)
-      throw new TzaError(
-        'LIMIT_EXCEEDED',
-        `entry ${name} of ${size} bytes exceeds ${limits.maxEntrySize}`,
-      );
-    mtime ??= mt;
-    const canonical = tarHeader(name, size, mtime);
-    for (let i = 0; i < BLOCK; i++) {
-      if (canonical[i] !== h[i])
-        throw new TzaError(
-          'TAR_NON_CANONICAL',
-          `tar header of ${name} differs from the canonical form at byte ${i}`,
-        );
-    }
-    if (names.has(name)) throw new TzaError('TAR_DUPLICATE_ENTRY', `duplicate entry ${name}`);
-    names.add(name);
-    o += BLOCK;
-    const padded = paddedSize(size);
-    if (o + padded > bytes.length)
-      throw new TzaError('TAR_TRUNCATED', `entry ${name} is truncated`);
-    if (!isZero(bytes.subarray(o + size, o + padded)))
-      throw new TzaError('TAR_NON_CANONICAL', `padding after ${name} is not zero`);
-    entries.push({ name, data: bytes.slice(o, o + size) });
-    o += padded;
+    w.padding(span, bytes.subarray(span.offset + span.size, span.end));
+    // a fresh copy even when `bytes` is a Node Buffer (whose slice is a view)
+    const data = new Uint8Array(bytes.subarray(span.offset, span.offset + span.size));
+    entries.push({ name: span.name, data });
+    o = span.end;
   }
-  return { entries, mtime: mtime ?? 0 };
+  return { entries, mtime: w.mtime };
 }
