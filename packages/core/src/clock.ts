@@ -45,5 +45,7 @@ export function rfc3339(d: Date): string {
 export function parseRfc3339(s: unknown): Date | undefined {
   if (typeof s !== 'string' || !RFC3339_UTC.test(s)) return undefined;
   const d = new Date(s);
-  return Number.isNaN(d.getTime()) ? undefined : d;
+  if (Number.isNaN(d.getTime())) return undefined;
+  // Date rolls impossible dates over (02-30 → 03-02) and accepts 24:00; RFC 3339 allows neither.
+  return d.toISOString().slice(0, 19) === s.slice(0, 19) ? d : undefined;
 }

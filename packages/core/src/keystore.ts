@@ -64,6 +64,11 @@ export async function encryptIdentity(
   }
 }
 
+/**
+ * Accepted scrypt parameters: N a power of two in 2^10..2^20, r 1..32, p 1..16, and at
+ * most 256 MiB of memory (128·N·r) and 64× the default work (N·r·p ≤ 2^24), so that a
+ * hostile key file cannot make opening it take gigabytes or minutes.
+ */
 function checkParams(N: unknown, r: unknown, p: unknown): void {
   const ok =
     typeof N === 'number' &&
@@ -78,12 +83,15 @@ function checkParams(N: unknown, r: unknown, p: unknown): void {
     typeof p === 'number' &&
     Number.isInteger(p) &&
     p >= 1 &&
-    p <= 16;
-  if (!ok)
+    p <= 16 &&
+    128 * N * r <= 256 * 1024 * 1024 &&
+    N * r * p <= 2 ** 24;
+  if (!ok) {
     throw new CoreError(
       'KEYFILE_UNSUPPORTED',
-      'scrypt parameters out of the accepted range (N 2^10..2^20, r 1..32, p 1..16)',
+      'scrypt parameters out of the accepted range (N 2^10..2^20, r 1..32, p 1..16, memory ≤ 256 MiB, N·r·p ≤ 2^24)',
     );
+  }
 }
 
 /** Validate an untrusted key file's structure (no decryption). */

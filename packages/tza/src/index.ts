@@ -10,6 +10,7 @@ export {
   verifyTza,
 } from './bundle.js';
 export { CborTag, decodeCbor, encodeCbor } from './cbor.js';
+export { openTzaFile, packTzaToFile, verifyTzaFile } from './stream.js';
 export { COSE_ALG_EDDSA, COSE_SIGN1_TAG } from './cose.js';
 export { TzaError } from './errors.js';
 export {
@@ -41,6 +42,7 @@ export type {
   VerifyReport,
 } from './bundle.js';
 export type { CborDecodeLimits, CborKey, CborValue } from './cbor.js';
+export type { OpenedTzaFile, PackFileEntry, PackFileInput, PackFileResult } from './stream.js';
 export type { ParsedSignature, SignatureHeader } from './cose.js';
 export type { TzaErrorCode } from './errors.js';
 export type {
