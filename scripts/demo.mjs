@@ -16,7 +16,11 @@ const home = join(outDir, 'home');
 const tty = process.stdout.isTTY && !('NO_COLOR' in process.env);
 const c = (code, s) => (tty ? `\u001b[${code}m${s}\u001b[0m` : s);
 // Demo only: a fixed passphrase in the environment so that nothing prompts on stage.
-const env = { ...process.env, TIBET_HOME: home, TIBET_PASSPHRASE: 'demo only: never use a passphrase from a script' };
+const env = {
+  ...process.env,
+  TIBET_HOME: home,
+  TIBET_PASSPHRASE: 'demo only: never use a passphrase from a script',
+};
 const token = `pypi-${randomBytes(24).toString('base64url')}`;
 
 let stepNo = 0;
@@ -25,11 +29,17 @@ function say(text) {
 }
 function tibet(args, { input, expect = 0, quiet = false } = {}) {
   process.stdout.write(c('2', `   $ tibet ${args.join(' ')}\n`));
-  const r = spawnSync(process.execPath, [join(root, 'packages/cli/bin/tibet.js'), ...args], { env, input, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [join(root, 'packages/cli/bin/tibet.js'), ...args], {
+    env,
+    input,
+    encoding: 'utf8',
+  });
   const shown = (r.stdout + r.stderr).trimEnd();
   if (!quiet && shown) process.stdout.write(shown.replace(/^/gm, '   ') + '\n');
   if (r.status !== expect) {
-    process.stderr.write(`demo: "tibet ${args.join(' ')}" exited ${r.status}, expected ${expect}\n${r.stderr}`);
+    process.stderr.write(
+      `demo: "tibet ${args.join(' ')}" exited ${r.status}, expected ${expect}\n${r.stderr}`,
+    );
     process.exit(1);
   }
   return r;
@@ -39,16 +49,40 @@ const t0 = Date.now();
 process.stdout.write(c('1', 'TIBET vault family: a sealed secret, end to end\n'));
 process.stdout.write(`home: ${home}\n`);
 
-say('Three actors get identities (Ed25519 to sign, X25519 to receive); private keys are stored encrypted.');
+say(
+  'Three actors get identities (Ed25519 to sign, X25519 to receive); private keys are stored encrypted.',
+);
 tibet(['id', 'create', 'jis:acme:alice', '--class', 'human']);
 tibet(['id', 'create', 'jis:acme:bob', '--class', 'human']);
 tibet(['id', 'create', 'jis:acme:release-bot', '--class', 'mcp-server']);
 
-say('Alice seals a registry token for herself and Bob. The token comes in on stdin, never as an argument.');
+say(
+  'Alice seals a registry token for herself and Bob. The token comes in on stdin, never as an argument.',
+);
 const bundle = join(outDir, 'pypi-token.tza');
 tibet(
-  ['tza', 'pack', '--kind', 'secret', '--sealed', 'token=-', '--meta', 'secret_id=sec_pypi_001', '--meta', 'secret_type=pypi_token',
-    '--meta', 'scope=pypi:upload:acme-lib', '--recipient', 'jis:acme:alice', '--recipient', 'jis:acme:bob', '--signer', 'jis:acme:alice', '-o', bundle],
+  [
+    'tza',
+    'pack',
+    '--kind',
+    'secret',
+    '--sealed',
+    'token=-',
+    '--meta',
+    'secret_id=sec_pypi_001',
+    '--meta',
+    'secret_type=pypi_token',
+    '--meta',
+    'scope=pypi:upload:acme-lib',
+    '--recipient',
+    'jis:acme:alice',
+    '--recipient',
+    'jis:acme:bob',
+    '--signer',
+    'jis:acme:alice',
+    '-o',
+    bundle,
+  ],
   { input: token },
 );
 
@@ -64,18 +98,42 @@ writeFileSync(tampered, bytes);
 tibet(['tza', 'verify', tampered, '--trust', 'jis:acme:alice'], { expect: 1 });
 
 say('Bob opens it (verify first, then HPKE unwrap, then decrypt).');
-const opened = tibet(['tza', 'open', bundle, '--as', 'jis:acme:bob', '--entry', 'token', '--stdout'], { quiet: true });
-process.stdout.write(`   opened ${opened.stdout.length} bytes; equal to what Alice sealed: ${opened.stdout === token ? c('32', 'yes') : c('31', 'NO')}\n`);
+const opened = tibet(
+  ['tza', 'open', bundle, '--as', 'jis:acme:bob', '--entry', 'token', '--stdout'],
+  { quiet: true },
+);
+process.stdout.write(
+  `   opened ${opened.stdout.length} bytes; equal to what Alice sealed: ${opened.stdout === token ? c('32', 'yes') : c('31', 'NO')}\n`,
+);
 if (opened.stdout !== token) process.exit(1);
 
 say('The release bot is not a recipient: refused.');
-tibet(['tza', 'open', bundle, '--as', 'jis:acme:release-bot', '--entry', 'token', '--stdout'], { expect: 1 });
+tibet(['tza', 'open', bundle, '--as', 'jis:acme:release-bot', '--entry', 'token', '--stdout'], {
+  expect: 1,
+});
 
 say('Alice adds the bot by rewrapping the data key; the encrypted payload is not touched.');
 const rewrapped = join(outDir, 'pypi-token.rewrapped.tza');
-tibet(['tza', 'rewrap', bundle, '--as', 'jis:acme:alice', '--add', 'jis:acme:release-bot', '--signer', 'jis:acme:alice', '-o', rewrapped]);
-const bot = tibet(['tza', 'open', rewrapped, '--as', 'jis:acme:release-bot', '--entry', 'token', '--stdout'], { quiet: true });
-process.stdout.write(`   the bot can open the new bundle: ${bot.stdout === token ? c('32', 'yes') : c('31', 'NO')}\n`);
+tibet([
+  'tza',
+  'rewrap',
+  bundle,
+  '--as',
+  'jis:acme:alice',
+  '--add',
+  'jis:acme:release-bot',
+  '--signer',
+  'jis:acme:alice',
+  '-o',
+  rewrapped,
+]);
+const bot = tibet(
+  ['tza', 'open', rewrapped, '--as', 'jis:acme:release-bot', '--entry', 'token', '--stdout'],
+  { quiet: true },
+);
+process.stdout.write(
+  `   the bot can open the new bundle: ${bot.stdout === token ? c('32', 'yes') : c('31', 'NO')}\n`,
+);
 
 say('No file in demo-out/ holds the token in the clear.');
 const leaks = [];
@@ -87,6 +145,12 @@ const walk = (d) => {
   }
 };
 walk(outDir);
-process.stdout.write(leaks.length ? c('31', `   LEAK in ${leaks.join(', ')}\n`) : `   ${c('32', 'none')} (${bundle})\n`);
-process.stdout.write(`\nDone in ${((Date.now() - t0) / 1000).toFixed(1)} s. Outputs in ${outDir}\n`);
+process.stdout.write(
+  leaks.length
+    ? c('31', `   LEAK in ${leaks.join(', ')}\n`)
+    : `   ${c('32', 'none')} (${bundle})\n`,
+);
+process.stdout.write(
+  `\nDone in ${((Date.now() - t0) / 1000).toFixed(1)} s. Outputs in ${outDir}\n`,
+);
 process.exit(leaks.length ? 1 : 0);

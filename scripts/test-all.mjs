@@ -8,7 +8,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-const env = { ...process.env, TURBO_TELEMETRY_DISABLED: '1', FORCE_COLOR: process.env.CI ? '0' : (process.env.FORCE_COLOR ?? '') };
+const env = {
+  ...process.env,
+  TURBO_TELEMETRY_DISABLED: '1',
+  FORCE_COLOR: process.env.CI ? '0' : (process.env.FORCE_COLOR ?? ''),
+};
 const bin = (name) => join(import.meta.dirname, '..', 'node_modules', '.bin', name);
 
 function step(title, cmd, args) {
@@ -20,7 +24,11 @@ function step(title, cmd, args) {
 
 let failedSteps = 0;
 for (const [title, cmd, args] of [
-  ['build, type-check, lint', bin('turbo'), ['run', 'build', 'typecheck', 'lint', '--output-logs=errors-only']],
+  [
+    'build, type-check, lint',
+    bin('turbo'),
+    ['run', 'build', 'typecheck', 'lint', '--continue', '--output-logs=errors-only'],
+  ],
   ['format (prettier --check)', bin('prettier'), ['--check', '.', '--log-level', 'warn']],
 ]) {
   if (step(title, cmd, args) !== 0) {
@@ -31,7 +39,12 @@ for (const [title, cmd, args] of [
 
 const dir = mkdtempSync(join(tmpdir(), 'tibet-vitest-'));
 const report = join(dir, 'report.json');
-step('tests (vitest)', bin('vitest'), ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`]);
+step('tests (vitest)', bin('vitest'), [
+  'run',
+  '--reporter=default',
+  '--reporter=json',
+  `--outputFile.json=${report}`,
+]);
 let passed = 0;
 let failed = 0;
 let skipped = 0;

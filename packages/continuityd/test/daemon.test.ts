@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IdentityRegistry, mintToken, type TibetToken } from '@tibet/core';
 import { fixedClock, seededRandom, testIdentity } from '@tibet/core/testing';
-import { AuditLog, DaemonClient, EmbeddedClient, serveLog, verifyCheckpoint, type AuditClient } from '@tibet/continuityd';
+import {
+  AuditLog,
+  DaemonClient,
+  EmbeddedClient,
+  serveLog,
+  verifyCheckpoint,
+  type AuditClient,
+} from '@tibet/continuityd';
 
 const logKey = testIdentity('jis:acme:continuityd', 'system');
 const actors = [0, 1, 2, 3].map((i) => testIdentity(`jis:acme:agent-${i}`, 'mcp-server'));
@@ -27,7 +34,17 @@ async function appendChains(client: AuditClient, perActor: number): Promise<void
       const random = seededRandom(`chain-${ai}`);
       let prev: TibetToken | null = null;
       for (let i = 0; i < perActor; i++) {
-        const t: TibetToken = mintToken({ actor: a.id, actorClass: 'mcp-server', event: 'secret-proxied', erachter: `call ${i}`, prev }, a, { clock, random });
+        const t: TibetToken = mintToken(
+          {
+            actor: a.id,
+            actorClass: 'mcp-server',
+            event: 'secret-proxied',
+            erachter: `call ${i}`,
+            prev,
+          },
+          a,
+          { clock, random },
+        );
         await client.append(t);
         prev = t;
       }
@@ -49,10 +66,24 @@ describe('continuityd daemon', () => {
     verifyCheckpoint(note, log.origin, logKey.signingPublicKey);
     // an unregistered actor is refused with its code
     const stranger = testIdentity('jis:evil:mallory', 'external');
-    await expect(viaHttp.append(mintToken({ actor: stranger.id, actorClass: 'external', event: 'x', erachter: 'y' }, stranger, { clock }))).rejects.toMatchObject({ code: 'ACTOR_UNKNOWN' });
+    await expect(
+      viaHttp.append(
+        mintToken(
+          { actor: stranger.id, actorClass: 'external', event: 'x', erachter: 'y' },
+          stranger,
+          { clock },
+        ),
+      ),
+    ).rejects.toMatchObject({ code: 'ACTOR_UNKNOWN' });
     // a forged signature is refused
-    const good = mintToken({ actor: actors[0]!.id, actorClass: 'mcp-server', event: 'x', erachter: 'y' }, actors[0]!, { clock });
-    await expect(viaSocket.append({ ...good, erachter: 'changed' })).rejects.toMatchObject({ code: 'TOKEN_REJECTED' });
+    const good = mintToken(
+      { actor: actors[0]!.id, actorClass: 'mcp-server', event: 'x', erachter: 'y' },
+      actors[0]!,
+      { clock },
+    );
+    await expect(viaSocket.append({ ...good, erachter: 'changed' })).rejects.toMatchObject({
+      code: 'TOKEN_REJECTED',
+    });
     await d.close();
     await log.close();
     // the embedded client speaks the same interface against the same folder
@@ -66,11 +97,14 @@ describe('continuityd daemon', () => {
     const log = await AuditLog.open({ dir, signer: logKey, registry, clock });
     const d = await serveLog({ log, port: 0, maxInFlight: 1 });
     const c = new DaemonClient({ host: '127.0.0.1', port: d.port! });
-    const toks = actors.map((a) => mintToken({ actor: a.id, actorClass: 'mcp-server', event: 'x', erachter: 'y' }, a, { clock }));
+    const toks = actors.map((a) =>
+      mintToken({ actor: a.id, actorClass: 'mcp-server', event: 'x', erachter: 'y' }, a, { clock }),
+    );
     const results = await Promise.allSettled(toks.map((t) => c.append(t)));
     const refused = results.filter((r) => r.status === 'rejected');
     expect(results.some((r) => r.status === 'fulfilled')).toBe(true);
-    for (const r of refused) expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 'BACKPRESSURE' });
+    for (const r of refused)
+      expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 'BACKPRESSURE' });
     await d.close();
     await log.close();
   });

@@ -324,7 +324,8 @@ export function beginPack(
     names.add(e.name);
   }
   const conflict = folderConflict(input.entries.map((e) => e.name));
-  if (conflict) throw new TypeError(`entry ${conflict[0]} is also used as a folder by ${conflict[1]}`);
+  if (conflict)
+    throw new TypeError(`entry ${conflict[0]} is also used as a folder by ${conflict[1]}`);
   const anySealed = input.entries.some((e) => e.sealed);
   const recipients = (input.recipients ?? []).map(recipientKeyOf);
   if (anySealed && recipients.length === 0)

@@ -1,7 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { IdentityRegistry, fromUtf8, utf8 } from '@tibet/core';
 import { fixedClock, seededRandom, testIdentity } from '@tibet/core/testing';
-import { TzaError, inspectTza, openTza, packTza, readTza, rewrapTza, cosignTza, verifyTza } from '@tibet/tza';
+import {
+  TzaError,
+  inspectTza,
+  openTza,
+  packTza,
+  readTza,
+  rewrapTza,
+  cosignTza,
+  verifyTza,
+} from '@tibet/tza';
 
 const clock = fixedClock('2026-11-28T12:00:00.000Z');
 const alice = testIdentity('jis:acme:alice', 'human');
@@ -16,7 +25,11 @@ function pack(seed = 'b1') {
       kind: 'secret',
       meta: { issuer: 'jis:acme:alice', scope: 'pypi:upload:acme-lib' },
       entries: [
-        { name: 'record.json', data: utf8('{"secret_id":"sec_pypi_001"}'), mediaType: 'application/json' },
+        {
+          name: 'record.json',
+          data: utf8('{"secret_id":"sec_pypi_001"}'),
+          mediaType: 'application/json',
+        },
         { name: 'secret.bin', data: SECRET, sealed: true },
       ],
       recipients: [alice, bob],
@@ -42,7 +55,9 @@ describe('tza/1 bundle', () => {
   });
 
   it('refuses a non-recipient', () => {
-    expect(() => openTza(pack(), carol)).toThrow(expect.objectContaining({ code: 'NOT_A_RECIPIENT' }));
+    expect(() => openTza(pack(), carol)).toThrow(
+      expect.objectContaining({ code: 'NOT_A_RECIPIENT' }),
+    );
   });
 
   it('verifies with and without pinned signers', () => {
@@ -64,12 +79,18 @@ describe('tza/1 bundle', () => {
 
   it('rewraps without re-encrypting, and removes recipients', () => {
     const b = pack();
-    const r = rewrapTza(b, alice, { add: [carol], remove: ['jis:acme:bob'] }, [alice], { clock, random: seededRandom('w') });
+    const r = rewrapTza(b, alice, { add: [carol], remove: ['jis:acme:bob'] }, [alice], {
+      clock,
+      random: seededRandom('w'),
+    });
     expect(openTza(r, carol).entries[1]!.data).toEqual(SECRET);
     expect(() => openTza(r, bob)).toThrow(expect.objectContaining({ code: 'NOT_A_RECIPIENT' }));
     // payload ciphertext unchanged
     expect(readTza(r).stored[1]).toEqual(readTza(b).stored[1]);
-    const k = rewrapTza(b, alice, { remove: ['jis:acme:bob'], rekey: true }, [alice], { clock, random: seededRandom('k') });
+    const k = rewrapTza(b, alice, { remove: ['jis:acme:bob'], rekey: true }, [alice], {
+      clock,
+      random: seededRandom('k'),
+    });
     expect(readTza(k).stored[1]).not.toEqual(readTza(b).stored[1]);
     expect(openTza(k, alice).entries[1]!.data).toEqual(SECRET);
   });
@@ -84,8 +105,18 @@ describe('tza/1 bundle', () => {
   it('detects a forged signer key', () => {
     const reg = new IdentityRegistry();
     reg.add(alice);
-    const forged = packTza({ kind: 'file', entries: [{ name: 'a', data: utf8('x') }], signers: [testIdentity('jis:acme:alice', 'human', { seed: 'other' })] }, { clock, random: seededRandom('f') });
-    expect(verifyTza(forged, { trust: reg })).toMatchObject({ valid: false, code: 'SIGNER_UNTRUSTED' });
+    const forged = packTza(
+      {
+        kind: 'file',
+        entries: [{ name: 'a', data: utf8('x') }],
+        signers: [testIdentity('jis:acme:alice', 'human', { seed: 'other' })],
+      },
+      { clock, random: seededRandom('f') },
+    );
+    expect(verifyTza(forged, { trust: reg })).toMatchObject({
+      valid: false,
+      code: 'SIGNER_UNTRUSTED',
+    });
     expect(() => openTza(forged, undefined, { trust: reg })).toThrow(TzaError);
   });
 

@@ -1,0 +1,291 @@
+// The built `tibet` command end to end, as real child processes, with a throwaway
+// TIBET_HOME. Needs the packages built (`pnpm run build`; test:all does it first).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import {
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = join(import.meta.dirname, '..', '..', '..');
+const bin = join(root, 'packages', 'cli', 'bin', 'tibet.js');
+let home: string;
+const SECRET = `pypi-${'Z'.repeat(12)}-cli-test-secret-${process.pid}`;
+const children: ChildProcess[] = [];
+
+function tibet(args: string[], o: { input?: string; env?: Record<string, string> } = {}) {
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    input: o.input ?? '',
+    encoding: 'utf8',
+    env: {
+      ...process.env,
+      TIBET_HOME: home,
+      TIBET_PASSPHRASE: 'test passphrase',
+      NO_COLOR: '1',
+      ...o.env,
+    },
+    timeout: 60_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+beforeAll(() => {
+  if (!existsSync(join(root, 'packages', 'cli', 'dist', 'main.js'))) {
+    spawnSync('npx', ['-y', 'pnpm@10.34.8', 'run', 'build'], {
+      cwd: root,
+      stdio: 'inherit',
+      env: { ...process.env, TURBO_TELEMETRY_DISABLED: '1' },
+    });
+  }
+  home = mkdtempSync(join(tmpdir(), 'tibet-cli-'));
+  for (const [id, cls] of [
+    ['jis:acme:alice', 'human'],
+    ['jis:acme:bob', 'human'],
+    ['jis:acme:carol', 'machine'],
+    ['jis:acme:auditlog', 'system'],
+  ]) {
+    const r = tibet(['id', 'create', id!, '--class', cls!]);
+    expect(r.code, r.err).toBe(0);
+  }
+}, 240_000);
+
+afterAll(() => {
+  for (const c of children) c.kill('SIGKILL');
+  if (home) rmSync(home, { recursive: true, force: true });
+});
+
+describe('tibet (built CLI, child processes)', () => {
+  it('--version, --help at every level, usage errors exit 2', () => {
+    expect(tibet(['--version']).out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    for (const args of [
+      ['--help'],
+      ['id', '--help'],
+      ['tza', '--help'],
+      ['tza', 'pack', '--help'],
+      ['tza', 'verify', '--help'],
+      ['continuityd', '--help'],
+      ['continuityd', 'append', '--help'],
+    ]) {
+      const r = tibet(args);
+      expect(r.code, args.join(' ')).toBe(0);
+      expect(r.out).toMatch(/Usage: tibet/);
+    }
+    expect(tibet(['nonsense']).code).toBe(2);
+    expect(tibet(['id', 'create', 'not-an-id', '--class', 'human']).code).toBe(2);
+    expect(tibet(['id', 'create', 'jis:acme:x', '--class', 'wizard']).code).toBe(2);
+  });
+
+  it('never takes a passphrase from nowhere: no TTY and no variable → exit 2', () => {
+    const r = tibet(['id', 'create', 'jis:acme:nopass', '--class', 'human'], {
+      env: { TIBET_PASSPHRASE: '' },
+    });
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('PASSPHRASE_REQUIRED');
+  });
+
+  it('id list/show/export; key files are mode 0600', () => {
+    const list = JSON.parse(tibet(['id', 'list', '--json']).out) as { id: string }[];
+    expect(list.map((x) => x.id)).toContain('jis:acme:alice');
+    const key = join(home, 'identities', 'acme', 'alice.key.json');
+    expect(statSync(key).mode & 0o777).toBe(0o600);
+    const pub = JSON.parse(tibet(['id', 'export', 'jis:acme:alice']).out) as { format: string };
+    expect(pub.format).toBe('tibet-public-identity/1');
+  });
+
+  it('tza pack → inspect → verify (trust, tamper) → open; exit codes as documented', () => {
+    const out = join(home, 't.tza');
+    const p = tibet(
+      [
+        'tza',
+        'pack',
+        '--kind',
+        'secret',
+        '--sealed',
+        'token=-',
+        '--meta',
+        'scope=pypi',
+        '--recipient',
+        'jis:acme:alice',
+        '--recipient',
+        'jis:acme:bob',
+        '--signer',
+        'jis:acme:alice',
+        '-o',
+        out,
+      ],
+      { input: SECRET },
+    );
+    expect(p.code, p.err).toBe(0);
+    const ins = JSON.parse(tibet(['tza', 'inspect', out, '--json']).out) as {
+      kind: string;
+      valid: boolean;
+    };
+    expect(ins).toMatchObject({ kind: 'secret', valid: true });
+    expect(tibet(['tza', 'verify', out, '--trust', 'jis:acme:alice']).code).toBe(0);
+    const untrusted = tibet(['tza', 'verify', out, '--trust', 'jis:acme:bob', '--json']);
+    expect(untrusted.code).toBe(1);
+    expect(JSON.parse(untrusted.out)).toMatchObject({ valid: false, code: 'SIGNER_UNTRUSTED' });
+    const bytes = readFileSync(out);
+    bytes[700] ^= 0x40;
+    writeFileSync(join(home, 'bad.tza'), bytes);
+    expect(tibet(['tza', 'verify', join(home, 'bad.tza')]).code).toBe(1);
+    const opened = tibet([
+      'tza',
+      'open',
+      out,
+      '--as',
+      'jis:acme:bob',
+      '--entry',
+      'token',
+      '--stdout',
+    ]);
+    expect(opened.code, opened.err).toBe(0);
+    expect(opened.out).toBe(SECRET);
+    const denied = tibet([
+      'tza',
+      'open',
+      out,
+      '--as',
+      'jis:acme:carol',
+      '--entry',
+      'token',
+      '--stdout',
+    ]);
+    expect(denied.code).toBe(1);
+    expect(denied.err).toContain('NOT_A_RECIPIENT');
+    expect(tibet(['tza', 'open', out, '--as', 'jis:acme:bob']).code).toBe(2);
+    const wrongPass = tibet(
+      ['tza', 'open', out, '--as', 'jis:acme:bob', '--entry', 'token', '--stdout'],
+      { env: { TIBET_PASSPHRASE: 'wrong' } },
+    );
+    expect(wrongPass.code).toBe(1);
+    expect(wrongPass.err).toContain('PASSPHRASE_WRONG');
+  });
+
+  it('tza unpack and rewrap', () => {
+    const src = join(home, 't.tza');
+    const dir = join(home, 'unpacked');
+    expect(tibet(['tza', 'unpack', src, dir, '--as', 'jis:acme:alice']).code).toBe(0);
+    expect(readFileSync(join(dir, 'token'), 'utf8')).toBe(SECRET);
+    expect(tibet(['tza', 'unpack', src, dir, '--as', 'jis:acme:alice']).code).toBe(1); // never overwrites
+    const re = join(home, 'r.tza');
+    expect(
+      tibet([
+        'tza',
+        'rewrap',
+        src,
+        '--as',
+        'jis:acme:alice',
+        '--add',
+        'jis:acme:carol',
+        '--remove',
+        'jis:acme:bob',
+        '--signer',
+        'jis:acme:alice',
+        '-o',
+        re,
+      ]).code,
+    ).toBe(0);
+    expect(
+      tibet(['tza', 'open', re, '--as', 'jis:acme:carol', '--entry', 'token', '--stdout']).out,
+    ).toBe(SECRET);
+    expect(
+      tibet(['tza', 'open', re, '--as', 'jis:acme:bob', '--entry', 'token', '--stdout']).code,
+    ).toBe(1);
+  });
+
+  it('continuityd: a daemon, appends from several processes, checkpoint, LOCKED for a second writer', async () => {
+    const sock = join(home, 'continuityd.sock');
+    const d = spawn(
+      process.execPath,
+      [bin, 'continuityd', 'serve', '--as', 'jis:acme:auditlog', '--port', '0', '--json'],
+      {
+        env: { ...process.env, TIBET_HOME: home, TIBET_PASSPHRASE: 'test passphrase' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    children.push(d);
+    const info = await new Promise<{ url: string }>((resolve, reject) => {
+      let buf = '';
+      d.stdout.on('data', (c: Buffer) => {
+        buf += c.toString();
+        try {
+          resolve(JSON.parse(buf) as { url: string });
+        } catch {
+          // wait for the whole JSON
+        }
+      });
+      d.on('exit', (code) => reject(new Error(`daemon exited ${code}`)));
+    });
+    expect(existsSync(sock)).toBe(true);
+    const appends = await Promise.all(
+      ['jis:acme:alice', 'jis:acme:bob', 'jis:acme:carol'].map(
+        (who) =>
+          new Promise<number | null>((resolve) => {
+            const c = spawn(
+              process.execPath,
+              [
+                bin,
+                'continuityd',
+                'append',
+                '--as',
+                who,
+                '--event',
+                'note',
+                '--why',
+                `hello from ${who}`,
+              ],
+              {
+                env: { ...process.env, TIBET_HOME: home, TIBET_PASSPHRASE: 'test passphrase' },
+                stdio: 'ignore',
+              },
+            );
+            c.on('exit', resolve);
+          }),
+      ),
+    );
+    expect(appends).toEqual([0, 0, 0]);
+    const head = JSON.parse(tibet(['continuityd', 'head', '--url', info.url, '--json']).out) as {
+      size: number;
+    };
+    expect(head.size).toBe(3);
+    expect(tibet(['continuityd', 'checkpoint']).out).toMatch(/^jis:acme:auditlog\/log\n3\n/);
+    const second = tibet([
+      'continuityd',
+      'serve',
+      '--as',
+      'jis:acme:auditlog',
+      '--no-socket',
+      '--port',
+      '0',
+    ]);
+    expect(second.code).toBe(1);
+    expect(second.err).toContain('LOCKED');
+    d.kill('SIGTERM');
+    await new Promise((r) => d.on('exit', r));
+  });
+
+  it('no file under TIBET_HOME and no output holds the secret in the clear', () => {
+    const hits: string[] = [];
+    const walk = (dir: string): void => {
+      for (const f of readdirSync(dir)) {
+        const p = join(dir, f);
+        if (statSync(p).isDirectory()) walk(p);
+        else if (
+          readFileSync(p).includes(Buffer.from(SECRET)) &&
+          !p.includes(`${join(home, 'unpacked')}`)
+        )
+          hits.push(p);
+      }
+    };
+    walk(home);
+    expect(hits).toEqual([]);
+  });
+});
