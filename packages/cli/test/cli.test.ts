@@ -133,7 +133,7 @@ describe('tibet (built CLI, child processes)', () => {
     expect(untrusted.code).toBe(1);
     expect(JSON.parse(untrusted.out)).toMatchObject({ valid: false, code: 'SIGNER_UNTRUSTED' });
     const bytes = readFileSync(out);
-    bytes[700] ^= 0x40;
+    bytes[700] = bytes[700]! ^ 0x40;
     writeFileSync(join(home, 'bad.tza'), bytes);
     expect(tibet(['tza', 'verify', join(home, 'bad.tza')]).code).toBe(1);
     const opened = tibet([

@@ -104,7 +104,7 @@ describe('continuityd daemon', () => {
     const refused = results.filter((r) => r.status === 'rejected');
     expect(results.some((r) => r.status === 'fulfilled')).toBe(true);
     for (const r of refused)
-      expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 'BACKPRESSURE' });
+      expect((r).reason).toMatchObject({ code: 'BACKPRESSURE' });
     await d.close();
     await log.close();
   });
