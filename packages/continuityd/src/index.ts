@@ -22,6 +22,18 @@ export {
   splitLines,
 } from './log.js';
 export { MerkleFrontier, emptyRoot, leafHash, nodeHash, rootOf } from './merkle.js';
+export {
+  TLOG_PROOF_HEADER,
+  exportTlogProof,
+  formatTlogProof,
+  inclusionProofLength,
+  parseTlogProof,
+  readLogLine,
+  verifyConsistency,
+  verifyInclusion,
+  verifyTlogProof,
+} from './proof.js';
+export { TREE_DIR, TreeStore, levelFileName } from './tree-store.js';
 export { OBJECT_ID, RECORD_VERSION, encodeRecord, lineHash, parseRecord } from './record.js';
 
 export type { Checkpoint, NoteSignature, SignedCheckpoint } from './checkpoint.js';
@@ -31,4 +43,12 @@ export type { ContinuityErrorCode } from './errors.js';
 export type { LockInfo } from './lock.js';
 export type { ActionEntry, IndexedRecord, LogIndex, LogObserver } from './log-index.js';
 export type { AppendOptions, AppendReceipt, AuditLogOptions, LogIo, LogMeta } from './log.js';
+export type {
+  ExportTlogProofOptions,
+  TlogProof,
+  TlogProofInput,
+  VerifiedTlogProof,
+  VerifyTlogProofOptions,
+} from './proof.js';
 export type { CausalBlock, LogRecord } from './record.js';
+export type { TreeStoreOptions } from './tree-store.js';
