@@ -55,9 +55,11 @@ Exit codes: 0 ok · 1 refused/invalid · 2 usage error · 70 internal error (ple
   const { registerId } = await import('./commands/id.js');
   const { registerTza } = await import('./commands/tza.js');
   const { registerContinuityd } = await import('./commands/continuityd.js');
+  const { registerKeychain } = await import('./commands/keychain.js');
   registerId(program);
   registerTza(program);
   registerContinuityd(program);
+  registerKeychain(program);
   for (const c of program.commands) {
     c.exitOverride();
     for (const s of c.commands) s.exitOverride();

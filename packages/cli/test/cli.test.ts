@@ -289,3 +289,85 @@ describe('tibet (built CLI, child processes)', () => {
     expect(hits).toEqual([]);
   });
 });
+
+describe('tibet continuityd prove (embedded)', () => {
+  it('exports a tlog-proof anyone can check offline with the log key', () => {
+    for (let i = 0; i < 3; i++) {
+      const r = tibet([
+        'continuityd',
+        'append',
+        '--dir',
+        join(home, 'log2'),
+        '--log-as',
+        'jis:acme:auditlog',
+        '--as',
+        'jis:acme:alice',
+        '--event',
+        'note',
+        '--why',
+        `n${i}`,
+      ]);
+      expect(r.code, r.err).toBe(0);
+    }
+    expect(
+      tibet([
+        'continuityd',
+        'checkpoint',
+        '--dir',
+        join(home, 'log2'),
+        '--log-as',
+        'jis:acme:auditlog',
+      ]).code,
+    ).toBe(0);
+    const proof = join(home, 'p1.tlog-proof');
+    expect(
+      tibet(['continuityd', 'prove', '1', '--dir', join(home, 'log2'), '-o', proof]).code,
+    ).toBe(0);
+    expect(readFileSync(proof, 'utf8')).toMatch(/^c2sp\.org\/tlog-proof@v1\nindex 1\n/);
+    const keyFile = join(home, 'log2', 'log.json');
+    const ok = tibet([
+      'continuityd',
+      'prove',
+      '--check',
+      proof,
+      '--log-key',
+      keyFile,
+      '--entry',
+      `${proof}.entry`,
+      '--json',
+    ]);
+    expect(ok.code, ok.err).toBe(0);
+    expect(JSON.parse(ok.out)).toMatchObject({ valid: true, index: 1, size: 3 });
+    const bad = tibet([
+      'continuityd',
+      'prove',
+      '--check',
+      proof,
+      '--log-key',
+      keyFile,
+      '--entry',
+      keyFile,
+      '--json',
+    ]);
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.out)).toMatchObject({ valid: false, code: 'PROOF_INVALID' });
+    // not yet covered by a checkpoint → exit 1 with a clear reason
+    tibet([
+      'continuityd',
+      'append',
+      '--dir',
+      join(home, 'log2'),
+      '--log-as',
+      'jis:acme:auditlog',
+      '--as',
+      'jis:acme:alice',
+      '--event',
+      'note',
+      '--why',
+      'late',
+    ]);
+    const late = tibet(['continuityd', 'prove', '3', '--dir', join(home, 'log2')]);
+    expect(late.code).toBe(1);
+    expect(late.err).toContain('NOT_FOUND');
+  });
+});

@@ -1,16 +1,22 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { mintToken, parseActorId, type JsonValue } from '@tibet/core';
+import { fromBase64, mintToken, parseActorId, type JsonValue } from '@tibet/core';
 import {
   AuditLog,
+  ContinuityError,
   DaemonClient,
   EmbeddedClient,
+  TREE_DIR,
+  TreeStore,
+  exportTlogProof,
+  readLogLine,
   serveLog,
+  verifyTlogProof,
   type AuditClient,
   type DaemonAddress,
 } from '@tibet/continuityd';
 import { UserError, usage } from '../errors.js';
-import { readInput, tibetHome } from '../home.js';
+import { readInput, tibetHome, writeFileAtomic } from '../home.js';
 import { loadPrivateIdentity } from '../identities.js';
 import { bold, dim, green, note, out, printJson } from '../output.js';
 import { HomeRegistry } from '../registry.js';
@@ -51,12 +57,23 @@ export async function connect(t: Target): Promise<AuditClient> {
     );
   }
   const signer = await loadPrivateIdentity(tibetHome(), t.logAs);
-  const log = await AuditLog.open({
-    dir: logDir(t.dir),
-    signer,
-    registry: new HomeRegistry(tibetHome()),
-  });
-  return new EmbeddedClient(log);
+  return new EmbeddedClient(await openLog(logDir(t.dir), signer, new HomeRegistry(tibetHome())));
+}
+
+/** Open the log with its Merkle node store as an observer (so proofs are O(log n)). */
+export async function openLog(
+  dir: string,
+  signer: Awaited<ReturnType<typeof loadPrivateIdentity>>,
+  registry: HomeRegistry,
+  extra: { lockMode?: string; checkpointEvery?: number } = {},
+): Promise<AuditLog> {
+  const tree = await TreeStore.open(join(dir, TREE_DIR));
+  try {
+    return await AuditLog.open({ dir, signer, registry, observers: [tree], ...extra });
+  } catch (e) {
+    await tree.close();
+    throw e;
+  }
 }
 
 export async function serve(o: {
@@ -80,10 +97,7 @@ export async function serve(o: {
   const home = tibetHome();
   const signer = await loadPrivateIdentity(home, o.as);
   const registry = new HomeRegistry(home);
-  const log = await AuditLog.open({
-    dir: logDir(o.dir),
-    signer,
-    registry,
+  const log = await openLog(logDir(o.dir), signer, registry, {
     lockMode: 'daemon',
     ...(every !== undefined ? { checkpointEvery: every } : {}),
   });
@@ -217,4 +231,70 @@ export async function head(o: Target & { json?: boolean }): Promise<void> {
   } finally {
     await client.close();
   }
+}
+
+export async function prove(
+  index: string | undefined,
+  o: {
+    dir?: string;
+    out?: string;
+    check?: string;
+    logKey?: string;
+    entry?: string;
+    json?: boolean;
+  },
+): Promise<void> {
+  if (o.check) {
+    if (!o.logKey || !o.entry)
+      throw usage('--check needs --log-key <log.json> and --entry <line file>');
+    const text = new TextDecoder().decode(await readInput(o.check, 'proof'));
+    let meta: { key_name?: unknown; public_key?: unknown };
+    try {
+      meta = JSON.parse(
+        new TextDecoder().decode(await readInput(o.logKey, 'log key')),
+      ) as typeof meta;
+    } catch {
+      throw usage("--log-key must be the log's log.json");
+    }
+    if (typeof meta.key_name !== 'string' || typeof meta.public_key !== 'string')
+      throw usage('--log-key: no key_name/public_key in that file');
+    let entry = await readInput(o.entry, 'entry');
+    if (entry.length && entry[entry.length - 1] === 0x0a)
+      entry = entry.subarray(0, entry.length - 1);
+    try {
+      const r = verifyTlogProof(text, {
+        entry,
+        logKeyName: meta.key_name,
+        logPublicKey: fromBase64(meta.public_key),
+      });
+      if (o.json)
+        printJson({
+          valid: true,
+          index: r.index,
+          size: r.checkpoint.size,
+          origin: r.checkpoint.origin,
+        });
+      else
+        out(
+          `${green('VALID')} record ${r.index} is in ${r.checkpoint.origin} at tree size ${r.checkpoint.size}`,
+        );
+    } catch (e) {
+      if (!ContinuityError.is(e)) throw e;
+      if (o.json) printJson({ valid: false, code: e.code, reason: e.message });
+      else out(`INVALID: ${e.message} [${e.code}]`);
+      process.exitCode = 1;
+    }
+    return;
+  }
+  const n = Number(index);
+  if (index === undefined || !Number.isSafeInteger(n) || n < 0)
+    throw usage('give the record index to prove');
+  const dir = logDir(o.dir);
+  const proof = await exportTlogProof(dir, n);
+  if (o.out) {
+    await writeFileAtomic(o.out, proof);
+    const line = await readLogLine(dir, n);
+    await writeFileAtomic(`${o.out}.entry`, line);
+    note(`wrote ${o.out} and the record line ${o.out}.entry`);
+  } else process.stdout.write(proof);
 }

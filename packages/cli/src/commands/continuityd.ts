@@ -118,6 +118,44 @@ Examples:
     (await import('./continuityd-actions.js')).head(o),
   );
 
-  // tail, query, prove and verify are registered by registerContinuitydReaders (below)
+  c.command('prove')
+    .description('export a C2SP tlog-proof for one record, or check one offline')
+    .argument('[index]', 'record index to prove')
+    .option('--dir <dir>', 'log folder (default $TIBET_HOME/log)')
+    .option('-o, --out <file>', 'write the proof here (default stdout)')
+    .option(
+      '--check <file>',
+      'verify a tlog-proof file offline instead (needs --log-key and --entry)',
+    )
+    .option('--log-key <file>', "with --check: the log's log.json (its public key and name)")
+    .option('--entry <file>', 'with --check: the record line the proof is about (- for stdin)')
+    .option('--json', 'with --check: print the result as JSON')
+    .addHelpText(
+      'after',
+      `
+The proof file holds the record's index, its RFC 9162 inclusion proof and the signed
+checkpoint it is proved against; anyone with the log's public key can check it offline.
+
+Examples:
+  $ tibet continuityd prove 41 -o event41.tlog-proof
+  $ tibet continuityd prove --check event41.tlog-proof --log-key log.json --entry line41.json
+
+Exit codes: 0 exported / proof valid, 1 invalid proof or record not yet covered by a
+checkpoint, 2 usage error.`,
+    )
+    .action(
+      async (
+        index: string | undefined,
+        o: {
+          dir?: string;
+          out?: string;
+          check?: string;
+          logKey?: string;
+          entry?: string;
+          json?: boolean;
+        },
+      ) => (await import('./continuityd-actions.js')).prove(index, o),
+    );
+
   void collect;
 }
