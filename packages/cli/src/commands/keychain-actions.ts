@@ -741,7 +741,7 @@ export function notAvailable(command: string): Promise<never> {
   return Promise.reject(
     new UserError(`\`tkc ${command}\` is not available in this build yet`, {
       code: 'NOT_AVAILABLE',
-      hint: "it needs @tibet/keychain's timeline queries; until then, read the log with `tibet continuityd query --object <secret-id>`",
+      hint: "it needs @tibet/keychain's timeline queries; `tkc show <secret-id> --full` has the current state and its transitions",
     }),
   );
 }
