@@ -34,6 +34,7 @@ export {
   verifyTlogProof,
 } from './proof.js';
 export { TREE_DIR, TreeStore, levelFileName } from './tree-store.js';
+export { verifyLog } from './verify.js';
 export { OBJECT_ID, RECORD_VERSION, encodeRecord, lineHash, parseRecord } from './record.js';
 
 export type { Checkpoint, NoteSignature, SignedCheckpoint } from './checkpoint.js';
@@ -52,3 +53,13 @@ export type {
 } from './proof.js';
 export type { CausalBlock, LogRecord } from './record.js';
 export type { TreeStoreOptions } from './tree-store.js';
+export type {
+  VerifyCheck,
+  VerifyCheckName,
+  VerifyLogOptions,
+  VerifyProblem,
+  VerifyProblemCode,
+  VerifyProgress,
+  VerifyReport,
+  VerifyStats,
+} from './verify.js';

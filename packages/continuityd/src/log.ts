@@ -8,9 +8,11 @@
  * length, and the log refuses further appends (`LOG_POISONED`) until it is reopened.
  */
 import { constants } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import {
+  equalBytes,
   fromBase64,
   getProvider,
   keyIdOf,
@@ -172,8 +174,9 @@ export async function writeDurable(
   data: string | Uint8Array,
   dir: string,
 ): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644);
+  // a unique name per call: concurrent writers of the same target never share a temp file
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
   try {
     await fh.writeFile(data);
     await fh.sync();
@@ -182,6 +185,19 @@ export async function writeDurable(
   }
   await rename(tmp, path);
   await fsyncDir(dir);
+}
+
+/** Temp files left by a process killed in the middle of a durable write. */
+async function removeStaleTemps(dir: string): Promise<void> {
+  for (const d of [dir, join(dir, 'checkpoints')]) {
+    let names: string[] = [];
+    try {
+      names = await readdir(d);
+    } catch {
+      continue;
+    }
+    for (const n of names) if (n.endsWith('.tmp')) await unlink(join(d, n)).catch(() => undefined);
+  }
 }
 
 /** Split a segment's bytes into complete lines; returns the lines and the torn tail length. */
@@ -263,6 +279,7 @@ export class AuditLog {
     const dir = o.dir;
     await mkdir(join(dir, 'segments'), { recursive: true });
     await mkdir(join(dir, 'checkpoints'), { recursive: true });
+    await fsyncDir(dir);
     const lock = await DirLock.acquire(dir, o.lockMode ?? 'embedded');
     try {
       const origin = await AuditLog.#meta(o, provider);
@@ -283,6 +300,25 @@ export class AuditLog {
       if (segs.length === 0) await fsyncDir(join(dir, 'segments'));
       const segBytes = (await fh.stat()).size;
       const latest = await latestCheckpoint(dir);
+      // a log shorter than what it already signed, or different at that size, is refused:
+      // appending would reuse covered indexes and fork the log's own history
+      if (latest && rec.frontier.size < latest.size) {
+        throw new ContinuityError(
+          'STATE_CORRUPT',
+          `log ${dir} holds ${rec.frontier.size} lines but its checkpoint ${latest.size} signed more: lines are missing (run verify)`,
+        );
+      }
+      if (
+        latest &&
+        rec.frontier.size === latest.size &&
+        !equalBytes(rec.frontier.root(), latest.rootHash)
+      ) {
+        throw new ContinuityError(
+          'ROOT_MISMATCH',
+          `log ${dir} does not match its latest signed checkpoint (run verify)`,
+        );
+      }
+      await removeStaleTemps(dir);
       const log = new AuditLog(oo, {
         lock,
         frontier: rec.frontier,
@@ -588,8 +624,21 @@ export class AuditLog {
     this.#wake();
   }
 
-  async #writeCheckpoint(): Promise<SignedCheckpoint> {
+  #checkpointChain: Promise<unknown> = Promise.resolve();
+
+  /** One checkpoint at a time (explicit and automatic ones may overlap otherwise). */
+  #writeCheckpoint(): Promise<SignedCheckpoint> {
+    const run = this.#checkpointChain.then(
+      () => this.#writeCheckpointNow(),
+      () => this.#writeCheckpointNow(),
+    );
+    this.#checkpointChain = run.catch(() => undefined);
+    return run;
+  }
+
+  async #writeCheckpointNow(): Promise<SignedCheckpoint> {
     const size = this.#frontier.size;
+    if (this.#latest && this.#latest.size === size) return this.#latest;
     const signed = signCheckpoint(
       { origin: this.origin, size, rootHash: this.#frontier.root(), extensions: [] },
       this.origin,

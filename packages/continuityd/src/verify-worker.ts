@@ -1,0 +1,364 @@
+/**
+ * The per-line half of {@link verifyLog}: strict parsing, line and leaf hashes, token hash and
+ * the Ed25519 signature check, for one batch of lines. Everything here is independent of the
+ * lines before the batch, so batches run in parallel on worker threads; the sequential checks
+ * (hash chain across batches, index continuity, causal maps, Merkle tree) stay in verify.ts.
+ *
+ * This module is both a library (verify.ts runs batches inline with it) and a worker entry:
+ * loaded by a Worker started by verify.ts, it serves batches on `parentPort`.
+ */
+import { createHash } from 'node:crypto';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import {
+  concatBytes,
+  fromBase64Url,
+  getProvider,
+  keyIdOf,
+  tokenHash,
+  tokenSigningInput,
+  utf8,
+  type BackendName,
+  type CryptoProvider,
+  type TibetToken,
+} from '@tibet/core';
+import { RECORD_VERSION, parseRecord, type LogRecord } from './record.js';
+
+/** A batch of complete lines from one segment: the bytes, with each line's `\n` kept. */
+export interface LineBatch {
+  id: number;
+  /** Position (0-based line number in the whole log) of the first line. */
+  first: number;
+  /** The lines' bytes, each followed by its newline. */
+  buf: Uint8Array;
+  /** Offset of each line's newline in `buf` (exclusive end of the line). */
+  ends: Uint32Array;
+}
+
+/** Signature status of one line. */
+export const SIG_OK = 0;
+export const SIG_BAD = 1;
+export const SIG_NO_KEY = 2;
+export const SIG_NOT_CHECKED = 3;
+export type SigStatus = typeof SIG_OK | typeof SIG_BAD | typeof SIG_NO_KEY | typeof SIG_NOT_CHECKED;
+
+/** Bits of {@link BatchResult.flags}; bits 4–5 hold the {@link SigStatus}. */
+export const F_PARSED = 1;
+/** `prev` equals the hash of the line before it in the same batch (unused for line 0). */
+export const F_PREV_OK = 2;
+export const F_PARENT = 4;
+export const F_TPREV = 8;
+
+/**
+ * What the sequential half needs to know about a batch, packed in typed arrays so that
+ * handing it back from a worker costs a few copies, not one object per line.
+ */
+export interface BatchResult {
+  id: number;
+  first: number;
+  n: number;
+  /** Per line: record index, received_at (ms), generation. */
+  num: Float64Array;
+  /** Per line: F_* bits and the signature status (`(flags >> 4) & 3`). */
+  flags: Uint8Array;
+  /** Per line: action id and parent action id as 64-bit words (hi, lo, hi, lo). */
+  ids: Uint32Array;
+  /** Per line: SHA-256 of the token (32 bytes), then the token's `prev` hash (32, or zeros). */
+  th: Uint8Array;
+  /** Per line: SHA-256 of the line (what the next line's `prev` holds). */
+  lineHashes: Uint8Array;
+  /** Per line: RFC 9162 leaf hash. */
+  leaves: Uint8Array;
+  /** Continuity ids used in the batch, and each line's entry in that table. */
+  lineIds: string[];
+  lineRef: Uint32Array;
+  /** `prev` of the batch's first line. */
+  firstPrev: string | null;
+  /** Lines that did not parse: [offset in batch, message]. */
+  errs: [number, string][];
+  /** Lines whose signature did not verify or whose key is unknown: [offset, actor, kid]. */
+  sigInfo: [number, string, string][];
+}
+
+/** A parsed, not yet signature-checked batch (pass 1). */
+export interface ParsedBatch {
+  batch: LineBatch;
+  records: (LogRecord | string)[];
+}
+
+const TOKEN_KEY = utf8(',"token":{');
+const RECORD_TAIL = utf8(`,"v":${JSON.stringify(RECORD_VERSION)}}`);
+const SIG_KEY = utf8(',"signature":"');
+const SIG_LEN = 86;
+
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/**
+ * The token's canonical bytes and its signing input, cut out of the line's bytes.
+ *
+ * Sound only for a line that `parseRecord` accepted: the line is then the RFC 8785 form of
+ * the record, whose members are sorted (`causal, index, prev, received_at, token, v`), and
+ * the RFC 8785 form of an object nested in it is exactly the RFC 8785 form of that object
+ * on its own. So the token's canonical bytes run from the `{` after the first unescaped
+ * `,"token":` (nothing before it can hold an unescaped quote outside a member name, and
+ * parseRecord allows no other member named "token" before it) to the `}` before the final
+ * `,"v":"tibet-log/1"}`; and the token's signing input (RFC 8785 of the token without
+ * `signature`) is those bytes without the last `,"signature":"<86 chars>"` (the members
+ * after it, `timestamp` and `typ`, hold RFC 3339 text and a constant). This saves two
+ * re-serialisations per line; every cut is checked and any surprise falls back to the
+ * canonicalising functions, so the result is exact either way (a property test compares them).
+ */
+export function tokenSlices(
+  line: Uint8Array,
+  t: TibetToken,
+): { token: Uint8Array; signingInput: Uint8Array } | undefined {
+  const b = asBuffer(line);
+  const at = b.indexOf(TOKEN_KEY);
+  if (at < 0) return undefined;
+  const start = at + TOKEN_KEY.length - 1;
+  const end = line.length - RECORD_TAIL.length;
+  if (end <= start || line[end - 1] !== 0x7d) return undefined;
+  if (!asBuffer(line.subarray(end)).equals(RECORD_TAIL)) return undefined;
+  const token = line.subarray(start, end);
+  const tb = asBuffer(token);
+  const s = tb.lastIndexOf(SIG_KEY);
+  if (s < 0) return undefined;
+  const v = s + SIG_KEY.length;
+  if (token[v + SIG_LEN] !== 0x22) return undefined;
+  if (tb.toString('latin1', v, v + SIG_LEN) !== t.signature) return undefined;
+  const signingInput = new Uint8Array(token.length - (v + SIG_LEN + 1 - s));
+  signingInput.set(token.subarray(0, s));
+  signingInput.set(token.subarray(v + SIG_LEN + 1), s);
+  return { token, signingInput };
+}
+
+/** Pass 1: parse every line of a batch strictly. A string entry is the parse error. */
+export function parseBatch(batch: LineBatch): ParsedBatch {
+  const records: (LogRecord | string)[] = [];
+  let from = 0;
+  for (let i = 0; i < batch.ends.length; i++) {
+    const end = batch.ends[i]!;
+    const line = batch.buf.subarray(from, end);
+    from = end + 1;
+    try {
+      records.push(parseRecord(line));
+    } catch (e) {
+      records.push((e as Error).message);
+    }
+  }
+  return { batch, records };
+}
+
+/** `actor \n kid` pairs of a parsed batch (for key look-ups). */
+export function keyPairs(p: ParsedBatch): string[] {
+  const out = new Set<string>();
+  for (const r of p.records) if (typeof r !== 'string') out.add(`${r.token.actor}\n${r.token.kid}`);
+  return [...out];
+}
+
+/** SHA-256 of `parts` concatenated: node:crypto directly on the node backend (no copies). */
+function hasher(
+  provider: CryptoProvider,
+): (out: Uint8Array, at: number, ...parts: Uint8Array[]) => void {
+  if (provider.name === 'node')
+    return (out, at, ...parts) => {
+      const h = createHash('sha256');
+      for (const p of parts) h.update(p);
+      out.set(h.digest(), at);
+    };
+  return (out, at, ...parts) =>
+    out.set(provider.sha256(parts.length === 1 ? parts[0]! : concatBytes(...parts)), at);
+}
+
+const LEAF_PREFIX = Uint8Array.of(0x00);
+
+/** 64 lowercase hex (already validated by parseToken) into 32 bytes at `at`. */
+function hexToBytes(hex: string, out: Uint8Array, at: number): void {
+  out.set(Buffer.from(hex, 'hex'), at);
+}
+
+function word(id: string, at: number): number {
+  return parseInt(id.slice(at, at + 8), 16) >>> 0;
+}
+
+/**
+ * Pass 2: hashes and signatures. `keyOf` returns the actor's Ed25519 key for a kid, already
+ * checked to have that key id, or undefined for an unknown actor or kid.
+ */
+export function finishBatch(
+  p: ParsedBatch,
+  keyOf: (actor: string, kid: string) => Uint8Array | undefined,
+  provider: CryptoProvider,
+): BatchResult {
+  const { batch, records } = p;
+  const n = batch.ends.length;
+  const sha = hasher(provider);
+  const r: BatchResult = {
+    id: batch.id,
+    first: batch.first,
+    n,
+    num: new Float64Array(3 * n),
+    flags: new Uint8Array(n),
+    ids: new Uint32Array(4 * n),
+    th: new Uint8Array(64 * n),
+    lineHashes: new Uint8Array(32 * n),
+    leaves: new Uint8Array(32 * n),
+    lineIds: [],
+    lineRef: new Uint32Array(n),
+    firstPrev: null,
+    errs: [],
+    sigInfo: [],
+  };
+  const lineIdx = new Map<string, number>();
+  let prevHex: string | null = null;
+  let from = 0;
+  for (let i = 0; i < n; i++) {
+    const end = batch.ends[i]!;
+    const line = batch.buf.subarray(from, end);
+    from = end + 1;
+    sha(r.lineHashes, 32 * i, line);
+    sha(r.leaves, 32 * i, LEAF_PREFIX, line);
+    const rec = records[i]!;
+    const myHex = Buffer.from(r.lineHashes.buffer, 32 * i, 32).toString('hex');
+    const before = prevHex;
+    prevHex = myHex;
+    if (typeof rec === 'string') {
+      r.errs.push([i, rec]);
+      r.flags[i] = SIG_NOT_CHECKED << 4;
+      continue;
+    }
+    const t = rec.token;
+    let f = F_PARSED;
+    if (i === 0) r.firstPrev = rec.prev;
+    else if (rec.prev === before) f |= F_PREV_OK;
+    r.num[3 * i] = rec.index;
+    r.num[3 * i + 1] = Date.parse(rec.received_at);
+    r.num[3 * i + 2] = t.generation;
+    r.ids[4 * i] = word(t.action_id, 4);
+    r.ids[4 * i + 1] = word(t.action_id, 12);
+    if (t.parent_action_id !== null) {
+      f |= F_PARENT;
+      r.ids[4 * i + 2] = word(t.parent_action_id, 4);
+      r.ids[4 * i + 3] = word(t.parent_action_id, 12);
+    }
+    if (t.prev !== null) {
+      f |= F_TPREV;
+      hexToBytes(t.prev.slice(7), r.th, 64 * i + 32);
+    }
+    let li = lineIdx.get(rec.causal.continuity_id);
+    if (li === undefined) {
+      li = r.lineIds.push(rec.causal.continuity_id) - 1;
+      lineIdx.set(rec.causal.continuity_id, li);
+    }
+    r.lineRef[i] = li;
+    const cut = tokenSlices(line, t);
+    if (cut) sha(r.th, 64 * i, cut.token);
+    else hexToBytes(tokenHash(t, provider).slice(7), r.th, 64 * i);
+    const key = keyOf(t.actor, t.kid);
+    let sig: SigStatus = SIG_NO_KEY;
+    if (key) {
+      const input = cut ? cut.signingInput : tokenSigningInput(t);
+      let ok = false;
+      try {
+        ok = provider.ed25519Verify(key, input, fromBase64Url(t.signature, 'signature'));
+      } catch {
+        ok = false;
+      }
+      sig = ok ? SIG_OK : SIG_BAD;
+    }
+    if (sig !== SIG_OK) r.sigInfo.push([i, t.actor, t.kid]);
+    r.flags[i] = f | (sig << 4);
+  }
+  return r;
+}
+
+/**
+ * Wrap a raw key resolver: each (actor, kid) is resolved once; a key whose key id is not the
+ * kid it was returned for counts as unknown.
+ */
+export function keyCache(
+  resolve: (actor: string, kid: string) => Uint8Array | undefined | null,
+  provider: CryptoProvider,
+): (actor: string, kid: string) => Uint8Array | undefined {
+  const cache = new Map<string, Uint8Array | null>();
+  return (actor, kid) => {
+    const k = `${actor}\n${kid}`;
+    let v = cache.get(k);
+    if (v === undefined) {
+      const raw = resolve(actor, kid) ?? null;
+      v = raw && raw.length === 32 && keyIdOf(raw, provider) === kid ? raw : null;
+      cache.set(k, v);
+    }
+    return v ?? undefined;
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// worker protocol
+// ---------------------------------------------------------------------------------------
+
+/** main → worker */
+export type ToWorker =
+  | { t: 'batch'; id: number; first: number; buf: Uint8Array; ends: Uint32Array }
+  | { t: 'keys'; id: number; keys: [string, Uint8Array | null][] };
+
+/** worker → main */
+export type FromWorker =
+  | { t: 'need'; id: number; pairs: string[] }
+  | { t: 'done'; id: number; result: BatchResult }
+  | { t: 'fail'; id: number; message: string };
+
+export interface VerifyWorkerData {
+  kind: 'tibet-verify-worker';
+  backend: BackendName;
+}
+
+function serve(): void {
+  const port = parentPort!;
+  const data = workerData as VerifyWorkerData;
+  const provider = getProvider(data.backend);
+  const known = new Map<string, Uint8Array | null>();
+  const waiting = new Map<number, (keys: [string, Uint8Array | null][]) => void>();
+  const keyOf = keyCache((actor, kid) => known.get(`${actor}\n${kid}`), provider);
+  let chain: Promise<void> = Promise.resolve();
+
+  async function handle(m: Extract<ToWorker, { t: 'batch' }>): Promise<void> {
+    const parsed = parseBatch({ id: m.id, first: m.first, buf: m.buf, ends: m.ends });
+    const missing = keyPairs(parsed).filter((k) => !known.has(k));
+    if (missing.length) {
+      const keys = await new Promise<[string, Uint8Array | null][]>((res) => {
+        waiting.set(m.id, res);
+        port.postMessage({ t: 'need', id: m.id, pairs: missing } satisfies FromWorker);
+      });
+      for (const [k, v] of keys) known.set(k, v);
+    }
+    const r = finishBatch(parsed, keyOf, provider);
+    const transfer = [r.num, r.flags, r.ids, r.th, r.lineHashes, r.leaves, r.lineRef].map(
+      (a) => a.buffer as ArrayBuffer,
+    );
+    port.postMessage({ t: 'done', id: m.id, result: r } satisfies FromWorker, transfer);
+  }
+
+  port.on('message', (m: ToWorker) => {
+    if (m.t === 'keys') {
+      const res = waiting.get(m.id);
+      waiting.delete(m.id);
+      res?.(m.keys);
+      return;
+    }
+    chain = chain
+      .then(() => handle(m))
+      .catch((e: unknown) => {
+        port.postMessage({ t: 'fail', id: m.id, message: String(e) } satisfies FromWorker);
+      });
+  });
+}
+
+if (
+  !isMainThread &&
+  parentPort &&
+  (workerData as Partial<VerifyWorkerData> | null)?.kind === 'tibet-verify-worker'
+) {
+  serve();
+}

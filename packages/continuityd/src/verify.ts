@@ -1,0 +1,1171 @@
+/**
+ * Whole-log verification: everything a second party can check about a log folder with the
+ * actors' public keys and the log's public key, reading the files only (no writer, no lock).
+ *
+ * Never throws for a bad log: every finding becomes a problem with a code and a location
+ * (line position, segment file and line number, checkpoint file). Memory does not grow with
+ * the number of lines except for one fixed-size entry per action id (16 bytes in an open
+ * addressing table, needed for duplicate detection and parents' generations) and one entry
+ * per continuity line. Signature checks — the cost — run in batches on worker threads.
+ * See docs/continuityd.md.
+ */
+import { existsSync } from 'node:fs';
+import { open, readFile, readdir, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import {
+  equalBytes,
+  fromBase64,
+  getProvider,
+  toBase64,
+  toHex,
+  type BackendName,
+  type CryptoProvider,
+  type KeyResolver,
+} from '@tibet/core';
+import { parseCheckpoint, verifyCheckpoint, type SignedCheckpoint } from './checkpoint.js';
+import { MerkleFrontier } from './merkle.js';
+import {
+  F_PARENT,
+  F_PARSED,
+  F_PREV_OK,
+  F_TPREV,
+  SIG_BAD,
+  SIG_NO_KEY,
+  finishBatch,
+  keyCache,
+  parseBatch,
+  type BatchResult,
+  type FromWorker,
+  type LineBatch,
+  type ToWorker,
+  type VerifyWorkerData,
+} from './verify-worker.js';
+
+export type VerifyProblemCode =
+  | 'META_INVALID'
+  | 'IO_ERROR'
+  | 'SEGMENT_MISSING'
+  | 'SEGMENT_MALFORMED'
+  | 'TORN_TAIL'
+  | 'RECORD_MALFORMED'
+  | 'INDEX_MISMATCH'
+  | 'CHAIN_BROKEN'
+  | 'RECEIVED_AT_DECREASING'
+  | 'ACTOR_UNKNOWN'
+  | 'TOKEN_SIGNATURE_INVALID'
+  | 'DUPLICATE_ACTION'
+  | 'CAUSAL_PARENT_UNKNOWN'
+  | 'CAUSAL_PREV_MISMATCH'
+  | 'CAUSAL_GENERATION_INVALID'
+  | 'ROOT_MISMATCH'
+  | 'CHECKPOINT_MALFORMED'
+  | 'CHECKPOINT_SIGNATURE_INVALID'
+  | 'CHECKPOINT_INCONSISTENT'
+  | 'CHECKPOINT_MISSING'
+  | 'LOG_TRUNCATED'
+  | 'STATE_CORRUPT';
+
+export interface VerifyProblem {
+  code: VerifyProblemCode;
+  /** `error` fails the verification; `warning` is reported and does not. */
+  severity: 'error' | 'warning';
+  /** Position of the line in the log (0-based; equals the record index in a sound log). */
+  index?: number;
+  /** Segment file name. */
+  segment?: string;
+  /** 1-based line number inside `segment`. */
+  line?: number;
+  /** Checkpoint file name, or `trusted` for the checkpoint passed by the caller. */
+  checkpoint?: string;
+  message: string;
+}
+
+export type VerifyCheckName =
+  | 'meta'
+  | 'segments'
+  | 'records'
+  | 'hash-chain'
+  | 'received-at'
+  | 'signatures'
+  | 'causal'
+  | 'merkle'
+  | 'checkpoints'
+  | 'trusted-checkpoint'
+  | 'state';
+
+export interface VerifyCheck {
+  name: VerifyCheckName;
+  /** No error-severity problem belongs to this check. */
+  ok: boolean;
+  detail: string;
+}
+
+export interface VerifyProgress {
+  lines: number;
+  bytes: number;
+  totalBytes: number;
+  segment: string;
+}
+
+export interface VerifyStats {
+  lines: number;
+  bytes: number;
+  segments: number;
+  checkpoints: number;
+  actions: number;
+  continuityLines: number;
+  signaturesVerified: number;
+  externalParents: number;
+  /** Worker threads used (0 = on the calling thread). */
+  workers: number;
+  elapsedMs: number;
+  linesPerSecond: number;
+  /** Bytes held by the per-action table (grows with the number of actions). */
+  actionTableBytes: number;
+}
+
+export interface VerifyReport {
+  /** No error-severity problem. */
+  ok: boolean;
+  /** Complete lines read (the Merkle tree size). */
+  size: number;
+  /** Hex RFC 9162 root over those lines. */
+  root: string;
+  checks: VerifyCheck[];
+  problems: VerifyProblem[];
+  /** Problems found per code, including any not listed because of `maxProblems`. */
+  problemCounts: Partial<Record<VerifyProblemCode, number>>;
+  /** True when more problems were found than `maxProblems`. */
+  truncated: boolean;
+  stats: VerifyStats;
+}
+
+export interface VerifyLogOptions {
+  /** Actors' signing keys. */
+  registry: KeyResolver;
+  /** The log's Ed25519 public key (signs checkpoints). */
+  logPublicKey: Uint8Array;
+  /** The note key name (default: `key_name` from log.json). */
+  logKeyName?: string;
+  /** An older signed checkpoint note kept by the verifier. */
+  trustedCheckpoint?: string;
+  onProgress?: (p: VerifyProgress) => void;
+  /** Worker threads for parsing and signatures (default: available cores, at most 8; 0 = inline). */
+  workers?: number;
+  /** Accept parents that are not in the log (a log written with `allowExternalParents`). */
+  allowExternalParents?: boolean;
+  /** Most problems listed (default 1,000); all are counted in `problemCounts`. */
+  maxProblems?: number;
+  /** Lines per batch handed to a worker (default 256). */
+  batchLines?: number;
+  /** Longest line accepted (default 64 MiB). */
+  maxLineBytes?: number;
+  provider?: CryptoProvider;
+}
+
+const SEGMENT_RE = /^(\d{16})\.jsonl$/;
+const CHECKPOINT_RE = /^(\d{16})\.note$/;
+const CHUNK = 1 << 20;
+
+const CHECK_OF: Record<VerifyProblemCode, VerifyCheckName> = {
+  META_INVALID: 'meta',
+  IO_ERROR: 'segments',
+  SEGMENT_MISSING: 'segments',
+  SEGMENT_MALFORMED: 'segments',
+  TORN_TAIL: 'segments',
+  RECORD_MALFORMED: 'records',
+  INDEX_MISMATCH: 'records',
+  CHAIN_BROKEN: 'hash-chain',
+  RECEIVED_AT_DECREASING: 'received-at',
+  ACTOR_UNKNOWN: 'signatures',
+  TOKEN_SIGNATURE_INVALID: 'signatures',
+  DUPLICATE_ACTION: 'causal',
+  CAUSAL_PARENT_UNKNOWN: 'causal',
+  CAUSAL_PREV_MISMATCH: 'causal',
+  CAUSAL_GENERATION_INVALID: 'causal',
+  ROOT_MISMATCH: 'checkpoints',
+  CHECKPOINT_MALFORMED: 'checkpoints',
+  CHECKPOINT_SIGNATURE_INVALID: 'checkpoints',
+  CHECKPOINT_MISSING: 'checkpoints',
+  LOG_TRUNCATED: 'checkpoints',
+  CHECKPOINT_INCONSISTENT: 'trusted-checkpoint',
+  STATE_CORRUPT: 'state',
+};
+
+// ---------------------------------------------------------------------------------------
+// per-action table: action id (64 bits) → generation, open addressing, 16 bytes a slot
+// ---------------------------------------------------------------------------------------
+
+/** Action ids are `act_` + 16 hex: 64 bits, kept as two u32 words. Generation 0 = empty. */
+export class ActionTable {
+  #hi: Uint32Array;
+  #lo: Uint32Array;
+  #gen: Float64Array;
+  #mask: number;
+  #size = 0;
+  readonly #seed: number;
+
+  constructor(capacity = 1 << 14, seed = (Math.random() * 0x100000000) >>> 0) {
+    let c = 16;
+    while (c < capacity) c *= 2;
+    this.#hi = new Uint32Array(c);
+    this.#lo = new Uint32Array(c);
+    this.#gen = new Float64Array(c);
+    this.#mask = c - 1;
+    this.#seed = seed;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get bytes(): number {
+    return this.#gen.length * 16;
+  }
+
+  #slot(hi: number, lo: number): number {
+    // murmur3 fmix32 over both words, seeded per run (a crafted log cannot force collisions)
+    let h = (Math.imul(hi ^ this.#seed, 0x85ebca6b) ^ lo) >>> 0;
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+    let i = h & this.#mask;
+    while (this.#gen[i] !== 0 && !(this.#hi[i] === hi && this.#lo[i] === lo))
+      i = (i + 1) & this.#mask;
+    return i;
+  }
+
+  /** The generation recorded for the action id (hi, lo words), or undefined. */
+  get(hi: number, lo: number): number | undefined {
+    const g = this.#gen[this.#slot(hi, lo)]!;
+    return g === 0 ? undefined : g;
+  }
+
+  /** Record an action id; returns false (and changes nothing) when it is already present. */
+  add(hi: number, lo: number, generation: number): boolean {
+    if (!(generation >= 1)) throw new RangeError('"generation" must be ≥ 1');
+    const i = this.#slot(hi, lo);
+    if (this.#gen[i] !== 0) return false;
+    this.#hi[i] = hi;
+    this.#lo[i] = lo;
+    this.#gen[i] = generation;
+    if (++this.#size * 4 > this.#gen.length * 3) this.#grow();
+    return true;
+  }
+
+  #grow(): void {
+    const { length } = this.#gen;
+    const hi = this.#hi;
+    const lo = this.#lo;
+    const gen = this.#gen;
+    this.#hi = new Uint32Array(length * 2);
+    this.#lo = new Uint32Array(length * 2);
+    this.#gen = new Float64Array(length * 2);
+    this.#mask = length * 2 - 1;
+    for (let j = 0; j < length; j++) {
+      if (gen[j] === 0) continue;
+      const i = this.#slot(hi[j]!, lo[j]!);
+      this.#hi[i] = hi[j]!;
+      this.#lo[i] = lo[j]!;
+      this.#gen[i] = gen[j]!;
+    }
+  }
+}
+
+/** `act_` + 16 hex from its two 32-bit words. */
+export function actionId(hi: number, lo: number): string {
+  return `act_${hi.toString(16).padStart(8, '0')}${lo.toString(16).padStart(8, '0')}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// worker pool
+// ---------------------------------------------------------------------------------------
+
+/** The worker script: next to this module when built; from dist when running from source. */
+function workerScript(): URL | undefined {
+  for (const rel of ['./verify-worker.js', '../dist/verify-worker.js']) {
+    const u = new URL(rel, import.meta.url);
+    if (u.protocol === 'file:' && existsSync(fileURLToPath(u))) return u;
+  }
+  return undefined;
+}
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, { resolve(r: BatchResult): void; reject(e: unknown): void }>;
+  dead: boolean;
+}
+
+class Pool {
+  readonly #slots: Slot[] = [];
+  #next = 0;
+
+  constructor(
+    n: number,
+    script: URL,
+    backend: BackendName,
+    resolveKey: (actor: string, kid: string) => Uint8Array | undefined,
+  ) {
+    for (let i = 0; i < n; i++) {
+      const worker = new Worker(script, {
+        workerData: { kind: 'tibet-verify-worker', backend } satisfies VerifyWorkerData,
+      });
+      const slot: Slot = { worker, pending: new Map(), dead: false };
+      worker.on('message', (m: FromWorker) => {
+        switch (m.t) {
+          case 'need': {
+            const keys: [string, Uint8Array | null][] = m.pairs.map((p) => {
+              const [actor = '', kid = ''] = p.split('\n');
+              let k: Uint8Array | undefined;
+              try {
+                k = resolveKey(actor, kid);
+              } catch {
+                k = undefined;
+              }
+              return [p, k ? Uint8Array.from(k) : null];
+            });
+            worker.postMessage({ t: 'keys', id: m.id, keys } satisfies ToWorker);
+            break;
+          }
+          case 'done':
+            slot.pending.get(m.id)?.resolve(m.result);
+            slot.pending.delete(m.id);
+            break;
+          case 'fail':
+            slot.pending.get(m.id)?.reject(new Error(m.message));
+            slot.pending.delete(m.id);
+            break;
+        }
+      });
+      const die = (e: unknown): void => {
+        slot.dead = true;
+        for (const p of slot.pending.values()) p.reject(e);
+        slot.pending.clear();
+      };
+      worker.on('error', die);
+      worker.on('exit', (code) => die(new Error(`verify worker exited with code ${code}`)));
+      this.#slots.push(slot);
+    }
+  }
+
+  get alive(): number {
+    return this.#slots.filter((s) => !s.dead).length;
+  }
+
+  run(b: LineBatch): Promise<BatchResult> {
+    const live = this.#slots.filter((s) => !s.dead);
+    const slot = live[this.#next++ % Math.max(1, live.length)];
+    if (!slot) return Promise.reject(new Error('no verify worker alive'));
+    return new Promise<BatchResult>((resolve, reject) => {
+      slot.pending.set(b.id, { resolve, reject });
+      slot.worker.postMessage(
+        { t: 'batch', id: b.id, first: b.first, buf: b.buf, ends: b.ends } satisfies ToWorker,
+        [b.buf.buffer as ArrayBuffer, b.ends.buffer as ArrayBuffer],
+      );
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// the verifier
+// ---------------------------------------------------------------------------------------
+
+interface Expectation {
+  kind: 'stored' | 'trusted' | 'state';
+  name: string;
+  size: number;
+  root?: Uint8Array;
+  frontier?: string[];
+  lastLineHash?: string | null;
+}
+
+interface SegmentEntry {
+  name: string;
+  first: number;
+  path: string;
+  bytes: number;
+}
+
+interface PosInfo {
+  segment: string;
+  /** Position of the segment's first line. */
+  first: number;
+  /** The index the segment's name says its first line holds. */
+  named: number;
+}
+
+function msg(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+class Verifier {
+  readonly problems: VerifyProblem[] = [];
+  readonly counts: Partial<Record<VerifyProblemCode, number>> = {};
+  readonly details = new Map<VerifyCheckName, string>();
+  readonly provider: CryptoProvider;
+  readonly frontier: MerkleFrontier;
+  readonly actions: ActionTable;
+  readonly lines = new Map<string, { th: Uint8Array; gen: number }>();
+  readonly expect = new Map<number, Expectation[]>();
+  readonly maxProblems: number;
+  truncated = false;
+  errors = 0;
+  readonly failed = new Set<VerifyCheckName>();
+  lockNote = '';
+  keyName: string | undefined;
+  lastLineHash: Uint8Array | null = null;
+  lastRecv = -Infinity;
+  /** record index minus position of the line before (to report an index shift once). */
+  shift = 0;
+  signatures = 0;
+  externalParents = 0;
+  bytes = 0;
+  totalBytes = 0;
+  segCount = 0;
+  cpCount = 0;
+  storedBySize = new Map<number, Uint8Array>();
+  /** Segment of the batch being applied, for locations. */
+  seg: PosInfo = { segment: '', first: 0, named: 0 };
+  /** Index the next record should hold, from the records' own numbering. */
+  nextIdx = 0;
+  /** The open run of lines whose received_at goes back (one problem per run). */
+  recvRun: { problem: VerifyProblem | undefined; base: string; count: number } | undefined;
+
+  constructor(
+    readonly dir: string,
+    readonly o: VerifyLogOptions,
+  ) {
+    this.provider = o.provider ?? getProvider();
+    this.frontier = new MerkleFrontier(0, [], this.provider);
+    this.actions = new ActionTable();
+    this.maxProblems = o.maxProblems ?? 1000;
+  }
+
+  report(
+    code: VerifyProblemCode,
+    message: string,
+    where: Omit<VerifyProblem, 'code' | 'message' | 'severity'> = {},
+    severity: 'error' | 'warning' = 'error',
+  ): VerifyProblem | undefined {
+    this.counts[code] = (this.counts[code] ?? 0) + 1;
+    if (severity === 'error') {
+      this.errors++;
+      this.failed.add(CHECK_OF[code]);
+    }
+    if (this.problems.length >= this.maxProblems) {
+      this.truncated = true;
+      return undefined;
+    }
+    const p: VerifyProblem = { code, severity, ...where, message };
+    this.problems.push(p);
+    return p;
+  }
+
+  at(pos: number): Pick<VerifyProblem, 'index' | 'segment' | 'line'> {
+    return { index: pos, segment: this.seg.segment, line: pos - this.seg.first + 1 };
+  }
+
+  addExpectation(e: Expectation): void {
+    const list = this.expect.get(e.size) ?? [];
+    list.push(e);
+    this.expect.set(e.size, list);
+  }
+
+  // --- meta, checkpoints, state ----------------------------------------------------------
+
+  async readMeta(): Promise<void> {
+    let meta: Record<string, unknown> | undefined;
+    try {
+      const v = JSON.parse(await readFile(join(this.dir, 'log.json'), 'utf8')) as unknown;
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
+      meta = v as Record<string, unknown>;
+    } catch (e) {
+      this.report('META_INVALID', `log.json cannot be read: ${msg(e)}`);
+    }
+    const pk = toBase64(this.o.logPublicKey);
+    if (meta) {
+      if (meta['format'] !== 'tibet-log-meta/1')
+        this.report('META_INVALID', `log.json format is ${JSON.stringify(meta['format'])}`);
+      if (meta['public_key'] !== pk)
+        this.report('META_INVALID', 'log.json names another log key than the one trusted');
+    }
+    const name = this.o.logKeyName ?? meta?.['key_name'] ?? meta?.['origin'];
+    this.keyName = typeof name === 'string' ? name : undefined;
+    if (!this.keyName)
+      this.report('META_INVALID', 'no log key name: log.json lacks it and none was given');
+    this.details.set(
+      'meta',
+      `log key ${this.keyName ?? '?'}${meta ? '' : ' (log.json unreadable)'}`,
+    );
+  }
+
+  verifyNote(note: string, where: string): SignedCheckpoint | undefined {
+    let c: SignedCheckpoint;
+    try {
+      c = parseCheckpoint(note);
+    } catch (e) {
+      this.report('CHECKPOINT_MALFORMED', msg(e), { checkpoint: where });
+      return undefined;
+    }
+    if (!this.keyName) return undefined;
+    if (c.origin !== this.keyName) {
+      this.report(
+        'CHECKPOINT_MALFORMED',
+        `origin "${c.origin}" is not this log's ("${this.keyName}")`,
+        { checkpoint: where, index: c.size },
+      );
+      return undefined;
+    }
+    try {
+      verifyCheckpoint(c, this.keyName, this.o.logPublicKey, this.provider);
+    } catch (e) {
+      this.report('CHECKPOINT_SIGNATURE_INVALID', msg(e), { checkpoint: where, index: c.size });
+      return undefined;
+    }
+    return c;
+  }
+
+  async readCheckpoints(): Promise<void> {
+    let names: string[] = [];
+    try {
+      names = (await readdir(join(this.dir, 'checkpoints'))).sort();
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.report('IO_ERROR', `checkpoints/: ${msg(e)}`);
+    }
+    let leftovers = 0;
+    for (const name of names) {
+      const m = CHECKPOINT_RE.exec(name);
+      if (!m) {
+        if (name.endsWith('.tmp')) leftovers++;
+        else
+          this.report('CHECKPOINT_MALFORMED', `unexpected file checkpoints/${name}`, {
+            checkpoint: name,
+          });
+        continue;
+      }
+      let note: string;
+      try {
+        note = await readFile(join(this.dir, 'checkpoints', name), 'utf8');
+      } catch (e) {
+        this.report('IO_ERROR', msg(e), { checkpoint: name });
+        continue;
+      }
+      this.cpCount++;
+      const c = this.verifyNote(note, name);
+      if (!c) continue;
+      if (c.size !== Number(m[1])) {
+        this.report('CHECKPOINT_MALFORMED', `file name says size ${Number(m[1])}, note ${c.size}`, {
+          checkpoint: name,
+          index: c.size,
+        });
+        continue;
+      }
+      this.storedBySize.set(c.size, c.rootHash);
+      this.addExpectation({ kind: 'stored', name, size: c.size, root: c.rootHash });
+    }
+    if (this.o.trustedCheckpoint !== undefined) {
+      const c = this.verifyNote(this.o.trustedCheckpoint, 'trusted');
+      if (c) {
+        this.addExpectation({ kind: 'trusted', name: 'trusted', size: c.size, root: c.rootHash });
+        const stored = this.storedBySize.get(c.size);
+        if (!stored) {
+          this.report(
+            'CHECKPOINT_MISSING',
+            `the log holds no checkpoint of size ${c.size}, which the trusted checkpoint proves it signed`,
+            { checkpoint: 'trusted', index: c.size },
+          );
+        } else if (!equalBytes(stored, c.rootHash)) {
+          this.report(
+            'CHECKPOINT_INCONSISTENT',
+            `fork: the log key signed two different roots for size ${c.size} (stored ${toHex(stored)}, trusted ${toHex(c.rootHash)})`,
+            { checkpoint: `${String(c.size).padStart(16, '0')}.note`, index: c.size },
+          );
+        }
+      }
+    }
+    this.details.set(
+      'checkpoints',
+      `${this.cpCount} stored checkpoint(s)${leftovers ? `, ${leftovers} leftover temp file(s) ignored` : ''}`,
+    );
+  }
+
+  async readState(): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(join(this.dir, 'state.json'), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+        this.report('STATE_CORRUPT', `state.json cannot be read: ${msg(e)}`, {}, 'warning');
+      this.details.set('state', 'no state.json');
+      return;
+    }
+    try {
+      const s = JSON.parse(text) as Record<string, unknown>;
+      if (
+        s['format'] !== 'tibet-log-state/1' ||
+        !Number.isSafeInteger(s['size']) ||
+        (s['size'] as number) < 0 ||
+        !Array.isArray(s['frontier']) ||
+        !(s['last_line_hash'] === null || typeof s['last_line_hash'] === 'string')
+      )
+        throw new Error('unexpected shape');
+      const frontier = (s['frontier'] as unknown[]).map((h) => {
+        if (typeof h !== 'string' || fromBase64(h).length !== 32) throw new Error('bad hash');
+        return h;
+      });
+      this.addExpectation({
+        kind: 'state',
+        name: 'state.json',
+        size: s['size'] as number,
+        frontier,
+        lastLineHash: s['last_line_hash'],
+      });
+      this.details.set('state', `state.json at size ${s['size'] as number}`);
+    } catch (e) {
+      this.report('STATE_CORRUPT', `state.json is malformed: ${msg(e)}`);
+    }
+  }
+
+  /** Compare what was expected at the current tree size with the tree. */
+  meet(): void {
+    const size = this.frontier.size;
+    const list = this.expect.get(size);
+    if (!list) return;
+    this.expect.delete(size);
+    const root = this.frontier.root();
+    for (const e of list) {
+      switch (e.kind) {
+        case 'stored':
+          if (!equalBytes(e.root!, root))
+            this.report(
+              'ROOT_MISMATCH',
+              `checkpoint signs root ${toHex(e.root!)} for size ${size}, the lines give ${toHex(root)}`,
+              { checkpoint: e.name, index: size },
+            );
+          break;
+        case 'trusted':
+          if (!equalBytes(e.root!, root))
+            this.report(
+              'CHECKPOINT_INCONSISTENT',
+              `fork: the trusted checkpoint signs root ${toHex(e.root!)} for size ${size}, this log gives ${toHex(root)}`,
+              { checkpoint: 'trusted', index: size },
+            );
+          break;
+        case 'state': {
+          const f = this.frontier.hashes.map(toBase64);
+          const same = f.length === e.frontier!.length && f.every((h, i) => h === e.frontier![i]);
+          const last = this.lastLineHash ? toHex(this.lastLineHash) : null;
+          if (!same || (size > 0 && e.lastLineHash !== last))
+            this.report(
+              'STATE_CORRUPT',
+              `state.json (size ${size}) does not match the lines: ${same ? 'last line hash' : 'Merkle frontier'} differs`,
+              { index: size },
+            );
+          break;
+        }
+      }
+    }
+  }
+
+  // --- segments ---------------------------------------------------------------------------
+
+  async listSegments(): Promise<SegmentEntry[]> {
+    let names: string[];
+    try {
+      names = await readdir(join(this.dir, 'segments'));
+    } catch (e) {
+      this.report('SEGMENT_MISSING', `segments/ cannot be read: ${msg(e)}`);
+      return [];
+    }
+    const segs: SegmentEntry[] = [];
+    for (const name of names) {
+      const m = SEGMENT_RE.exec(name);
+      if (!m) {
+        this.report('SEGMENT_MALFORMED', `unexpected file segments/${name}`, { segment: name });
+        continue;
+      }
+      const path = join(this.dir, 'segments', name);
+      try {
+        const st = await stat(path);
+        if (!st.isFile()) throw new Error('not a regular file');
+        segs.push({ name, first: Number(m[1]), path, bytes: st.size });
+        this.totalBytes += st.size;
+      } catch (e) {
+        this.report('IO_ERROR', msg(e), { segment: name });
+      }
+    }
+    segs.sort((a, b) => a.first - b.first);
+    return segs;
+  }
+
+  /**
+   * Read a segment in chunks and yield batches of complete lines. Bytes after the last
+   * newline are a torn tail (reported by the caller from the returned count).
+   */
+  async *batches(
+    s: SegmentEntry,
+    firstPos: number,
+    nextId: () => number,
+    torn: { bytes: number },
+  ): AsyncGenerator<LineBatch> {
+    const batchLines = Math.max(1, this.o.batchLines ?? 256);
+    const maxLine = this.o.maxLineBytes ?? 64 * 1024 * 1024;
+    const fh = await open(s.path, 'r');
+    try {
+      let carry: Uint8Array = new Uint8Array(0);
+      let skipping = false;
+      let offset = 0;
+      let pos = firstPos;
+      for (;;) {
+        const chunk = Buffer.allocUnsafe(CHUNK);
+        const { bytesRead } = await fh.read(chunk, 0, CHUNK, offset);
+        if (bytesRead === 0) break;
+        offset += bytesRead;
+        this.bytes += bytesRead;
+        let data: Uint8Array;
+        if (carry.length) {
+          data = new Uint8Array(carry.length + bytesRead);
+          data.set(carry);
+          data.set(chunk.subarray(0, bytesRead), carry.length);
+        } else data = chunk.subarray(0, bytesRead);
+        const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        let start = 0;
+        let batchStart = 0;
+        let ends: number[] = [];
+        const flush = (upTo: number): LineBatch | undefined => {
+          if (!ends.length) return undefined;
+          const b: LineBatch = {
+            id: nextId(),
+            first: pos,
+            buf: new Uint8Array(data.subarray(batchStart, upTo)),
+            ends: Uint32Array.from(ends),
+          };
+          pos += ends.length;
+          ends = [];
+          batchStart = upTo;
+          return b;
+        };
+        for (;;) {
+          const nl = buf.indexOf(0x0a, start);
+          if (nl < 0) break;
+          const lineStart = start;
+          start = nl + 1;
+          if (skipping) {
+            // the rest of an over-long line whose head was dropped (reported already)
+            skipping = false;
+            batchStart = start;
+            continue;
+          }
+          if (nl - lineStart > maxLine) {
+            const b = flush(lineStart);
+            if (b) yield b;
+            this.report('RECORD_MALFORMED', `line longer than ${maxLine} bytes; skipped`, {
+              index: pos,
+              segment: s.name,
+            });
+            batchStart = start;
+            continue;
+          }
+          ends.push(nl - batchStart);
+          if (ends.length >= batchLines) {
+            const b = flush(start);
+            if (b) yield b;
+          }
+        }
+        const b = flush(start);
+        if (b) yield b;
+        carry = skipping ? new Uint8Array(0) : data.slice(start);
+        if (carry.length > maxLine) {
+          // never buffer more than maxLineBytes of one line
+          this.report('RECORD_MALFORMED', `line longer than ${maxLine} bytes; skipped`, {
+            index: pos,
+            segment: s.name,
+          });
+          carry = new Uint8Array(0);
+          skipping = true;
+        }
+      }
+      torn.bytes = carry.length + (skipping ? 1 : 0);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  // --- sequential checks -------------------------------------------------------------------
+
+  apply(r: BatchResult): void {
+    const errs = new Map(r.errs);
+    const sigInfo = new Map(r.sigInfo.map(([j, actor, kid]) => [j, { actor, kid }]));
+    for (let i = 0; i < r.n; i++) {
+      const pos = r.first + i;
+      const prevHash = this.lastLineHash;
+      this.lastLineHash = r.lineHashes.subarray(32 * i, 32 * i + 32);
+      this.frontier.push(r.leaves.slice(32 * i, 32 * i + 32));
+      const f = r.flags[i]!;
+      const idx = f & F_PARSED ? r.num[3 * i]! : undefined;
+      if (pos === this.seg.first) this.segmentStart(pos, idx);
+      if (idx === undefined) {
+        this.report('RECORD_MALFORMED', errs.get(i) ?? 'malformed', this.at(pos));
+        this.nextIdx++;
+        this.recvRun = undefined;
+        this.meet();
+        continue;
+      }
+      const recv = r.num[3 * i + 1]!;
+      const gen = r.num[3 * i + 2]!;
+      const action = (): string => actionId(r.ids[4 * i]!, r.ids[4 * i + 1]!); // messages only
+      this.nextIdx = idx + 1;
+      // index: report where the records' own numbering departs from the line positions
+      const shift = idx - pos;
+      if (shift !== this.shift || (pos === 0 && shift !== 0)) {
+        this.report(
+          'INDEX_MISMATCH',
+          `line at position ${pos} holds index ${idx}` +
+            (shift > this.shift ? ' (lines removed before it)' : ' (lines inserted or moved)'),
+          this.at(pos),
+        );
+      }
+      this.shift = shift;
+      const chained =
+        i === 0
+          ? r.firstPrev === (prevHash ? Buffer.from(prevHash).toString('hex') : null)
+          : (f & F_PREV_OK) !== 0;
+      if (!chained)
+        this.report(
+          'CHAIN_BROKEN',
+          pos === 0
+            ? 'the first line has a prev'
+            : `prev is not the hash of the line before (line ${pos - 1} altered, or lines removed, inserted or moved here)`,
+          this.at(pos),
+        );
+      if (recv < this.lastRecv) {
+        // one problem per run of lines that go back in time; the run's length in its message
+        const run = this.recvRun;
+        if (run) {
+          run.count++;
+          this.counts.RECEIVED_AT_DECREASING = (this.counts.RECEIVED_AT_DECREASING ?? 0) + 1;
+          if (run.problem)
+            run.problem.message = `${run.base} (and the ${run.count} line${run.count > 1 ? 's' : ''} after it)`;
+        } else {
+          const base = `received_at ${new Date(recv).toISOString()} is before that of an earlier line (${new Date(this.lastRecv).toISOString()})`;
+          const problem = this.report('RECEIVED_AT_DECREASING', base, this.at(pos));
+          this.recvRun = { problem, base, count: 0 };
+        }
+      } else {
+        this.lastRecv = recv;
+        this.recvRun = undefined;
+      }
+      const sig = (f >> 4) & 3;
+      const who = sigInfo.get(i);
+      if (sig === SIG_NO_KEY)
+        this.report(
+          'ACTOR_UNKNOWN',
+          `token ${action()}: no registered key ${who?.kid ?? '?'} for ${who?.actor ?? '?'}`,
+          this.at(pos),
+        );
+      else if (sig === SIG_BAD)
+        this.report(
+          'TOKEN_SIGNATURE_INVALID',
+          `token ${action()}: signature by ${who?.actor ?? '?'} does not verify`,
+          this.at(pos),
+        );
+      else this.signatures++;
+      this.causal(pos, r, i, f, gen, action);
+      this.meet();
+    }
+  }
+
+  /** Checks at the first line of a segment: its name, and continuity with the one before. */
+  segmentStart(pos: number, idx: number | undefined): void {
+    const { segment, named } = this.seg;
+    if (named > this.nextIdx)
+      this.report(
+        'SEGMENT_MISSING',
+        `segment ${segment} starts at index ${named} but the lines before it end at ${this.nextIdx - 1}: lines ${this.nextIdx}..${named - 1} are missing (a segment or lines were removed)`,
+        this.at(pos),
+      );
+    else if (named < this.nextIdx)
+      this.report(
+        'SEGMENT_MALFORMED',
+        `segment ${segment} starts at index ${named} but the lines before it already reach ${this.nextIdx - 1} (lines inserted, or segments swapped or renamed)`,
+        this.at(pos),
+      );
+    if (idx !== undefined && idx !== named)
+      this.report(
+        'SEGMENT_MALFORMED',
+        `segment ${segment} is named for index ${named} but its first line holds ${idx} (segments swapped or renamed)`,
+        this.at(pos),
+      );
+  }
+
+  causal(
+    pos: number,
+    r: BatchResult,
+    i: number,
+    f: number,
+    gen: number,
+    action: () => string,
+  ): void {
+    const lineId = r.lineIds[r.lineRef[i]!]!;
+    const st = this.lines.get(lineId);
+    const tprev = f & F_TPREV ? r.th.subarray(64 * i + 32, 64 * i + 64) : null;
+    if (tprev === null ? st !== undefined : st === undefined || !equalBytes(tprev, st.th))
+      this.report(
+        'CAUSAL_PREV_MISMATCH',
+        `token ${action()}: prev ${tprev ? `sha256:${toHex(tprev)}` : 'null'} but continuity line ${lineId} ends at ${st ? `sha256:${toHex(st.th)}` : 'null'}`,
+        this.at(pos),
+      );
+    let parentGen: number | undefined;
+    if (f & F_PARENT) {
+      const hi = r.ids[4 * i + 2]!;
+      const lo = r.ids[4 * i + 3]!;
+      parentGen = this.actions.get(hi, lo);
+      if (parentGen === undefined) {
+        if (this.o.allowExternalParents) this.externalParents++;
+        else
+          this.report(
+            'CAUSAL_PARENT_UNKNOWN',
+            `parent ${actionId(hi, lo)} of ${action()} is not earlier in the log`,
+            this.at(pos),
+          );
+      }
+    }
+    const want = 1 + Math.max(st?.gen ?? 0, parentGen ?? 0);
+    const exact = !(f & F_PARENT) || parentGen !== undefined;
+    if (exact ? gen !== want : gen < want)
+      this.report(
+        'CAUSAL_GENERATION_INVALID',
+        `token ${action()}: generation ${gen}, expected ${exact ? '' : 'at least '}${want}`,
+        this.at(pos),
+      );
+    if (!this.actions.add(r.ids[4 * i]!, r.ids[4 * i + 1]!, gen))
+      this.report(
+        'DUPLICATE_ACTION',
+        `action ${action()} appears earlier in the log`,
+        this.at(pos),
+      );
+    const th = r.th.slice(64 * i, 64 * i + 32);
+    if (st) {
+      st.th = th;
+      st.gen = gen;
+    } else this.lines.set(lineId, { th, gen });
+  }
+
+  // --- driver ------------------------------------------------------------------------------
+
+  async run(): Promise<VerifyReport> {
+    const t0 = performance.now();
+    await this.readMeta();
+    await this.readCheckpoints();
+    await this.readState();
+    const segs = await this.listSegments();
+    this.segCount = segs.length;
+    try {
+      const st = await stat(join(this.dir, 'LOCK'));
+      if (st.isFile())
+        this.lockNote =
+          '; LOCK present: a writer holds (or crashed holding) the log, so a torn tail is expected';
+    } catch {
+      // no lock: nobody writes
+    }
+
+    const cores = availableParallelism();
+    let nWorkers = Math.max(0, Math.floor(this.o.workers ?? Math.min(cores, 8)));
+    const script = nWorkers > 0 ? workerScript() : undefined;
+    if (!script) nWorkers = 0;
+    const rawKey = (actor: string, kid: string): Uint8Array | undefined =>
+      this.o.registry.signingKey(actor, kid);
+    const inlineKey = keyCache((a, k) => {
+      try {
+        return rawKey(a, k);
+      } catch {
+        return undefined;
+      }
+    }, this.provider);
+    const backend: BackendName = this.provider.name;
+    const pool = script && nWorkers > 0 ? new Pool(nWorkers, script, backend, rawKey) : undefined;
+    const inline = (b: LineBatch): BatchResult =>
+      finishBatch(parseBatch(b), inlineKey, this.provider);
+    const runBatch = (b: LineBatch): Promise<BatchResult> => {
+      if (!pool || pool.alive === 0) return Promise.resolve(inline(b));
+      // keep a copy: the buffer is transferred, and a dead worker means re-running inline
+      const copy: LineBatch = { ...b, buf: b.buf.slice(), ends: b.ends.slice() };
+      return pool.run(b).catch(() => inline(copy));
+    };
+
+    let id = 0;
+    const nextId = (): number => id++;
+    const inflight: { seg: PosInfo; p: Promise<BatchResult> }[] = [];
+    const maxInflight = Math.max(2, nWorkers * 3);
+    const drainOne = async (): Promise<void> => {
+      const f = inflight.shift()!;
+      const r = await f.p;
+      this.seg = f.seg;
+      this.apply(r);
+      this.o.onProgress?.({
+        lines: this.frontier.size,
+        bytes: this.bytes,
+        totalBytes: this.totalBytes,
+        segment: f.seg.segment,
+      });
+    };
+
+    try {
+      this.meet(); // checkpoints of size 0
+      let pos = 0;
+      for (let si = 0; si < segs.length; si++) {
+        const s = segs[si]!;
+        const isLast = si === segs.length - 1;
+        if (s.bytes === 0 && !isLast)
+          this.report('SEGMENT_MALFORMED', `segment ${s.name} is empty but not the last`, {
+            index: pos,
+            segment: s.name,
+          });
+        const info: PosInfo = { segment: s.name, first: pos, named: s.first };
+        const torn = { bytes: 0 };
+        let count = 0;
+        try {
+          for await (const b of this.batches(s, pos, nextId, torn)) {
+            count += b.ends.length;
+            inflight.push({ seg: info, p: runBatch(b) });
+            while (inflight.length >= maxInflight) await drainOne();
+          }
+        } catch (e) {
+          this.report('IO_ERROR', `reading ${s.name}: ${msg(e)}`, { segment: s.name });
+        }
+        pos += count;
+        if (torn.bytes > 0) {
+          if (isLast)
+            this.report(
+              'TORN_TAIL',
+              `segment ${s.name} ends with ${torn.bytes} bytes of an incomplete line (never acknowledged by a writer; AuditLog.open cuts it)`,
+              { index: pos, segment: s.name, line: count + 1 },
+              'warning',
+            );
+          else
+            this.report(
+              'SEGMENT_MALFORMED',
+              `segment ${s.name} ends with ${torn.bytes} bytes of an incomplete line but is not the last`,
+              { index: pos, segment: s.name, line: count + 1 },
+            );
+        }
+      }
+      while (inflight.length) await drainOne();
+    } finally {
+      await Promise.allSettled(inflight.map((f) => f.p));
+      await pool?.close();
+    }
+
+    // expectations beyond the end: the log lost lines it had signed or recorded
+    const size = this.frontier.size;
+    for (const [at, list] of [...this.expect].sort((a, b) => a[0] - b[0])) {
+      for (const e of list) {
+        this.report(
+          'LOG_TRUNCATED',
+          `${e.kind === 'state' ? 'state.json records' : e.kind === 'trusted' ? 'the trusted checkpoint signs' : 'a stored checkpoint signs'} ${at} lines, the log holds ${size}: lines ${size}..${at - 1} are gone`,
+          { index: size, ...(e.kind === 'state' ? {} : { checkpoint: e.name }) },
+        );
+      }
+    }
+    if (this.cpCount === 0 && size > 0)
+      this.report(
+        'CHECKPOINT_MISSING',
+        'no signed checkpoint: nothing binds these lines to the log key',
+        {},
+        'warning',
+      );
+
+    const elapsedMs = performance.now() - t0;
+    const ok = this.errors === 0;
+    const stats: VerifyStats = {
+      lines: size,
+      bytes: this.bytes,
+      segments: this.segCount,
+      checkpoints: this.cpCount,
+      actions: this.actions.size,
+      continuityLines: this.lines.size,
+      signaturesVerified: this.signatures,
+      externalParents: this.externalParents,
+      workers: nWorkers,
+      elapsedMs,
+      linesPerSecond: elapsedMs > 0 ? (size * 1000) / elapsedMs : 0,
+      actionTableBytes: this.actions.bytes,
+    };
+    const problems = this.problems
+      .map((p, i) => ({ p, i }))
+      .sort((a, b) => (a.p.index ?? Infinity) - (b.p.index ?? Infinity) || a.i - b.i)
+      .map((x) => x.p);
+    return {
+      ok,
+      size,
+      root: toHex(this.frontier.root()),
+      checks: this.checks(stats),
+      problems,
+      problemCounts: this.counts,
+      truncated: this.truncated,
+      stats,
+    };
+  }
+
+  checks(s: VerifyStats): VerifyCheck[] {
+    const d = (name: VerifyCheckName, def: string): VerifyCheck => ({
+      name,
+      ok: !this.failed.has(name),
+      detail: this.details.get(name) ?? def,
+    });
+    return [
+      d('meta', 'log.json'),
+      d('segments', `${s.segments} segment(s), ${s.bytes} bytes${this.lockNote}`),
+      d('records', `${s.lines} line(s) parsed`),
+      d('hash-chain', `${s.lines} link(s)`),
+      d('received-at', 'non-decreasing'),
+      d('signatures', `${s.signaturesVerified} signature(s) verified with ${s.workers} worker(s)`),
+      d(
+        'causal',
+        `${s.actions} action(s) on ${s.continuityLines} continuity line(s)${s.externalParents ? `, ${s.externalParents} external parent(s)` : ''}`,
+      ),
+      d('merkle', `root ${toHex(this.frontier.root())} over ${s.lines} line(s)`),
+      d('checkpoints', `${s.checkpoints} checkpoint(s)`),
+      d(
+        'trusted-checkpoint',
+        this.o.trustedCheckpoint === undefined ? 'none given' : 'consistent with this log',
+      ),
+      d('state', 'state.json'),
+    ];
+  }
+}
+
+/**
+ * Verify a whole log folder: segment naming and continuity, every line's strict form and
+ * index, the hash chain, every token's signature against `registry`, each token's `prev`
+ * on its continuity line, generations (1 + max(prev on the line, parent)), parents present,
+ * no duplicate action ids, `received_at` non-decreasing, the Merkle root against every
+ * stored checkpoint (each signature checked with the log key) and against the caller's
+ * `trustedCheckpoint` (same size, other root = a fork), and state.json.
+ *
+ * Never throws for a bad log; throws TypeError for bad arguments.
+ */
+export async function verifyLog(dir: string, opts: VerifyLogOptions): Promise<VerifyReport> {
+  if (typeof dir !== 'string' || dir === '') throw new TypeError('"dir" must be a path');
+  if (!opts || typeof opts.registry?.signingKey !== 'function')
+    throw new TypeError('"registry" must be a KeyResolver');
+  if (!(opts.logPublicKey instanceof Uint8Array) || opts.logPublicKey.length !== 32)
+    throw new TypeError(
+      `"logPublicKey" expected 32 bytes, got ${(opts.logPublicKey as Uint8Array | undefined)?.length ?? typeof opts.logPublicKey}`,
+    );
+  if (opts.trustedCheckpoint !== undefined && typeof opts.trustedCheckpoint !== 'string')
+    throw new TypeError('"trustedCheckpoint" must be a checkpoint note (string)');
+  if (opts.workers !== undefined && !(Number.isInteger(opts.workers) && opts.workers >= 0))
+    throw new RangeError('"workers" must be a non-negative integer');
+  return new Verifier(dir, opts).run();
+}
