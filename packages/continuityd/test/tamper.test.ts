@@ -15,7 +15,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mintToken, nextGeneration, parseToken, type TibetToken } from '@tibet/core';
+import { mintToken, nextGeneration } from '@tibet/core';
 import { seededRandom } from '@tibet/core/testing';
 import {
   AuditLog,
