@@ -60,6 +60,8 @@ Exit codes: 0 ok · 1 refused/invalid · 2 usage error · 70 internal error (ple
   registerTza(program);
   registerContinuityd(program);
   registerKeychain(program);
+  const { registerCompletion } = await import('./commands/completion.js');
+  registerCompletion(program);
   for (const c of program.commands) {
     c.exitOverride();
     for (const s of c.commands) s.exitOverride();

@@ -340,6 +340,44 @@ describe('tkc / tibet keychain (built CLI, child processes, a real daemon)', () 
     expect(tkc(['rotate', ID, '--as', ALICE, '--why', 'no source']).code).toBe(2);
   });
 
+  it('timeline queries answer from the log, with evidence; verify passes', () => {
+    const hist = tkc(['history', ID, '--json']);
+    expect(hist.code, hist.err).toBe(0);
+    const entries = hist.out
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { event: string; index: number });
+    expect(entries.map((e) => e.event)).toEqual([
+      'secret-imported',
+      'secret-unsealed',
+      'secret-delegated',
+      'secret-denied',
+      'secret-denied',
+      'secret-exposed',
+      'secret-denied',
+      'secret-rotated',
+      'secret-unsealed',
+    ]);
+    const did = json<{ accesses: { action: string; actor: string }[]; evidence: unknown[] }>(
+      tkc(['who-did', ID, '--json']),
+    );
+    expect(did.accesses.map((a) => `${a.action}:${a.actor}`)).toEqual([
+      `reveal:${ALICE}`,
+      `reveal:${ALICE}`,
+    ]);
+    expect(did.evidence.length).toBeGreaterThan(0);
+    const could = json<{ actors: { actor: string }[] }>(
+      tkc(['who-could', ID, '--action', 'reveal', '--json']),
+    );
+    expect(could.actors.map((a) => a.actor)).toEqual([ALICE]);
+    expect(tkc(['last-used', ID]).out).toContain(`reveal by ${ALICE}`);
+    expect(tkc(['dependents', ID]).code).toBe(0);
+    const v = tkc(['verify', '--json']);
+    expect(v.code, v.out + v.err).toBe(0);
+    expect(JSON.parse(v.out)).toMatchObject({ ok: true });
+    expect(tkc(['who-could', ID, '--at', 'yesterday']).code).toBe(2);
+  });
+
   it('the log holds every event; embedded mode reads the same keychain', async () => {
     const head = json<{ size: number }>(tibet(['continuityd', 'head', '--json']));
     // imported, unsealed, delegated, 2 denied, exposed, denied, rotated, unsealed

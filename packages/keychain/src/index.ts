@@ -1,6 +1,27 @@
 export { KeychainError } from './errors.js';
 export { Keychain } from './keychain.js';
 export { generateMaterial } from './material.js';
+export {
+  AuditClientSource,
+  KeychainTimeline,
+  LogFolderSource,
+  SIGNING_TYPES,
+  dependents,
+  due,
+  history,
+  lastUsed,
+  lineGaps,
+  replay,
+  requestOf,
+  secretLine,
+  stateAfter,
+  timelineSourceFor,
+  whoCould,
+  whoCouldHaveSigned,
+  whoDid,
+  whoDidSign,
+} from './queries.js';
+export { diffStates, verifyKeychain } from './verify.js';
 export { DEFAULT_POLICY, apply, decide, listAllows, toRecord, validatePolicy } from './state.js';
 export { FileStore } from './store.js';
 export {
@@ -19,6 +40,56 @@ export {
 export type { KeychainErrorCode } from './errors.js';
 export type { AddInput, KeychainOptions, OpInput, Outcome } from './keychain.js';
 export type { Generated } from './material.js';
+export type {
+  Access,
+  AccessAction,
+  AccessSummary,
+  AuditClientSourceOptions,
+  CouldHaveSigned,
+  DeniedAttempt,
+  DependentsAnswer,
+  DueAnswer,
+  DueItem,
+  DueKind,
+  DueReason,
+  Established,
+  Evidence,
+  Grant,
+  HistoryAnswer,
+  HistoryEntry,
+  Holder,
+  KeychainEvent,
+  KeychainTimelineOptions,
+  LastUsedAnswer,
+  LineGap,
+  LogFolderSourceOptions,
+  LogProblem,
+  LogProblemCode,
+  LogQueryFn,
+  LogScan,
+  ParentRef,
+  Refusal,
+  Replay,
+  ReplayProblem,
+  ReplayProblemCode,
+  ReplayStep,
+  SigningWay,
+  StateAt,
+  TimelineSource,
+  TrackedField,
+  WhoCouldAnswer,
+  WhoCouldHaveSignedAnswer,
+  WhoDidAnswer,
+  WhoDidSignAnswer,
+} from './queries.js';
+export type {
+  KeychainProblem,
+  KeychainVerifyCode,
+  KeychainVerifyReport,
+  SecretVerifyReport,
+  StateDifference,
+  VerifyKeychainOptions,
+} from './verify.js';
 export type {
   Decision,
   Operation,

@@ -298,6 +298,7 @@ export class Keychain {
     policy: PolicyDecision[],
     parent: { action_id: string; generation: number } | null | undefined,
     actionId: string,
+    at: Date,
   ): Promise<TibetToken> {
     const prev = await this.audit.lastOnLine(secretId);
     return mintToken(
@@ -315,7 +316,9 @@ export class Keychain {
         actionId,
       },
       actor,
-      { clock: this.clock, random: this.random, provider: this.provider },
+      // the token's timestamp is the decision time, so that replaying the log with `apply`
+      // reproduces the stored state exactly (transition and version times included)
+      { clock: { now: () => at }, random: this.random, provider: this.provider },
     );
   }
 
@@ -355,6 +358,7 @@ export class Keychain {
       d.decisions,
       null,
       newActionId(this.random),
+      this.clock.now(),
     );
     await this.#append(token, secretId).catch(() => undefined);
     throw new KeychainError(d.code ?? 'POLICY_DENIED', d.reason);
@@ -528,17 +532,24 @@ export class Keychain {
           sealed: true,
           source: i.source ?? (generated ? 'generated' : 'api'),
           ...(publicKey ? { public_key: publicKey } : {}),
+          material_seq: 1,
+          material_sha256: state.versions[0]!.material_sha256,
+          notes: state.notes,
         },
         {
           issuer: i.issuer,
           scope: i.scope,
           owner_id: state.owner_id,
           custodian_id: state.custodian_id,
+          active_operator_id: state.active_operator_id,
+          expires_at: state.expires_at,
+          policy: state.policy as unknown as JsonValue,
           authority_mode: 'admin',
         },
         decisions,
         null,
         actionId,
+        now,
       );
       let receipt: AppendReceipt;
       try {
@@ -613,12 +624,18 @@ export class Keychain {
           lifecycle_state: next.lifecycle_state,
           exposure_state: next.exposure_state,
           rotation_required: next.rotation_required,
+          // which sealed material is current after the event (digest of the bundle, never
+          // the secret), so that the log alone reproduces the state
+          material_seq: next.material_seq,
+          material_sha256: next.versions[next.versions.length - 1]?.material_sha256 ?? null,
+          public_key: next.public_key,
           ...(extra.erin ?? {}),
         },
         { authority_mode: req.authorityMode ?? 'admin', ...(extra.eromheen ?? {}) },
         d.decisions,
         i.parent,
         actionId,
+        now,
       );
       let receipt: AppendReceipt;
       try {
@@ -739,6 +756,7 @@ export class Keychain {
   #resealHooks(secretId: string): {
     prepare: (s: SecretState, n: SecretState) => Promise<void>;
     undo: (n: SecretState) => Promise<void>;
+    after: (prev: SecretState, n: SecretState) => Promise<void>;
   } {
     let wrote: number | undefined;
     return {
@@ -773,6 +791,11 @@ export class Keychain {
       },
       undo: async () => {
         if (wrote !== undefined) await this.store.shredMaterial(secretId, wrote);
+      },
+      // once the change is durable, the superseded bundle (still openable by a removed
+      // holder) is shredded
+      after: async (prev) => {
+        if (wrote !== undefined) await this.store.shredMaterial(secretId, prev.material_seq);
       },
     };
   }

@@ -10,8 +10,11 @@ import {
   KeychainError,
   REPORTABLE_EXPOSURES,
   SECRET_ID,
+  KeychainTimeline,
   parseSecretType,
+  timelineSourceFor,
   toRecord,
+  verifyKeychain,
   type AuthorityMode,
   type CustodyRole,
   type KeychainErrorCode,
@@ -32,7 +35,14 @@ import {
 import { bold, dim, green, note, out, printJson, red, yellow } from '../output.js';
 import { HomeRegistry } from '../registry.js';
 import { connect } from './continuityd-actions.js';
-import type { KcActing, KcAddOpts, KcCommon, KcPolicyOpts, KcSource } from './keychain.js';
+import type {
+  KcActing,
+  KcAddOpts,
+  KcCommon,
+  KcPolicyOpts,
+  KcQueryOpts,
+  KcSource,
+} from './keychain.js';
 
 // ------------------------------------------------------------------ errors
 
@@ -736,12 +746,116 @@ export async function policy(id: string, o: KcPolicyOpts): Promise<void> {
   });
 }
 
-/** A query command whose library half is not in this build of @tibet/keychain yet. */
-export function notAvailable(command: string): Promise<never> {
-  return Promise.reject(
-    new UserError(`\`tkc ${command}\` is not available in this build yet`, {
-      code: 'NOT_AVAILABLE',
-      hint: "it needs @tibet/keychain's timeline queries; `tkc show <secret-id> --full` has the current state and its transitions",
-    }),
-  );
+/** The timeline queries (`history`, `who-could`, `who-did`, `last-used`, `dependents`) and `verify`. */
+export async function query(name: string, id: string | undefined, o: KcQueryOpts): Promise<void> {
+  if (id !== undefined && !SECRET_ID.test(id)) throw usage(`"${id}" is not a secret id`);
+  if (name !== 'verify' && id === undefined) throw usage(`${name} needs a secret id`);
+  let at = new Date();
+  if (o.at !== undefined) {
+    const d = parseRfc3339(o.at);
+    if (!d) throw usage('--at must be an RFC 3339 UTC time, e.g. 2026-11-28T12:00:00Z');
+    at = d;
+  }
+  const action = o.action ?? (name === 'who-could' ? 'use' : undefined);
+  if (action !== undefined && action !== 'reveal' && action !== 'use')
+    throw usage('--action must be reveal or use');
+  await withKeychain(o, undefined, id, async ({ kc }) => {
+    if (name === 'verify') {
+      const report = await verifyKeychain(kc);
+      const shown = id ? report.secrets.filter((x) => x.id === id) : report.secrets;
+      const ok = shown.every((x) => x.ok);
+      if (o.json) printJson({ ...report, ok, secrets: shown });
+      else {
+        for (const x of shown) {
+          out(`${x.ok ? green('ok     ') : red('FAILED ')} ${x.id}`);
+          for (const p of x.problems)
+            out(
+              `        ${p.code}${p.revision !== undefined ? ` (revision ${p.revision})` : ''}: ${p.message}`,
+            );
+        }
+        if (!shown.length) note('no secrets');
+      }
+      if (!ok) process.exitCode = EXIT.failed;
+      return;
+    }
+    const t = new KeychainTimeline(timelineSourceFor(kc.audit));
+    const sid = id!;
+    switch (name) {
+      case 'history': {
+        const h = await t.history(sid);
+        if (o.json) {
+          for (const e of h.entries) process.stdout.write(JSON.stringify(e) + '\n');
+          return;
+        }
+        for (const e of h.entries) {
+          const who =
+            e.outcome === 'denied'
+              ? `${e.requested_by ?? e.actor} ${red('DENIED')} ${e.operation ?? ''} [${e.code ?? ''}]`
+              : `${e.actor} (${e.actor_class})`;
+          out(
+            `#${String(e.index).padEnd(5)} ${dim(e.at)}  ${bold(e.event.padEnd(22))} ${who}  ${dim(e.action_id)}${e.parent_action_id ? dim(` ← ${e.parent_action_id}`) : ''}`,
+          );
+          if (e.reason) out(`        ${e.reason}`);
+        }
+        for (const g of h.gaps) out(yellow(`  gap: ${JSON.stringify(g)}`));
+        for (const p of h.problems) out(red(`  problem: ${JSON.stringify(p)}`));
+        return;
+      }
+      case 'who-could': {
+        const a = await t.whoCould(sid, at, action as 'reveal' | 'use', {
+          ...(o.target ? { targetAction: o.target } : {}),
+          ...(o.lane ? { lane: o.lane } : {}),
+        });
+        if (o.json) return printJson(a);
+        out(`who could ${a.action} ${sid} at ${a.at}:`);
+        if (!a.existed) return out('  nobody: the secret did not exist yet');
+        if (a.blocked) out(red(`  nobody: ${a.blocked.rule} — ${a.blocked.reason}`));
+        for (const h of a.actors)
+          out(
+            `  ${green(h.actor)}  ${h.grants.map((g) => `${g.rule}${g.role ? ` (${g.role})` : ''}`).join(', ')}`,
+          );
+        for (const r of a.refused) out(`  ${dim(`${r.actor} refused by ${r.rule} [${r.code}]`)}`);
+        out(dim(`  evidence: ${a.evidence.map((e) => `#${e.index}`).join(' ')}`));
+        return;
+      }
+      case 'who-did': {
+        const a = await t.whoDid(sid, action);
+        if (o.json) return printJson(a);
+        for (const x of a.accesses)
+          out(
+            `#${String(x.index).padEnd(5)} ${dim(x.at)}  ${x.action.padEnd(6)} ${x.actor}${x.on_behalf_of ? ` for ${x.on_behalf_of}` : ''}${x.target_action ? ` → ${x.target_action}` : ''}  ${dim(x.action_id)}`,
+          );
+        for (const d of a.denied) out(red(`  denied: ${JSON.stringify(d)}`));
+        if (!a.accesses.length) out('nobody revealed or used it');
+        return;
+      }
+      case 'last-used': {
+        const a = await t.lastUsed(sid);
+        if (o.json) return printJson(a);
+        const l = a.last;
+        out(
+          l
+            ? `${l.action} by ${l.actor}${l.on_behalf_of ? ` for ${l.on_behalf_of}` : ''} at ${l.at} (#${l.index}, ${l.action_id})`
+            : 'never revealed or used',
+        );
+        return;
+      }
+      case 'dependents': {
+        const a = await t.dependents(sid);
+        if (o.json) return printJson(a);
+        out(
+          `since ${a.since ? `${a.since.event} ${a.since.at} (v${a.since.version})` : 'creation'}:`,
+        );
+        if (a.active_operator) out(`  active operator  ${a.active_operator.actor}`);
+        for (const p of a.principals) out(`  used for        ${JSON.stringify(p)}`);
+        for (const g of a.gateways) out(`  gateway         ${JSON.stringify(g)}`);
+        for (const x of a.targets) out(`  target          ${x.target_action} (${x.uses} uses)`);
+        for (const x of a.sessions) out(`  session         ${x.session_id} ${dim(x.at)}`);
+        for (const x of a.revealed_to) out(`  revealed to     ${JSON.stringify(x)}`);
+        return;
+      }
+      default:
+        throw usage(`unknown query ${name}`);
+    }
+  });
 }

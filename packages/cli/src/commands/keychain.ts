@@ -122,6 +122,14 @@ function sources(c: Command): Command {
 }
 
 /** `tibet keychain …` (also the `tkc` command): registration only. */
+export interface KcQueryOpts extends KcCommon {
+  at?: string;
+  action?: string;
+  target?: string;
+  lane?: string;
+  json?: boolean;
+}
+
 export function registerKeychain(program: Command): void {
   const kc = program
     .command('keychain')
@@ -356,12 +364,12 @@ their value. A change needs --as and --why.${EXIT_ACTING}`,
       (await import('./keychain-actions.js')).policy(id, o),
     );
 
-  // The timeline queries. They answer from the audit log through @tibet/keychain's queries
-  // (history, whoCould, whoDid, lastUsed, dependents, verifyKeychain), which are not in
-  // this build yet: the commands are registered so their shape is fixed, and say so.
+  // The timeline queries: answered from the audit log (every answer cites the events,
+  // by log index, action id and line hash, that support it).
   const QUERY_EXIT = `
-Not available in this build yet: it needs @tibet/keychain's timeline queries.
-Exit codes: 0 answered, 1 refused or not available (NOT_AVAILABLE), 2 usage error.`;
+Answers come from the audit log; --json adds the evidence (log index, action id, line hash).
+Exit codes: 0 answered (for verify: the keychain verifies), 1 refused, or verify found
+problems, 2 usage error.`;
   const queries: [string, string, (c: Command) => Command][] = [
     ['history', "the secret's timeline, event by event, from the audit log", (c) => c],
     [
@@ -392,11 +400,13 @@ Exit codes: 0 answered, 1 refused or not available (NOT_AVAILABLE), 2 usage erro
       common(
         kc
           .command(name)
-          .description(`${what} (not in this build yet)`)
+          .description(what)
           .argument(name === 'verify' ? '[secret-id]' : '<secret-id>'),
       ),
     )
       .addHelpText('after', QUERY_EXIT)
-      .action(async () => (await import('./keychain-actions.js')).notAvailable(name));
+      .action(async (id: string | undefined, o: KcQueryOpts) =>
+        (await import('./keychain-actions.js')).query(name, id, o),
+      );
   }
 }
