@@ -103,8 +103,7 @@ describe('continuityd daemon', () => {
     const results = await Promise.allSettled(toks.map((t) => c.append(t)));
     const refused = results.filter((r) => r.status === 'rejected');
     expect(results.some((r) => r.status === 'fulfilled')).toBe(true);
-    for (const r of refused)
-      expect((r).reason).toMatchObject({ code: 'BACKPRESSURE' });
+    for (const r of refused) expect(r.reason).toMatchObject({ code: 'BACKPRESSURE' });
     await d.close();
     await log.close();
   });
