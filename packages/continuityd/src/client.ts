@@ -38,11 +38,14 @@ export class EmbeddedClient implements AuditClient {
   async checkpoint(): Promise<string> {
     return (await this.log.checkpoint()).note;
   }
-  lastOnLine(id: string): Promise<ActionEntry | undefined> {
-    return Promise.resolve(this.log.lastOnLine(id));
+  async lastOnLine(id: string): Promise<ActionEntry | undefined> {
+    await this.log.drain();
+    return this.log.lastOnLine(id);
   }
-  action(id: string): Promise<ActionEntry | undefined> {
-    return Promise.resolve(this.log.action(id));
+  /** Final: appends in flight are settled first. */
+  async action(id: string): Promise<ActionEntry | undefined> {
+    await this.log.drain();
+    return this.log.action(id);
   }
   async head(): Promise<LogHead> {
     await this.log.drain();

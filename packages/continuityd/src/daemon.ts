@@ -147,11 +147,14 @@ export async function serveLog(o: ServeOptions): Promise<RunningDaemon> {
         });
       } else if (req.method === 'GET' && url.pathname.startsWith('/v1/line/')) {
         const id = decodeURIComponent(url.pathname.slice('/v1/line/'.length));
+        await o.log.drain();
         const e = o.log.lastOnLine(id);
         if (!e) throw new ContinuityError('NOT_FOUND', `no line ${id}`);
         send(res, 200, e);
       } else if (req.method === 'GET' && url.pathname.startsWith('/v1/action/')) {
         const id = decodeURIComponent(url.pathname.slice('/v1/action/'.length));
+        // settle appends in flight first: an answer about an action must be final
+        await o.log.drain();
         const e = o.log.action(id);
         if (!e) throw new ContinuityError('NOT_FOUND', `no action ${id}`);
         send(res, 200, e);

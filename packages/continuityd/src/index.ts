@@ -7,6 +7,8 @@ export {
   verifyCheckpoint,
 } from './checkpoint.js';
 export { DaemonClient, EmbeddedClient } from './client.js';
+export { DiskIndex, INDEX_FORMAT } from './disk-index.js';
+export { queryLog, tailLog } from './query.js';
 export { serveLog } from './daemon.js';
 export { ContinuityError } from './errors.js';
 export { DirLock } from './lock.js';
@@ -39,6 +41,8 @@ export { OBJECT_ID, RECORD_VERSION, encodeRecord, lineHash, parseRecord } from '
 
 export type { Checkpoint, NoteSignature, SignedCheckpoint } from './checkpoint.js';
 export type { AuditClient, DaemonAddress, LogHead } from './client.js';
+export type { DiskIndexOptions, DiskIndexStats, IndexRange, LogPosition } from './disk-index.js';
+export type { LogHit, LogQuery, QueryOptions, TailOptions, TimeInput } from './query.js';
 export type { RouteHandler, RunningDaemon, ServeOptions } from './daemon.js';
 export type { ContinuityErrorCode } from './errors.js';
 export type { LockInfo } from './lock.js';

@@ -4,7 +4,8 @@
  * over; any other holder gets a `LOCKED` error that names it.
  */
 import { constants } from 'node:fs';
-import { open, readFile, unlink } from 'node:fs/promises';
+import { open, readFile, stat, unlink } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ContinuityError } from './errors.js';
@@ -25,6 +26,34 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * Remove a stale LOCK, but only the one that was judged stale: takers serialise on a
+ * short-lived `LOCK.takeover` file (O_EXCL; itself taken over after 10 s), re-check under it
+ * that LOCK is still the same file, and only then unlink it. So two processes that find the
+ * same dead holder never both end up holding the lock.
+ */
+async function takeOver(path: string, judged: Stats): Promise<void> {
+  const guard = `${path}.takeover`;
+  let fh;
+  try {
+    fh = await open(guard, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const g = await stat(guard).catch(() => undefined);
+    if (g && Date.now() - g.mtimeMs > 10_000) await unlink(guard).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 5 + Math.random() * 10));
+    return;
+  }
+  try {
+    const now = await stat(path).catch(() => undefined);
+    if (now && now.ino === judged.ino && now.mtimeMs === judged.mtimeMs)
+      await unlink(path).catch(() => undefined);
+  } finally {
+    await fh.close();
+    await unlink(guard).catch(() => undefined);
+  }
+}
+
 export class DirLock {
   private constructor(
     readonly path: string,
@@ -39,7 +68,7 @@ export class DirLock {
       started_at: new Date().toISOString(),
       mode,
     };
-    for (let attempt = 0; attempt < 3; attempt++) {
+    for (let attempt = 0; attempt < 8; attempt++) {
       try {
         const fh = await open(
           path,
@@ -57,15 +86,24 @@ export class DirLock {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       }
       let holder: Partial<LockInfo> = {};
+      let readable = false;
+      let st: Stats | undefined;
       try {
+        st = await stat(path);
         holder = JSON.parse(await readFile(path, 'utf8')) as Partial<LockInfo>;
+        readable = true;
       } catch {
-        // a lock file being written right now, or garbage: treat as held unless it stays so
+        // being written right now, or left empty/garbled by a process killed while writing it
       }
-      const stale =
-        holder.host === info.host && typeof holder.pid === 'number' && !alive(holder.pid);
-      if (stale) {
-        await unlink(path).catch(() => undefined);
+      const dead =
+        readable &&
+        holder.host === info.host &&
+        typeof holder.pid === 'number' &&
+        !alive(holder.pid);
+      // an unreadable lock is stale only once it is old enough that no writer is still on it
+      const abandoned = !readable && st !== undefined && Date.now() - st.mtimeMs > 5_000;
+      if (st && (dead || abandoned)) {
+        await takeOver(path, st);
         continue;
       }
       throw new ContinuityError(

@@ -567,7 +567,13 @@ export class AuditLog {
       this.#segBytes += len;
       for (const p of batch) this.#frontier.push(p.leaf);
       const recs = batch.map((p) => p.rec);
-      for (const sink of this.#sinks) sink.add(recs);
+      try {
+        for (const sink of this.#sinks) sink.add(recs);
+      } catch (e) {
+        // the lines are durable but not acknowledged; the next open re-indexes them
+        await this.#poison(e, batch, this.#segBytes);
+        return;
+      }
       for (const p of batch) {
         if (this.#pendingActions.get(p.rec.actionId)?.index === p.rec.index)
           this.#pendingActions.delete(p.rec.actionId);
@@ -620,6 +626,9 @@ export class AuditLog {
     } catch {
       // recovery at the next open cuts whatever is torn
     }
+    // nothing that failed may look logged to lookups (a keychain's recovery asks `action()`)
+    this.#pendingActions.clear();
+    this.#pendingLines.clear();
     for (const p of [...batch, ...this.#queue.splice(0)]) p.reject(err);
     this.#wake();
   }
@@ -670,14 +679,17 @@ export class AuditLog {
     await writeDurable(join(this.dir, 'state.json'), JSON.stringify(s) + '\n', this.dir);
   }
 
-  /** Where an action is (durable or queued), if it is in the log. */
+  /**
+   * Where an action is, if it is durably in the log (queued appends are not reported: they
+   * may still fail). Call `drain()` first to settle appends in flight.
+   */
   action(actionId: string): ActionEntry | undefined {
-    return this.#lookupAction(actionId);
+    return this.index.action(actionId);
   }
 
-  /** The latest entry (durable or queued) on a continuity line. */
+  /** The latest durable entry on a continuity line. */
   lastOnLine(continuityId: string): ActionEntry | undefined {
-    return this.#lookupLine(continuityId);
+    return this.index.lastOnLine(continuityId);
   }
 
   /** Wait until every queued append is durable (or failed). */

@@ -119,6 +119,11 @@ function sha256Hex(p: CryptoProvider, b: Uint8Array): string {
   return toHex(p.sha256(b));
 }
 
+type OpExtra = Partial<ApplyInput> & {
+  erin?: Record<string, JsonValue>;
+  eromheen?: Record<string, JsonValue>;
+};
+
 export class Keychain {
   readonly store: SecretStore;
   readonly audit: AuditClient;
@@ -150,8 +155,9 @@ export class Keychain {
   async state(secretId: string): Promise<SecretState> {
     const release = await this.store.lock(secretId);
     try {
-      await this.#recover(secretId);
-      return (await this.#current(secretId)).state;
+      const cur = await this.#recover(secretId);
+      if (!cur) throw new KeychainError('SECRET_NOT_FOUND', `no secret ${secretId}`);
+      return cur.state;
     } finally {
       await release();
     }
@@ -251,7 +257,7 @@ export class Keychain {
    * Finish or undo what a crash left: a revision newer than HEAD is made current when its
    * event is in the log, and discarded otherwise.
    */
-  async #recover(id: string): Promise<void> {
+  async #recover(id: string): Promise<{ state: SecretState; head: Head } | undefined> {
     const head = await this.store.head(id);
     const revs = (await this.store.revisions(id)).filter((r) => r > (head?.revision ?? 0));
     for (const r of revs) {
@@ -272,6 +278,15 @@ export class Keychain {
         await this.store.discardRevision(id, r);
       }
     }
+    // Material files must match the current state: only the current bundle survives (none
+    // once destroyed). This finishes a destroy, a reseal or a rotation whose process died
+    // after its event was durable, and removes material an uncommitted operation wrote.
+    const cur = (await this.store.head(id)) ? await this.#current(id) : undefined;
+    const keep = cur && cur.state.lifecycle_state !== 'destroyed' ? cur.state.material_seq : -1;
+    for (const m of await this.store.materials(id)) {
+      if (m !== keep) await this.store.shredMaterial(id, m);
+    }
+    return cur;
   }
 
   /** Run recovery for every secret (e.g. at start). */
@@ -331,6 +346,21 @@ export class Keychain {
         `the audit log refused or failed the event: ${(cause as Error).message}`,
         { cause },
       );
+    }
+  }
+
+  /**
+   * After a failed append: did the event become durable anyway (e.g. a daemon that timed
+   * out after its fsync)? A receipt rebuilt from the log's index when it did, false when it
+   * did not, undefined when the log cannot be asked (the revision is then left for
+   * recovery to decide).
+   */
+  async #wasLogged(actionId: string): Promise<AppendReceipt | false | undefined> {
+    try {
+      const e = await this.audit.action(actionId);
+      return e ? { index: e.index, lineHash: '', leafHash: '', actionId, receivedAt: '' } : false;
+    } catch {
+      return undefined;
     }
   }
 
@@ -555,9 +585,14 @@ export class Keychain {
       try {
         receipt = await this.#append(token, i.secretId);
       } catch (e) {
-        await this.store.discardRevision(i.secretId, 1);
-        await this.store.shredMaterial(i.secretId, 1);
-        throw e;
+        const logged = await this.#wasLogged(actionId);
+        if (logged === undefined) throw e; // outcome unknown: the next access resolves it
+        if (!logged) {
+          await this.store.discardRevision(i.secretId, 1);
+          await this.store.shredMaterial(i.secretId, 1);
+          throw e;
+        }
+        receipt = logged;
       }
       await this.store.commit(i.secretId, {
         revision: 1,
@@ -579,10 +614,7 @@ export class Keychain {
   async #operate(
     i: OpInput,
     req: Omit<Request, 'actor' | 'actorClass' | 'at'>,
-    extra: Partial<ApplyInput> & {
-      erin?: Record<string, JsonValue>;
-      eromheen?: Record<string, JsonValue>;
-    },
+    extraIn: OpExtra | ((s: SecretState) => OpExtra),
     hooks: {
       prepare?: (s: SecretState, next: SecretState) => Promise<void>;
       undo?: (next: SecretState) => Promise<void>;
@@ -592,8 +624,9 @@ export class Keychain {
     if (!i.reason?.trim()) throw new KeychainError('INVALID_INPUT', 'a reason is required');
     const release = await this.store.lock(i.secretId);
     try {
-      await this.#recover(i.secretId);
-      const { state, head } = await this.#current(i.secretId);
+      const cur = await this.#recover(i.secretId);
+      if (!cur) throw new KeychainError('SECRET_NOT_FOUND', `no secret ${i.secretId}`);
+      const { state, head } = cur;
       const now = this.clock.now();
       const full: Request = {
         ...req,
@@ -603,6 +636,8 @@ export class Keychain {
       };
       const d = decide(state, full);
       if (!d.allowed) return await this.#deny(i.actor, i.secretId, req.op, d, i.reason);
+      // computed under the lock, from the current state (no lost updates)
+      const extra = typeof extraIn === 'function' ? extraIn(state) : extraIn;
       const actionId = newActionId(this.random);
       let next = apply(state, { ...full, ...extra, actionId });
       if (hooks.prepare) await hooks.prepare(state, next);
@@ -641,9 +676,14 @@ export class Keychain {
       try {
         receipt = await this.#append(token, i.secretId);
       } catch (e) {
-        await this.store.discardRevision(i.secretId, revision);
-        if (hooks.undo) await hooks.undo(next);
-        throw e;
+        const logged = await this.#wasLogged(actionId);
+        if (logged === undefined) throw e; // outcome unknown: the next access resolves it
+        if (!logged) {
+          await this.store.discardRevision(i.secretId, revision);
+          if (hooks.undo) await hooks.undo(next);
+          throw e;
+        }
+        receipt = logged;
       }
       await this.store.commit(i.secretId, {
         revision,
@@ -672,6 +712,8 @@ export class Keychain {
    */
   async use(
     i: OpInput & {
+      /** The version a capsule was issued for: refused (`VERSION_MISMATCH`) after a rotation. */
+      expectVersion?: number;
       onBehalfOf: string;
       targetAction?: string;
       lane?: string;
@@ -686,10 +728,12 @@ export class Keychain {
         onBehalfOf: i.onBehalfOf,
         ...(i.targetAction ? { targetAction: i.targetAction } : {}),
         ...(i.lane ? { lane: i.lane } : {}),
+        ...(i.expectVersion !== undefined ? { expectVersion: i.expectVersion } : {}),
       },
       {
         erin: {
           on_behalf_of: i.onBehalfOf,
+          ...(i.expectVersion !== undefined ? { expected_version: i.expectVersion } : {}),
           ...(i.targetAction ? { target_action: i.targetAction } : {}),
           ...(i.sessionId ? { session_id: i.sessionId } : {}),
         },
@@ -841,6 +885,10 @@ export class Keychain {
         undo: async () => {
           if (version) await this.store.shredMaterial(i.secretId, version);
         },
+        // the old version's material is not kept once the new one is current
+        after: async (prev) => {
+          await this.store.shredMaterial(i.secretId, prev.material_seq);
+        },
       },
     );
   }
@@ -875,13 +923,11 @@ export class Keychain {
 
   /** Replace the secret's policy (`secret-policy-changed`). */
   async setPolicy(i: OpInput & { policy: Partial<SecretPolicy> }): Promise<Outcome> {
-    const current = await this.state(i.secretId);
-    const policy = validatePolicy({ ...current.policy, ...i.policy });
-    return this.#operate(
-      i,
-      { op: 'policy' },
-      { policy, erin: { policy: policy as unknown as JsonValue } },
-    );
+    validatePolicy({ ...DEFAULT_POLICY, ...i.policy }); // bad input fails before the lock
+    return this.#operate(i, { op: 'policy' }, (current) => {
+      const policy = validatePolicy({ ...current.policy, ...i.policy });
+      return { policy, erin: { policy: policy as unknown as JsonValue } };
+    });
   }
 }
 

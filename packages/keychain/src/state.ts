@@ -185,6 +185,8 @@ export interface Request {
   authorityMode?: AuthorityMode;
   /** For `expose`. */
   exposure?: ReportableExposure;
+  /** For `use`: the secret version the capsule was issued for. */
+  expectVersion?: number;
 }
 
 export interface Decision {
@@ -242,6 +244,13 @@ export function decide(s: SecretState, req: Request): Decision {
       `${s.secret_id} is ${s.exposure_state}: rotate it first`,
     );
   }
+  if (s.archived && req.op === 'rotate') {
+    return deny(
+      'lifecycle',
+      'INVALID_TRANSITION',
+      `${s.secret_id} is archived: it cannot be rotated back into service`,
+    );
+  }
   if (!LEGAL_FROM[req.op].includes(s.lifecycle_state)) {
     return deny(
       'lifecycle',
@@ -271,6 +280,16 @@ export function decide(s: SecretState, req: Request): Decision {
       if (s.rotation_required)
         return deny('rotation', 'ROTATION_REQUIRED', `${s.secret_id} must be rotated first`);
       allow('rotation', 'no rotation required');
+      if (req.expectVersion !== undefined) {
+        if (req.expectVersion !== s.version) {
+          return deny(
+            'version',
+            'VERSION_MISMATCH',
+            `issued for v${req.expectVersion}, the secret is at v${s.version}`,
+          );
+        }
+        allow('version', `v${s.version}`);
+      }
       if (s.active_operator_id && s.active_operator_id !== who) {
         return deny(
           'custody.active_operator',

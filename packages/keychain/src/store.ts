@@ -34,6 +34,8 @@ export interface SecretStore {
   /** Make `head` the current revision, atomically and durably. */
   commit(id: string, head: Head): Promise<void>;
   writeMaterial(id: string, version: number, bytes: Uint8Array): Promise<void>;
+  /** Material bundle numbers present, ascending. */
+  materials(id: string): Promise<number[]>;
   readMaterial(id: string, version: number): Promise<Uint8Array>;
   /** Overwrite with zeros, sync, unlink. */
   shredMaterial(id: string, version: number): Promise<void>;
@@ -165,6 +167,20 @@ export class FileStore implements SecretStore {
     // a leftover from an operation that was never committed is replaced
     await unlink(path).catch(() => undefined);
     await writeNew(path, d, bytes);
+  }
+
+  async materials(id: string): Promise<number[]> {
+    let names: string[] = [];
+    try {
+      names = await readdir(this.dir(id));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    return names
+      .map((n) => /^material-(\d{6})\.tza$/.exec(n))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => Number(m[1]))
+      .sort((a, b) => a - b);
   }
 
   async readMaterial(id: string, version: number): Promise<Uint8Array> {

@@ -10,8 +10,8 @@
  *    digest of the revision before it, revision numbers run 1..HEAD, HEAD names the latest,
  *    each revision's action is in the log with the same event and revision number, and its
  *    state equals the replayed state after that event (differences listed);
- *  - the material: each version's bundle is where the revisions say, verifies, and hashes to
- *    `versions[].material_sha256`.
+ *  - the material: the current version's bundle is where the revisions say, verifies, and
+ *    hashes to its `material_sha256` (superseded bundles are shredded by design).
  *
  * Every problem has a stable code and a location (revision, log index, action id, material
  * file number). Warnings (a revision a crash left for recovery, an old creation event that
@@ -409,7 +409,10 @@ async function verifySecret(
       const d = rev.state.versions[rev.state.versions.length - 1]?.material_sha256;
       if (d) seqOf.set(d, rev.state.material_seq);
     }
-    for (const v of current.versions) {
+    // only the current version's material is kept: a rotation, reseal or destroy shreds
+    // the bundles it supersedes
+    const live = current.lifecycle_state === 'destroyed' ? [] : current.versions.slice(-1);
+    for (const v of live) {
       if (!v.material_sha256) continue;
       const seq = seqOf.get(v.material_sha256);
       if (seq === undefined) {

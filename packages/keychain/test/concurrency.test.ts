@@ -224,7 +224,7 @@ describe('four processes through one continuityd daemon', () => {
 // ---------------------------------------------------------------------------------------
 
 describe('concurrency bugs', () => {
-  // BUG (keychain.ts `setPolicy`): the new policy is merged with `this.state(...)` read
+  // FIXED (was keychain.ts `setPolicy`): the new policy is merged with `this.state(...)` read
   // BEFORE `#operate` takes the secret's lock, so two policy changes that overlap (two
   // processes, or two calls in one) each merge with the same old policy and the later commit
   // silently undoes the earlier one — a lost update, and the event of the later change
@@ -256,7 +256,7 @@ describe('concurrency bugs', () => {
       const lock = kcB.store.lock.bind(kcB.store);
       let calls = 0;
       kcB.store.lock = async (sid, timeoutMs) => {
-        if (++calls === 2)
+        if (++calls === 1)
           await kcA.setPolicy({
             actor: alice,
             secretId: id,
@@ -271,7 +271,7 @@ describe('concurrency bugs', () => {
         policy: { use: ['role:active_operator', 'role:custodian', carol.id] },
         reason: 'let carol use',
       });
-      expect(calls).toBe(2);
+      expect(calls).toBe(1);
       lost.policy = (await kcA.state(id)).policy;
       await log.drain();
       lost.events = (await readLog(join(home, 'log'))).filter(
@@ -283,11 +283,11 @@ describe('concurrency bugs', () => {
       await log.close();
     }
   });
-  it.fails('BUG: … both changes are in the final policy', () => {
+  it('FIXED: … both changes are in the final policy', () => {
     expect(lost.policy?.reveal).toContain(bob.id);
   });
 
-  // BUG (keychain.ts `#operate` / `add`, the catch around `#append`): every append error is
+  // FIXED (was keychain.ts `#operate` / `add`, the catch around `#append`): every append error is
   // treated as "not recorded" — the revision (and new material) is discarded and
   // AUDIT_FAILED thrown — but a DaemonClient timeout or dropped connection is ambiguous: the
   // daemon may have (and here did) make the event durable. The log then holds an event whose
@@ -348,7 +348,7 @@ describe('concurrency bugs', () => {
       await log.close();
     }
   });
-  it.fails('BUG: … the store agrees with the log', () => {
+  it('FIXED: … the store agrees with the log', () => {
     expect(ambiguous.problems).toEqual([]);
     expect(ambiguous.lifecycle).toBe('suspended');
   });

@@ -540,7 +540,7 @@ describe('crash bugs', () => {
         await log.close();
       }
     });
-    it.fails(`BUG: … and then no material is left (${point})`, () => {
+    it(`FIXED: … and then no material is left (${point})`, () => {
       expect(seen.files).toEqual([]);
     });
   }
@@ -590,7 +590,7 @@ describe('crash bugs', () => {
       await log.close();
     }
   });
-  it.fails('BUG: … and then the removed custodian opens no stored bundle', () => {
+  it('FIXED: … and then the removed custodian opens no stored bundle', () => {
     expect(resealLeft.opens).toEqual([]);
   });
 
@@ -619,7 +619,7 @@ describe('crash bugs', () => {
       await log.close();
     }
   });
-  it.fails('BUG: … and then no material is left', () => {
+  it('FIXED: … and then no material is left', () => {
     expect(orphan.files).toEqual([]);
   });
 
@@ -646,7 +646,7 @@ describe('crash bugs', () => {
       stuck.code = (e as KeychainError).code;
     }
   });
-  it.fails('BUG: … is taken over', () => {
+  it('FIXED: … is taken over', () => {
     expect(stuck.code).toBe('acquired');
   });
 
@@ -690,7 +690,7 @@ describe('crash bugs', () => {
     race.trials = t;
     race.maxHolders = max;
   });
-  it.fails('BUG: … only one of them gets it', () => {
+  it('FIXED: … only one of them gets it', () => {
     expect(race.maxHolders).toBe(1);
   });
 
@@ -779,7 +779,7 @@ describe('crash bugs', () => {
       await log.close().catch(() => undefined);
     }
   });
-  it.fails('BUG: … the next client does not commit that revision', () => {
+  it('FIXED: … the next client does not commit that revision', () => {
     expect(ghost.lifecycle).toBe('active');
   });
 });

@@ -485,10 +485,10 @@ const TABLE: Record<Situation, { auth: Expect[]; other: Expect[] }> = {
     auth: [TR, TR, TR, TR, TR, TR, C, C, C, D, TR, TR, D, TR, TR, X, TR],
     other: [TR, TR, TR, TR, TR, TR, C, C, C, D, TR, TR, na('archive'), TR, TR, na('destroy'), TR],
   },
-  // rotate → A here is what the code does; see the it.fails "rotating an archived compromised
-  // secret" below for why that is a bug
+  // rotate is refused: an archived secret stays out of service (see "rotating an archived
+  // compromised secret" below)
   'archived-compromised': {
-    auth: [EXP, EXP, TR, TR, TR, TR, C, C, C, C, A, C, C, TR, TR, X, TR],
+    auth: [EXP, EXP, TR, TR, TR, TR, C, C, C, C, TR, C, C, TR, TR, X, TR],
     other: [
       EXP,
       EXP,
@@ -500,7 +500,7 @@ const TABLE: Record<Situation, { auth: Expect[]; other: Expect[] }> = {
       C,
       C,
       C,
-      na('rotate'),
+      TR,
       na('revoke'),
       na('archive'),
       TR,
@@ -801,13 +801,14 @@ async function fresh(
 const useFor = (
   c: Ctx,
   onBehalfOf: Identity,
-  more: { targetAction?: string; lane?: string; parent?: TibetToken } = {},
+  more: { targetAction?: string; lane?: string; parent?: TibetToken; expectVersion?: number } = {},
 ) =>
   c.kc.use({
     actor: gw,
     secretId: c.id,
     onBehalfOf: onBehalfOf.id,
     reason: `use for ${onBehalfOf.id}`,
+    ...(more.expectVersion !== undefined ? { expectVersion: more.expectVersion } : {}),
     ...(more.targetAction ? { targetAction: more.targetAction } : {}),
     ...(more.lane ? { lane: more.lane } : {}),
     ...(more.parent
@@ -1042,7 +1043,9 @@ describe('named scenarios', () => {
   // no version (or capsule) input at all — so a capsule sealed for v1 before the leak is still
   // honoured after the rotation and is handed v2's material. Reproduction: add; capsule c1
   // (erin.version 1); expose log-leaked; rotate; use({parent: c1}) → allowed, returns v2.
-  it.fails('GAP: a capsule issued for the old version is refused after the rotation', async () => {
+  // FIXED: `use` takes the version the capsule was issued for (`expectVersion`) and refuses
+  // it with VERSION_MISMATCH after a rotation.
+  it('GAP closed: a capsule issued for the old version is refused after the rotation', async () => {
     const c = await fresh('oldcap');
     const c1 = await capsule(c, 1, 1);
     await c.kc.expose({
@@ -1058,7 +1061,9 @@ describe('named scenarios', () => {
       material: ROT(c.id),
       reason: 'rotate after the leak',
     });
-    await expect(useFor(c, bot, { parent: c1 })).rejects.toSatisfy((e) => KeychainError.is(e));
+    await expect(useFor(c, bot, { parent: c1, expectVersion: 1 })).rejects.toSatisfy(
+      (e) => KeychainError.is(e) && e.code === 'VERSION_MISMATCH',
+    );
   });
 
   it('bad input is refused before any decision and leaves no event', async () => {
@@ -1140,33 +1145,31 @@ describe('named scenarios', () => {
     expect(openMaterialFile(home, c.id, s.material_seq, bob)).toEqual(MAT(c.id));
   });
 
-  // BUG (state.ts `apply` case 'rotate' + LEGAL_FROM.rotate, `decide` never reads `archived`):
+  // FIXED (was state.ts `apply` case 'rotate' + LEGAL_FROM.rotate; `decide` now refuses
+  // rotating an archived secret):
   // `archive` of a compromised secret keeps it `compromised` with archived = true; `rotate` is
   // legal from `compromised` and sets lifecycle_state = 'active' without clearing `archived`;
   // nothing in `decide` looks at `archived`. So an archived secret is back in service and can
   // be revealed and used. (An archived *uncompromised* secret is `deactivated` and cannot be
   // rotated: the two archive paths disagree.) Reproduction: add; expose log-leaked; archive;
   // rotate → active & archived; use → allowed.
-  it.fails(
-    'BUG: an archived secret stays out of service (rotating an archived compromised secret)',
-    async () => {
-      const c = await fresh('archrot');
-      await c.kc.expose({
-        actor: bob,
-        secretId: c.id,
-        exposure: 'log-leaked',
-        evidence: 'ci #1',
-        reason: 'leak',
-      });
-      await c.kc.archive({ actor: alice, secretId: c.id, reason: 'archive it' });
-      await c.kc
-        .rotate({ actor: alice, secretId: c.id, material: ROT(c.id), reason: 'rotate' })
-        .catch(() => undefined);
-      const s = await c.kc.state(c.id);
-      expect(s.archived && s.lifecycle_state === 'active').toBe(false);
-      await expect(useFor(c, bot)).rejects.toSatisfy((e) => KeychainError.is(e));
-    },
-  );
+  it('FIXED: an archived secret stays out of service (rotating an archived compromised secret)', async () => {
+    const c = await fresh('archrot');
+    await c.kc.expose({
+      actor: bob,
+      secretId: c.id,
+      exposure: 'log-leaked',
+      evidence: 'ci #1',
+      reason: 'leak',
+    });
+    await c.kc.archive({ actor: alice, secretId: c.id, reason: 'archive it' });
+    await c.kc
+      .rotate({ actor: alice, secretId: c.id, material: ROT(c.id), reason: 'rotate' })
+      .catch(() => undefined);
+    const s = await c.kc.state(c.id);
+    expect(s.archived && s.lifecycle_state === 'active').toBe(false);
+    await expect(useFor(c, bot)).rejects.toSatisfy((e) => KeychainError.is(e));
+  });
 });
 
 describe('afterwards', () => {

@@ -768,7 +768,9 @@ export function openTza(
   opts: VerifyOptions = {},
 ): OpenedTza {
   const provider = opts.provider ?? getProvider();
-  const parsed = requireValid(bytes, opts, provider);
+  const parsed = readTza(bytes, { provider, ...(opts.limits ? { limits: opts.limits } : {}) });
+  // verify once: the report is both the gate and what is returned
+  const report = requireVerified(parsed, opts, provider);
   const m = parsed.manifest;
   const anySealed = m.entries.some((e) => e.sealed);
   if (anySealed && !identity)
@@ -786,7 +788,7 @@ export function openTza(
     return {
       manifest: m,
       entries,
-      report: verifyParsed(parsed, opts, provider),
+      report,
       destroy: () => entries.forEach((e) => e.sealed && wipe(e.data)),
     };
   } finally {

@@ -1,10 +1,14 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fromBase64, mintToken, parseActorId, type JsonValue } from '@tibet/core';
+import { fromBase64, mintToken, parseActorId, parseRfc3339, type JsonValue } from '@tibet/core';
 import {
   AuditLog,
   ContinuityError,
   DaemonClient,
+  DiskIndex,
+  queryLog,
+  tailLog,
+  verifyLog,
   EmbeddedClient,
   TREE_DIR,
   TreeStore,
@@ -69,7 +73,14 @@ export async function openLog(
 ): Promise<AuditLog> {
   const tree = await TreeStore.open(join(dir, TREE_DIR));
   try {
-    return await AuditLog.open({ dir, signer, registry, observers: [tree], ...extra });
+    return await AuditLog.open({
+      dir,
+      signer,
+      registry,
+      index: new DiskIndex(dir),
+      observers: [tree],
+      ...extra,
+    });
   } catch (e) {
     await tree.close();
     throw e;
@@ -297,4 +308,150 @@ export async function prove(
     await writeFileAtomic(`${o.out}.entry`, line);
     note(`wrote ${o.out} and the record line ${o.out}.entry`);
   } else process.stdout.write(proof);
+}
+
+function printRecord(
+  hit: {
+    index: number;
+    record: {
+      received_at: string;
+      token: { actor: string; event: string; action_id: string; erachter: string };
+      causal: { object_id: string | null };
+    };
+  },
+  json?: boolean,
+): void {
+  if (json) {
+    process.stdout.write(JSON.stringify({ index: hit.index, ...hit.record }) + '\n');
+    return;
+  }
+  const r = hit.record;
+  out(
+    `#${String(hit.index).padEnd(6)} ${dim(r.received_at)}  ${bold(r.token.event.padEnd(22))} ${r.token.actor}${r.causal.object_id ? ` · ${r.causal.object_id}` : ''}  ${dim(r.token.action_id)}`,
+  );
+  out(`        ${r.token.erachter}`);
+}
+
+export async function tail(o: {
+  dir?: string;
+  from?: string;
+  follow?: boolean;
+  json?: boolean;
+}): Promise<void> {
+  const from = o.from === undefined ? -10 : Number(o.from);
+  if (!Number.isSafeInteger(from)) throw usage('--from must be a whole number');
+  const ac = new AbortController();
+  const stop = (): void => ac.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  try {
+    for await (const hit of tailLog(logDir(o.dir), {
+      from,
+      follow: Boolean(o.follow),
+      signal: ac.signal,
+    }))
+      printRecord(hit, o.json);
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  }
+}
+
+export async function query(o: {
+  dir?: string;
+  action?: string;
+  object?: string;
+  actor?: string;
+  since?: string;
+  until?: string;
+  limit?: string;
+  json?: boolean;
+}): Promise<void> {
+  const limit = o.limit === undefined ? 100 : Number(o.limit);
+  if (!Number.isSafeInteger(limit) || limit < 0) throw usage('--limit must be a whole number');
+  const time = (v: string | undefined, name: string): Date | undefined => {
+    if (v === undefined) return undefined;
+    const d = parseRfc3339(v);
+    if (!d) throw usage(`${name} must be an RFC 3339 UTC time, e.g. 2026-11-28T12:00:00Z`);
+    return d;
+  };
+  const since = time(o.since, '--since');
+  const until = time(o.until, '--until');
+  if (!o.action && !o.object && !o.actor && !since && !until)
+    throw usage('give at least one of --action, --object, --actor, --since, --until');
+  const hits = await queryLog(logDir(o.dir), {
+    ...(o.action ? { actionId: o.action } : {}),
+    ...(o.object ? { objectId: o.object } : {}),
+    ...(o.actor ? { actor: o.actor } : {}),
+    ...(since ? { from: since } : {}),
+    ...(until ? { to: until } : {}),
+    limit,
+  });
+  for (const h of hits) printRecord(h, o.json);
+  if (!hits.length && !o.json) note('no matching records');
+}
+
+export async function verify(o: {
+  dir?: string;
+  trustedCheckpoint?: string;
+  workers?: string;
+  json?: boolean;
+}): Promise<void> {
+  const dir = logDir(o.dir);
+  let meta: { key_name?: unknown; public_key?: unknown };
+  try {
+    meta = JSON.parse(
+      new TextDecoder().decode(await readInput(join(dir, 'log.json'), 'log.json')),
+    ) as typeof meta;
+  } catch (e) {
+    if (UserError.is(e)) throw e;
+    throw new UserError(`${join(dir, 'log.json')} is not valid JSON`, { code: 'META_INVALID' });
+  }
+  if (typeof meta.public_key !== 'string')
+    throw new UserError('log.json has no public_key', { code: 'META_INVALID' });
+  const workers = o.workers === undefined ? undefined : Number(o.workers);
+  if (workers !== undefined && !(Number.isInteger(workers) && workers >= 0))
+    throw usage('--workers must be a whole number');
+  const trusted = o.trustedCheckpoint
+    ? new TextDecoder().decode(await readInput(o.trustedCheckpoint, 'checkpoint'))
+    : undefined;
+  const tty = process.stderr.isTTY && !o.json;
+  const report = await verifyLog(dir, {
+    registry: new HomeRegistry(tibetHome()),
+    logPublicKey: fromBase64(meta.public_key),
+    ...(trusted ? { trustedCheckpoint: trusted } : {}),
+    ...(workers !== undefined ? { workers } : {}),
+    ...(tty
+      ? {
+          onProgress: (p: { lines?: number; bytes?: number; totalBytes?: number }) =>
+            process.stderr.write(
+              `\r  verifying… ${p.lines ?? 0} lines${p.totalBytes ? ` (${Math.round(((p.bytes ?? 0) / p.totalBytes) * 100)} %)` : ''}   `,
+            ),
+        }
+      : {}),
+  });
+  if (tty) process.stderr.write('\n');
+  if (o.json) printJson(report);
+  else {
+    out(
+      report.ok
+        ? `${green('VALID')}  ${dir}: ${report.size} lines, root ${report.root}`
+        : `INVALID  ${dir}: ${report.problems.length} problem(s)`,
+    );
+    for (const p of report.problems.slice(0, 50)) {
+      const where = [
+        p.index !== undefined ? `line ${p.index}` : '',
+        p.segment ? `segment ${p.segment}` : '',
+        p.checkpoint ? `checkpoint ${p.checkpoint}` : '',
+      ]
+        .filter(Boolean)
+        .join(', ');
+      out(
+        `  ${p.severity === 'warning' ? 'warning' : 'error  '} ${p.code}${where ? ` (${where})` : ''}: ${p.message}`,
+      );
+    }
+    if (report.problems.length > 50)
+      out(`  … ${report.problems.length - 50} more (--json for all)`);
+  }
+  if (!report.ok) process.exitCode = 1;
 }

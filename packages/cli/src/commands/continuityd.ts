@@ -118,6 +118,67 @@ Examples:
     (await import('./continuityd-actions.js')).head(o),
   );
 
+  c.command('tail')
+    .description('print records (NDJSON with --json), optionally following new ones')
+    .option('--dir <dir>', 'log folder (default $TIBET_HOME/log)')
+    .option('--from <index>', 'first index; negative counts from the end (default -10)')
+    .option('-f, --follow', 'keep printing new records until interrupted')
+    .option('--json', 'NDJSON on stdout')
+    .addHelpText(
+      'after',
+      '\nReads the folder directly (no daemon needed); safe beside a running writer.\nExit codes: 0 done (or interrupted while following), 2 usage error.',
+    )
+    .action(async (o: { dir?: string; from?: string; follow?: boolean; json?: boolean }) =>
+      (await import('./continuityd-actions.js')).tail(o),
+    );
+
+  c.command('query')
+    .description('find records by action, object, actor and time range (reads only matching lines)')
+    .option('--dir <dir>', 'log folder (default $TIBET_HOME/log)')
+    .option('--action <id>', 'an action id')
+    .option('--object <id>', 'an object id (e.g. a secret id)')
+    .option('--actor <id>', 'an actor id')
+    .option('--since <time>', 'RFC 3339: received at or after')
+    .option('--until <time>', 'RFC 3339: received before')
+    .option('--limit <n>', 'at most n records (default 100)')
+    .option('--json', 'NDJSON on stdout')
+    .addHelpText(
+      'after',
+      '\nUses the persisted index (a few line reads even on a million-line log).\nExit codes: 0 done (also with no match), 1 the index or a line is damaged, 2 usage error.',
+    )
+    .action(
+      async (o: {
+        dir?: string;
+        action?: string;
+        object?: string;
+        actor?: string;
+        since?: string;
+        until?: string;
+        limit?: string;
+        json?: boolean;
+      }) => (await import('./continuityd-actions.js')).query(o),
+    );
+
+  c.command('verify')
+    .description(
+      'verify a whole log: chain, signatures, causality, Merkle root vs checkpoints, consistency',
+    )
+    .option('--dir <dir>', 'log folder (default $TIBET_HOME/log)')
+    .option(
+      '--trusted-checkpoint <file>',
+      'an older checkpoint note you kept: the log must be consistent with it',
+    )
+    .option('--workers <n>', 'signature-checking threads (default: the CPU count)')
+    .option('--json', 'print the report as JSON')
+    .addHelpText(
+      'after',
+      "\nActors' keys come from $TIBET_HOME/identities; the log key from the folder's log.json.\nExit codes: 0 the log verifies, 1 problems found (each with its code and location), 2 usage error.",
+    )
+    .action(
+      async (o: { dir?: string; trustedCheckpoint?: string; workers?: string; json?: boolean }) =>
+        (await import('./continuityd-actions.js')).verify(o),
+    );
+
   c.command('prove')
     .description('export a C2SP tlog-proof for one record, or check one offline')
     .argument('[index]', 'record index to prove')

@@ -63,6 +63,8 @@ function hintFor(code: KeychainErrorCode, id: string | undefined): string | unde
     case 'SECRET_EXPOSED':
     case 'ROTATION_REQUIRED':
       return `rotate it first: \`tkc rotate ${x} --from-stdin …\``;
+    case 'VERSION_MISMATCH':
+      return 'the secret was rotated since the capsule was issued: ask for a new capsule';
     case 'POLICY_DENIED':
       return `the refusal is logged (secret-denied); see \`tkc policy ${x}\``;
     case 'NOT_AUTHORIZED':
