@@ -130,7 +130,7 @@ function encodeInto(w: Writer, v: CborValue, depth: number): void {
   const encoded = entries.map(([k, x]) => {
     if (typeof k !== 'string' && typeof k !== 'number')
       throw new TypeError('CBOR: map keys must be text or integers');
-    return { k: encodeCbor(k), x };
+    return { k: keyBytes(k), x };
   });
   encoded.sort((a, b) => compareBytes(a.k, b.k));
   for (let i = 1; i < encoded.length; i++) {
@@ -142,6 +142,18 @@ function encodeInto(w: Writer, v: CborValue, depth: number): void {
     w.bytes(k);
     encodeInto(w, x, depth + 1);
   }
+}
+
+// Map keys repeat (every manifest, entry and recipient has the same few): their encodings
+// are cached, bounded.
+const KEY_CACHE = new Map<CborKey, Uint8Array>();
+function keyBytes(k: CborKey): Uint8Array {
+  let b = KEY_CACHE.get(k);
+  if (!b) {
+    b = encodeCbor(k);
+    if (KEY_CACHE.size < 4096) KEY_CACHE.set(k, b);
+  }
+  return b;
 }
 
 /** Deterministic encoding of `v`. Throws TypeError/RangeError on values outside the subset. */

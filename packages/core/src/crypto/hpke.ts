@@ -87,7 +87,7 @@ export function hpkeDeriveKeyPair(
 export function hpkeGenerateKeyPair(
   p: CryptoProvider,
   random: Random,
-): { secretKey: Uint8Array; publicKey: Uint8Array } {
+): { secretKey: Uint8Array; publicKey: Uint8Array; key?: X25519PrivateKey } {
   if (random.system) return p.x25519Generate();
   const ikm = random(32);
   try {
@@ -212,8 +212,9 @@ export function hpkeSetupSender(
     throw new RangeError('"recipientPublicKey" expected 32 bytes');
   }
   if (!opts.ephemeral && !opts.random) throw new TypeError('"random" or "ephemeral" is required');
-  const eph = opts.ephemeral ?? hpkeGenerateKeyPair(p, opts.random!);
-  const ek = p.x25519(eph.secretKey);
+  const eph: { secretKey: Uint8Array; publicKey: Uint8Array; key?: X25519PrivateKey } =
+    opts.ephemeral ?? hpkeGenerateKeyPair(p, opts.random!);
+  const ek = eph.key ?? p.x25519(eph.secretKey);
   const enc = ek.publicKey;
   let dh = ek.agree(recipientPublicKey);
   let kemContext = concatBytes(enc, recipientPublicKey);

@@ -16,7 +16,7 @@ import { hchacha } from '@noble/ciphers/chacha.js';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { assertBytes, concatBytes, copyBytes, fromBase64Url, toBase64Url, wipe } from '../bytes.js';
 import { CoreError } from '../errors.js';
-import { aeadFailed, isAllZero, type CryptoProvider } from './provider.js';
+import { aeadFailed, isAllZero, type CryptoProvider, type X25519PrivateKey } from './provider.js';
 
 // A placeholder public key for JWK import: OpenSSL derives the real public key from `d`
 // and ignores `x`; we read the derived key back (2–3 µs) rather than import PKCS#8 DER
@@ -132,6 +132,23 @@ function chachaOpen(key: Uint8Array, iv: Uint8Array, ct: Uint8Array, aad: Uint8A
   }
 }
 
+function x25519Of(key: KeyObject, publicKey: Uint8Array): X25519PrivateKey {
+  return {
+    publicKey,
+    agree(peer) {
+      assertBytes(peer, 'peerPublicKey', 32);
+      let ss: Uint8Array;
+      try {
+        ss = copyBytes(diffieHellman({ privateKey: key, publicKey: xPublic.get(peer) }));
+      } catch (cause) {
+        throw new CoreError('HPKE_INVALID_KEY', 'X25519 agreement failed', { cause });
+      }
+      if (isAllZero(ss)) throw new CoreError('HPKE_INVALID_KEY', 'X25519 shared secret is zero');
+      return ss;
+    },
+  };
+}
+
 /** The fast backend: OpenSSL through `node:crypto`, long-lived keys kept as KeyObjects. */
 export const nodeProvider: CryptoProvider = {
   name: 'node',
@@ -154,23 +171,11 @@ export const nodeProvider: CryptoProvider = {
   x25519(secretKey) {
     assertBytes(secretKey, 'secretKey', 32);
     const key = privateKeyObject('X25519', secretKey);
-    const publicKey = rawPublicOf(key);
-    return {
-      publicKey,
-      agree(peer) {
-        assertBytes(peer, 'peerPublicKey', 32);
-        let ss: Uint8Array;
-        try {
-          ss = copyBytes(diffieHellman({ privateKey: key, publicKey: xPublic.get(peer) }));
-        } catch (cause) {
-          throw new CoreError('HPKE_INVALID_KEY', 'X25519 agreement failed', { cause });
-        }
-        if (isAllZero(ss)) throw new CoreError('HPKE_INVALID_KEY', 'X25519 shared secret is zero');
-        return ss;
-      },
-    };
+    return x25519Of(key, rawPublicOf(key));
   },
   x25519Generate() {
+    // JWK output straight from generation: exporting a fresh KeyObject as JWK in a tight loop
+    // was seen to hang Node 20.20 (shared/spec/performance.md), this form never did
     const kp = generateKeyPairSync('x25519', {
       publicKeyEncoding: { format: 'jwk' },
       privateKeyEncoding: { format: 'jwk' },

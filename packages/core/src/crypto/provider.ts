@@ -33,8 +33,11 @@ export interface CryptoProvider {
   ed25519(seed: Uint8Array): Ed25519PrivateKey;
   ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
   x25519(secretKey: Uint8Array): X25519PrivateKey;
-  /** Fresh key pair from the operating system's CSPRNG, natively where the backend can. */
-  x25519Generate(): { secretKey: Uint8Array; publicKey: Uint8Array };
+  /**
+   * Fresh key pair from the operating system's CSPRNG, natively where the backend can; `key`
+   * is the pair already prepared for agreement (saves importing the secret key again).
+   */
+  x25519Generate(): { secretKey: Uint8Array; publicKey: Uint8Array; key?: X25519PrivateKey };
   /** RFC 8439 AEAD; returns ciphertext ‖ 16-byte tag. */
   chacha20poly1305Seal(
     key: Uint8Array,
