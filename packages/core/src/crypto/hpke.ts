@@ -214,7 +214,7 @@ export function hpkeSetupSender(
   if (!opts.ephemeral && !opts.random) throw new TypeError('"random" or "ephemeral" is required');
   const eph: { secretKey: Uint8Array; publicKey: Uint8Array; key?: X25519PrivateKey } =
     opts.ephemeral ?? hpkeGenerateKeyPair(p, opts.random!);
-  const ek = eph.key ?? p.x25519(eph.secretKey);
+  const ek = eph.key ?? p.x25519(eph.secretKey, eph.publicKey);
   const enc = ek.publicKey;
   let dh = ek.agree(recipientPublicKey);
   let kemContext = concatBytes(enc, recipientPublicKey);

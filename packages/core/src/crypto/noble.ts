@@ -48,10 +48,10 @@ export const nobleProvider: CryptoProvider = {
       return false;
     }
   },
-  x25519(secretKey) {
+  x25519(secretKey, knownPublicKey) {
     assertBytes(secretKey, 'secretKey', 32);
     const sk = copyBytes(secretKey);
-    const publicKey = x25519.getPublicKey(sk);
+    const publicKey = knownPublicKey ? copyBytes(knownPublicKey) : x25519.getPublicKey(sk);
     return {
       publicKey,
       agree(peer) {

@@ -168,8 +168,18 @@ export const nodeProvider: CryptoProvider = {
       return false;
     }
   },
-  x25519(secretKey) {
+  x25519(secretKey, publicKey) {
     assertBytes(secretKey, 'secretKey', 32);
+    if (publicKey !== undefined) {
+      // no export of the derived public key: that call was seen to hang Node 20.20 in tight
+      // loops of fresh keys (see docs/core-keys.md); the caller's key is used as given
+      assertBytes(publicKey, 'publicKey', 32);
+      const key = createPrivateKey({
+        key: { kty: 'OKP', crv: 'X25519', d: toBase64Url(secretKey), x: toBase64Url(publicKey) },
+        format: 'jwk',
+      });
+      return x25519Of(key, copyBytes(publicKey));
+    }
     const key = privateKeyObject('X25519', secretKey);
     return x25519Of(key, rawPublicOf(key));
   },

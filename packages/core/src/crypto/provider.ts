@@ -32,7 +32,11 @@ export interface CryptoProvider {
   /** `seed` is the 32-byte RFC 8032 private key. */
   ed25519(seed: Uint8Array): Ed25519PrivateKey;
   ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean;
-  x25519(secretKey: Uint8Array): X25519PrivateKey;
+  /**
+   * `publicKey`, when the caller already has it (a pair it just generated), saves deriving
+   * it; it must belong to `secretKey`.
+   */
+  x25519(secretKey: Uint8Array, publicKey?: Uint8Array): X25519PrivateKey;
   /**
    * Fresh key pair from the operating system's CSPRNG, natively where the backend can; `key`
    * is the pair already prepared for agreement (saves importing the secret key again).
