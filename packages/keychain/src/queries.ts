@@ -708,6 +708,10 @@ export function requestOf(e: KeychainEvent, op: Operation): Request {
       r.onBehalfOf = str(erin, 'on_behalf_of') ?? e.actor;
       if (target) r.targetAction = target;
       if (lane) r.lane = lane;
+      {
+        const v = (erin as Record<string, unknown> | undefined)?.['expected_version'];
+        if (typeof v === 'number' && Number.isSafeInteger(v)) r.expectVersion = v;
+      }
       break;
     case 'delegate': {
       const role = str(erin, 'role');

@@ -12,7 +12,7 @@ import {
   type AuditClient,
   type LogIo,
 } from '@tibet/continuityd';
-import { Keychain, KeychainError } from '@tibet/keychain';
+import { Keychain, KeychainError, KeychainTimeline, LogFolderSource } from '@tibet/keychain';
 
 const service = testIdentity('jis:acme:keychain', 'system');
 const logKey = testIdentity('jis:acme:auditlog', 'system');
@@ -279,6 +279,50 @@ describe('Keychain', () => {
     kc.store.commit = commit;
     const fresh = new Keychain({ home, audit, service, directory: kc.directory });
     expect((await fresh.state('sec_y_1')).lifecycle_state).toBe('suspended');
+    await log.close();
+  });
+});
+
+describe('capsules bound to a version', () => {
+  it('a use for the current version replays cleanly; after a rotation it is refused', async () => {
+    const { home, log, kc } = await setup();
+    await kc.add({
+      actor: alice,
+      secretId: 'sec_v_1',
+      type: 'api_key',
+      issuer: 'x',
+      scope: 'y',
+      material: utf8('k1'),
+      reason: 'r',
+      activeOperator: bot.id,
+    });
+    const used = await kc.use({
+      actor: gw,
+      secretId: 'sec_v_1',
+      onBehalfOf: bot.id,
+      expectVersion: 1,
+      reason: 'capsule for v1',
+    });
+    expect(used.material).toEqual(utf8('k1'));
+    await kc.rotate({ actor: alice, secretId: 'sec_v_1', material: utf8('k2'), reason: 'rotate' });
+    await expect(
+      kc.use({
+        actor: gw,
+        secretId: 'sec_v_1',
+        onBehalfOf: bot.id,
+        expectVersion: 1,
+        reason: 'old capsule',
+      }),
+    ).rejects.toMatchObject({ code: 'VERSION_MISMATCH' });
+    await log.drain();
+    const h = await new KeychainTimeline(new LogFolderSource(join(home, 'log'))).history('sec_v_1');
+    expect(h.problems).toEqual([]);
+    expect(h.entries.map((e) => e.event)).toEqual([
+      'secret-imported',
+      'secret-proxied',
+      'secret-rotated',
+      'secret-denied',
+    ]);
     await log.close();
   });
 });
