@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // The main job until apps/demo lands: a short narrated end-to-end run of the `tibet` CLI.
-// Makes three identities, seals a registry token to two recipients, inspects, verifies
-// (and shows a tampered copy failing), opens it, shows a non-recipient refused, then adds
-// a recipient by rewrapping. Everything it writes goes to ./demo-out/.
+// Identities; a registry token sealed to two recipients (inspect, verify, a tampered copy
+// failing, open, a non-recipient refused, rewrap); then the keychain takes custody of it
+// (delegate to a bot, a refused reveal on the record, exposure, rotation, history,
+// who-could, verify) and a tlog-proof of the exposure is checked offline. Everything it
+// writes goes to ./demo-out/.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -135,13 +137,133 @@ process.stdout.write(
   `   the bot can open the new bundle: ${bot.stdout === token ? c('32', 'yes') : c('31', 'NO')}\n`,
 );
 
-say('No file in demo-out/ holds the token in the clear.');
+say('The keychain takes custody (init makes the keychain and audit-log identities).');
+tibet(['keychain', 'init', '--org', 'acme']);
+const LOG = ['--log-as', 'jis:acme:auditlog'];
+tibet(
+  [
+    'keychain',
+    'add',
+    'sec_pypi_001',
+    '--type',
+    'pypi_token',
+    '--issuer',
+    'pypi.org',
+    '--scope',
+    'upload:acme-lib',
+    '--from-stdin',
+    '--as',
+    'jis:acme:alice',
+    '--why',
+    'publish token for acme-lib',
+    ...LOG,
+  ],
+  { input: token },
+);
+tibet([
+  'keychain',
+  'delegate',
+  'sec_pypi_001',
+  '--role',
+  'active_operator',
+  '--to',
+  'jis:acme:release-bot',
+  '--as',
+  'jis:acme:alice',
+  '--why',
+  'the release bot publishes acme-lib',
+  ...LOG,
+]);
+
+say('The bot asks to see the token: refused, and the refusal itself is on the record.');
+tibet(
+  [
+    'keychain',
+    'reveal',
+    'sec_pypi_001',
+    '--stdout',
+    '--as',
+    'jis:acme:release-bot',
+    '--why',
+    'curious',
+    ...LOG,
+  ],
+  { expect: 1 },
+);
+
+say('The token turns up in a CI log: exposure recorded, rotation required; then rotated.');
+tibet([
+  'keychain',
+  'expose',
+  'sec_pypi_001',
+  '--state',
+  'log-leaked',
+  '--evidence',
+  'ci run 4411, line 88',
+  '--as',
+  'jis:acme:bob',
+  '--why',
+  'token printed in a CI log',
+  ...LOG,
+]);
+const token2 = `pypi-${randomBytes(24).toString('base64url')}`;
+tibet(
+  [
+    'keychain',
+    'rotate',
+    'sec_pypi_001',
+    '--from-stdin',
+    '--as',
+    'jis:acme:alice',
+    '--why',
+    'rotate after the CI leak',
+    ...LOG,
+  ],
+  { input: token2 },
+);
+tibet(['keychain', 'show', 'sec_pypi_001', ...LOG]);
+
+say('The timeline, and who could use the token now; the keychain verifies against the log.');
+tibet(['keychain', 'history', 'sec_pypi_001', ...LOG]);
+tibet(['keychain', 'who-could', 'sec_pypi_001', '--action', 'use', ...LOG]);
+tibet(['keychain', 'verify', ...LOG]);
+
+say(
+  'A regulator gets a proof for the exposure event and checks it offline, with the log key only.',
+);
+tibet(['continuityd', 'checkpoint', ...LOG]);
+const hits = tibet(['continuityd', 'query', '--object', 'sec_pypi_001', '--json'], { quiet: true });
+const exposed = hits.stdout
+  .trim()
+  .split('\n')
+  .map((l) => JSON.parse(l))
+  .find((r) => r.token.event === 'secret-exposed');
+const proofFile = join(outDir, 'exposure.tlog-proof');
+tibet(['continuityd', 'prove', String(exposed.index), '-o', proofFile]);
+tibet([
+  'continuityd',
+  'prove',
+  '--check',
+  proofFile,
+  '--log-key',
+  join(home, 'log', 'log.json'),
+  '--entry',
+  `${proofFile}.entry`,
+]);
+tibet(['continuityd', 'verify']);
+
+say('No file in demo-out/ holds either token in the clear.');
 const leaks = [];
 const walk = (d) => {
   for (const f of readdirSync(d)) {
     const p = join(d, f);
     if (statSync(p).isDirectory()) walk(p);
-    else if (readFileSync(p).includes(Buffer.from(token))) leaks.push(p);
+    else if (
+      !p.endsWith('.entry') &&
+      (readFileSync(p).includes(Buffer.from(token)) ||
+        readFileSync(p).includes(Buffer.from(token2)))
+    )
+      leaks.push(p);
   }
 };
 walk(outDir);
