@@ -259,9 +259,8 @@ const walk = (d) => {
     const p = join(d, f);
     if (statSync(p).isDirectory()) walk(p);
     else if (
-      !p.endsWith('.entry') &&
-      (readFileSync(p).includes(Buffer.from(token)) ||
-        readFileSync(p).includes(Buffer.from(token2)))
+      readFileSync(p).includes(Buffer.from(token)) ||
+      readFileSync(p).includes(Buffer.from(token2))
     )
       leaks.push(p);
   }
