@@ -29,6 +29,7 @@ for (const [title, cmd, args] of [
     bin('turbo'),
     ['run', 'build', 'typecheck', 'lint', '--continue', '--output-logs=errors-only'],
   ],
+  ['type-check of the root tests', bin('tsc'), ['-p', 'tsconfig.json', '--noEmit']],
   ['format (prettier --check)', bin('prettier'), ['--check', '.', '--log-level', 'warn']],
 ]) {
   if (step(title, cmd, args) !== 0) {
