@@ -81,14 +81,21 @@ export function hpkeDeriveKeyPair(
 }
 
 /**
- * A fresh ephemeral key pair: native generation on the OS CSPRNG, otherwise
+ * A fresh ephemeral key pair: 32 bytes of the OS CSPRNG as the secret key, otherwise
  * DeriveKeyPair(random(32)) so that an injected deterministic source reproduces bytes.
  */
 export function hpkeGenerateKeyPair(
   p: CryptoProvider,
   random: Random,
 ): { secretKey: Uint8Array; publicKey: Uint8Array; key?: X25519PrivateKey } {
-  if (random.system) return p.x25519Generate();
+  if (random.system) {
+    // any 32 random bytes are an X25519 secret key (RFC 7748 clamps them): importing them
+    // once is cheaper than generating natively and importing again, and never exports a
+    // freshly generated key object (a pattern that can deadlock Node 20.20)
+    const secretKey = random(32);
+    const key = p.x25519(secretKey);
+    return { secretKey, publicKey: key.publicKey, key };
+  }
   const ikm = random(32);
   try {
     return hpkeDeriveKeyPair(p, ikm);
