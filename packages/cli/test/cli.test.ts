@@ -99,6 +99,37 @@ describe('tibet (built CLI, child processes)', () => {
     expect(pub.format).toBe('tibet-public-identity/1');
   });
 
+  it('id import: trusts a checked public identity in another home; refuses forged or conflicting ones', () => {
+    const pubFile = join(home, 'alice.pub.json');
+    expect(tibet(['id', 'export', 'jis:acme:alice', '-o', pubFile]).code).toBe(0);
+    const other = mkdtempSync(join(tmpdir(), 'tibet-cli-import-'));
+    try {
+      const inOther = (args: string[], input?: string) =>
+        tibet(args, { env: { TIBET_HOME: other }, ...(input ? { input } : {}) });
+      const r = inOther(['id', 'import', pubFile, '--json']);
+      expect(r.code, r.err).toBe(0);
+      expect((JSON.parse(r.out) as { id: string }).id).toBe('jis:acme:alice');
+      expect(existsSync(join(other, 'identities', 'acme', 'alice.pub.json'))).toBe(true);
+      expect(inOther(['id', 'import', pubFile]).code).toBe(0); // same keys: a no-op
+      // a changed class breaks the self-signature
+      const forged = JSON.parse(readFileSync(pubFile, 'utf8')) as Record<string, string>;
+      forged['actor_class'] = 'system';
+      const f = inOther(['id', 'import', '-'], JSON.stringify({ ...forged, id: 'jis:acme:zed' }));
+      expect(f.code).toBe(1);
+      expect(f.err).toMatch(/self-signature/);
+      expect(existsSync(join(other, 'identities', 'acme', 'zed.pub.json'))).toBe(false);
+      // another jis:acme:bob already lives there: the first home's bob is refused
+      expect(inOther(['id', 'create', 'jis:acme:bob', '--class', 'human']).code).toBe(0);
+      const before = readFileSync(join(other, 'identities', 'acme', 'bob.pub.json'), 'utf8');
+      const c = inOther(['id', 'import', '-'], tibet(['id', 'export', 'jis:acme:bob']).out);
+      expect(c.code).toBe(1);
+      expect(c.err).toMatch(/other keys/);
+      expect(readFileSync(join(other, 'identities', 'acme', 'bob.pub.json'), 'utf8')).toBe(before);
+      expect(inOther(['id', 'import', '-'], '{not json').code).toBe(1);
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
   it('tza pack → inspect → verify (trust, tamper) → open; exit codes as documented', () => {
     const out = join(home, 't.tza');
     const p = tibet(

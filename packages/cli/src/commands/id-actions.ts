@@ -1,12 +1,13 @@
-import { assertActorClass, parseActorId } from '@tibet/core';
-import { tibetHome, writeFileAtomic } from '../home.js';
+import { CoreError, assertActorClass, parseActorId, parsePublicIdentity } from '@tibet/core';
+import { readInput, tibetHome, writeFileAtomic } from '../home.js';
 import {
   createStoredIdentity,
   describeIdentity,
+  identityPaths,
   listIdentities,
   loadPublicIdentity,
 } from '../identities.js';
-import { usage } from '../errors.js';
+import { UserError, usage } from '../errors.js';
 import { bold, dim, note, out, printJson } from '../output.js';
 
 function checkId(id: string): void {
@@ -63,4 +64,40 @@ export async function exportPublic(ref: string, o: { out?: string }): Promise<vo
     await writeFileAtomic(o.out, text);
     note(`wrote ${o.out}`);
   } else process.stdout.write(text);
+}
+
+export async function importPublic(file: string, o: { json?: boolean }): Promise<void> {
+  const bytes = await readInput(file, 'public identity');
+  let parsed: ReturnType<typeof parsePublicIdentity>;
+  try {
+    let v = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)) as unknown;
+    if (typeof v === 'object' && v !== null && 'public' in v) v = (v).public;
+    parsed = parsePublicIdentity(v);
+  } catch (e) {
+    if (e instanceof SyntaxError || e instanceof TypeError || CoreError.is(e))
+      throw new UserError(`${file} is not a valid public identity: ${e.message}`, {
+        code: CoreError.is(e) ? e.code : 'KEYFILE_INVALID',
+      });
+    throw e;
+  }
+  const { signingKey: _s, encryptionKey: _e, ...pub } = parsed;
+  const home = tibetHome();
+  const { pub: path } = identityPaths(home, pub.id);
+  try {
+    const known = await loadPublicIdentity(home, pub.id);
+    if (known.signing_key !== pub.signing_key || known.encryption_key !== pub.encryption_key)
+      throw new UserError(`${pub.id} is already known here with other keys; not replaced`, {
+        code: 'IDENTITY_CONFLICT',
+        hint: `compare with \`tibet id show ${pub.id}\``,
+      });
+    if (o.json) printJson(pub);
+    else note(`${pub.id} is already trusted (same keys)`);
+    return;
+  } catch (e) {
+    if (UserError.is(e) && e.code === 'IDENTITY_CONFLICT') throw e;
+    // not known yet (or unreadable): import it
+  }
+  await writeFileAtomic(path, JSON.stringify(pub, null, 2) + '\n', { mode: 0o644 });
+  if (o.json) printJson(pub);
+  else out(`${bold('imported')} ${pub.id} (${pub.actor_class}) → ${path}`);
 }

@@ -16,7 +16,8 @@ TIBET_PASSPHRASE_FILE, or a prompt; never from an argument.
 Examples:
   $ tibet id create jis:acme:alice --class human
   $ tibet id list
-  $ tibet id export jis:acme:alice > alice.pub.json`,
+  $ tibet id export jis:acme:alice > alice.pub.json
+  $ tibet id import alice.pub.json          # on another machine: trust alice's public keys`,
     );
 
   id.command('create')
@@ -51,5 +52,21 @@ Examples:
     .option('-o, --out <file>', 'write to a file instead of stdout')
     .action(async (ref: string, o: { out?: string }) =>
       (await import('./id-actions.js')).exportPublic(ref, o),
+    );
+
+  id.command('import')
+    .description("trust another actor's public identity (checks its self-signature)")
+    .argument('<file>', 'a .pub.json from `tibet id export` (- for stdin)')
+    .option('--json', 'print the imported identity as JSON')
+    .addHelpText(
+      'after',
+      `
+The file is checked (format, id, class, key lengths, self-signature) and stored as
+$TIBET_HOME/identities/<org>/<name>.pub.json. Importing the same identity again is a no-op;
+a different key for an id that is already known is refused (exit 1).
+Exit codes: 0 imported, 1 refused (invalid, or a different key for a known id), 2 usage error.`,
+    )
+    .action(async (file: string, o: { json?: boolean }) =>
+      (await import('./id-actions.js')).importPublic(file, o),
     );
 }
