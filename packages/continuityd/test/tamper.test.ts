@@ -122,6 +122,20 @@ describe('one byte changed in a line', () => {
     expectProblem(r, { code: 'CAUSAL_PREV_MISMATCH', ...where(next) });
   });
 
+  it('a byte-order mark put in front of a line: malformed there, never silently stripped', async () => {
+    const dir = copy();
+    const { lines, at } = locate(dir, 37);
+    const original = Buffer.from(lines[at]!);
+    expect(() => parseRecord(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), original]))).toThrow();
+    editLine(dir, 37, (s) => '\uFEFF' + s);
+    const r = await verify(dir);
+    expect(r.ok).toBe(false);
+    expect(
+      r.problems.find((p) => p.index === 37),
+      JSON.stringify(r.problems),
+    ).toBeDefined();
+  });
+
   it('in the causal block (not signed by the actor): the chain catches it', async () => {
     const dir = copy();
     const k = pristine.placements.findIndex((p, i) => i > 60 && p.objectId === 'obj_vault');

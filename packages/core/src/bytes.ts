@@ -46,7 +46,8 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 const enc = new TextEncoder();
-const dec = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a leading U+FEFF is kept, never silently dropped (these are exact-byte formats)
+const dec = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export function utf8(s: string): Uint8Array {
   return enc.encode(s);

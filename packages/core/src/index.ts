@@ -59,9 +59,11 @@ export {
   newActionId,
   nextGeneration,
   parseToken,
+  signingInputOfCanonical,
   tokenHash,
   tokenSigningInput,
   verifyLine,
+  verifyParsedToken,
   verifyToken,
 } from './token.js';
 

@@ -2,7 +2,7 @@
  * The TIBET token: one signed causal event. Signing input is the UTF-8 of the RFC 8785
  * canonical JSON of the token without its `signature` member (see docs/core-token.md).
  */
-import { fromBase64Url, toBase64Url, toHex } from './bytes.js';
+import { fromBase64Url, toBase64Url, toHex, utf8 } from './bytes.js';
 import { parseRfc3339, rfc3339, systemClock, type Clock } from './clock.js';
 import { getProvider } from './crypto/index.js';
 import type { CryptoProvider, Ed25519PrivateKey } from './crypto/provider.js';
@@ -15,7 +15,7 @@ import {
   type ActorClass,
   type Identity,
 } from './identity.js';
-import { canonicalBytes, canonicalize, type JsonObject, type JsonValue } from './jcs.js';
+import { canonicalBytes, type JsonObject, type JsonValue } from './jcs.js';
 import { systemRandom, type Random } from './random.js';
 
 export const TOKEN_TYPE = 'tibet-token/1';
@@ -217,12 +217,47 @@ function tokenFieldErrors(o: Record<string, unknown> | TokenBody, withSig: boole
     !(typeof t['signature'] === 'string' && /^[A-Za-z0-9_-]{85}[AQgw]$/.test(t['signature']))
   )
     e.push('signature must be the base64url of 64 bytes (86 characters)');
-  try {
-    canonicalize(t);
-  } catch {
-    e.push('token is not canonicalizable JSON');
-  }
+  if (!canonicalizable(t, 0)) e.push('token is not canonicalizable JSON');
   return e;
+}
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Whether `canonicalize(v)` would succeed, without building its text: the same rules as
+ * jcs.ts's serialiser (depth ≤ 128; finite numbers; strings and member names without lone
+ * surrogates; arrays without undefined elements or holes; plain objects, members whose value
+ * is undefined left out; nothing else). A parsed token is checked on every log line read.
+ */
+function canonicalizable(v: unknown, depth: number): boolean {
+  if (depth > 128) return false;
+  if (v === null) return true;
+  switch (typeof v) {
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(v);
+    case 'string':
+      return !LONE_SURROGATE.test(v);
+    case 'object': {
+      if (Array.isArray(v)) {
+        for (const x of v as unknown[])
+          if (x === undefined || !canonicalizable(x, depth + 1)) return false;
+        return true;
+      }
+      const proto = Object.getPrototypeOf(v) as unknown;
+      if (proto !== Object.prototype && proto !== null) return false;
+      const obj = v as Record<string, unknown>;
+      for (const k of Object.keys(obj)) {
+        const x = obj[k];
+        if (x === undefined) continue;
+        if (LONE_SURROGATE.test(k) || !canonicalizable(x, depth + 1)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
 }
 
 /** Validate the structure of an untrusted token (no signature check). */
@@ -241,7 +276,43 @@ export function verifyToken(
   publicKey: Uint8Array,
   provider: CryptoProvider = getProvider(),
 ): TibetToken {
-  const t = parseToken(token);
+  return verifyParsedToken(parseToken(token), publicKey, provider);
+}
+
+/**
+ * The signing input of a signed token cut out of the token's own RFC 8785 text, instead of
+ * serialising the token again: the text without its `signature` member. In RFC 8785 member
+ * order `signature` is followed only by `timestamp` and `typ`, so the text must end with
+ * `,"signature":"<sig>","timestamp":"<ts>","typ":"tibet-token/1"}` built from the token's own
+ * values; removing one member from a canonical object's text leaves the canonical text of the
+ * object without it. Undefined when the text does not end that way.
+ *
+ * Sound only when `text` is the RFC 8785 form of `token` — e.g. the token's slice of a log
+ * line that `parseRecord` accepted, `token` being the record parsed from that same line.
+ * Anything else would let the bytes verified differ from the token reported.
+ */
+export function signingInputOfCanonical(text: string, token: TibetToken): Uint8Array | undefined {
+  const after = `,"timestamp":${JSON.stringify(token.timestamp)},"typ":"${TOKEN_TYPE}"}`;
+  const member = `,"signature":"${token.signature}"`;
+  if (!text.endsWith(after) || text.length < member.length + after.length + 1) return undefined;
+  const cut = text.length - after.length - member.length;
+  if (!text.startsWith(member, cut)) return undefined;
+  return utf8(text.slice(0, cut) + after);
+}
+
+/**
+ * {@link verifyToken} for a token `parseToken` has already accepted (e.g. inside a record
+ * `parseRecord` accepted): the key id check and the signature, without validating the
+ * structure again. `signingInput` defaults to {@link tokenSigningInput}; a caller that holds
+ * the token's canonical text may pass {@link signingInputOfCanonical} of it instead (same
+ * bytes, no re-serialisation). Throws CoreError `TOKEN_SIGNATURE_INVALID`.
+ */
+export function verifyParsedToken(
+  t: TibetToken,
+  publicKey: Uint8Array,
+  provider: CryptoProvider = getProvider(),
+  signingInput?: Uint8Array,
+): TibetToken {
   if (keyIdOf(publicKey, provider) !== t.kid) {
     throw new CoreError(
       'TOKEN_SIGNATURE_INVALID',
@@ -249,7 +320,7 @@ export function verifyToken(
     );
   }
   const sig = fromBase64Url(t.signature, 'signature');
-  if (!provider.ed25519Verify(publicKey, tokenSigningInput(t), sig)) {
+  if (!provider.ed25519Verify(publicKey, signingInput ?? tokenSigningInput(t), sig)) {
     throw new CoreError(
       'TOKEN_SIGNATURE_INVALID',
       `token ${t.action_id}: signature does not verify`,
