@@ -68,6 +68,7 @@ export type {
   LogQueryFn,
   LogScan,
   ParentRef,
+  RecordHashes,
   Refusal,
   Replay,
   ReplayProblem,

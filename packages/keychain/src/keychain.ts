@@ -16,6 +16,7 @@ import {
   canonicalBytes,
   fromBase64Url,
   getProvider,
+  isActorId,
   mintToken,
   newActionId,
   rfc3339,
@@ -396,10 +397,22 @@ export class Keychain {
 
   // ---------------------------------------------------------------- recipients
 
-  #recipientsOf(s: Pick<SecretState, 'owner_id' | 'custodian_id'>): RecipientKey[] {
-    const ids = [this.service.id, s.owner_id, s.custodian_id].filter((x): x is string => !!x);
+  /**
+   * Who the material is sealed to: the keychain, the owner, the custodian, and every actor
+   * named by id in the reveal policy (so that whoever may reveal can open it; `*` and
+   * `role:` entries name nobody new). Never an active operator as such.
+   */
+  #recipientIds(s: Pick<SecretState, 'owner_id' | 'custodian_id' | 'policy'>): string[] {
+    const named = s.policy.reveal.filter((e) => isActorId(e));
+    const ids = [this.service.id, s.owner_id, s.custodian_id, ...named].filter(
+      (x): x is string => !!x,
+    );
+    return [...new Set(ids)];
+  }
+
+  #recipientsOf(s: Pick<SecretState, 'owner_id' | 'custodian_id' | 'policy'>): RecipientKey[] {
     const out: RecipientKey[] = [];
-    for (const id of [...new Set(ids)]) {
+    for (const id of this.#recipientIds(s)) {
       const pub = id === this.service.id ? this.service.public : this.directory.get(id)[0];
       if (!pub)
         throw new KeychainError(
@@ -703,7 +716,15 @@ export class Keychain {
    */
   async reveal(i: OpInput): Promise<Outcome & { material: Uint8Array }> {
     const o = await this.#operate(i, { op: 'reveal' }, { erin: { revealed_to: i.actor.id } });
-    return { ...o, material: await this.#openMaterial(o.state, i.actor) };
+    // The policy allowed it and the event is durable. An actor the material is not sealed to
+    // (allowed by a role or `*` entry, or named before the reveal list made recipients) gets it
+    // opened by the keychain, which always holds a copy.
+    try {
+      return { ...o, material: await this.#openMaterial(o.state, i.actor) };
+    } catch (e) {
+      if (!(KeychainError.is(e) && e.code === 'NOT_A_RECIPIENT')) throw e;
+      return { ...o, material: await this.#openMaterial(o.state, this.service) };
+    }
   }
 
   /**
@@ -743,7 +764,10 @@ export class Keychain {
     return { ...o, material: await this.#openMaterial(o.state, i.opener ?? this.service) };
   }
 
-  /** Check, without using it, whether a secret may be used (for capsule issuance). */
+  /**
+   * Check, without using it, whether a gateway may use the secret on behalf of `onBehalfOf`
+   * (for capsule issuance): every rule of a proxied use except who the gateway is.
+   */
   async mayUse(
     secretId: string,
     onBehalfOf: string,
@@ -754,7 +778,8 @@ export class Keychain {
     const d = decide(s, {
       op: 'use',
       actor: this.service.id,
-      actorClass: 'system',
+      // asked as a gateway would ask: the custodian need not be the keychain itself
+      actorClass: 'gateway',
       at: this.clock.now(),
       onBehalfOf,
       ...(targetAction ? { targetAction } : {}),
@@ -796,7 +821,7 @@ export class Keychain {
     );
   }
 
-  /** When owner or custodian change, reseal the material to the new set (re-encrypting, so a removed holder's copy is useless). */
+  /** When the recipients change (owner, custodian, ids in the reveal policy), reseal the material to the new set (re-encrypting, so a removed holder's copy is useless). */
   #resealHooks(secretId: string): {
     prepare: (s: SecretState, n: SecretState) => Promise<void>;
     undo: (n: SecretState) => Promise<void>;
@@ -805,7 +830,9 @@ export class Keychain {
     let wrote: number | undefined;
     return {
       prepare: async (s, n) => {
-        if (s.owner_id === n.owner_id && s.custodian_id === n.custodian_id) return;
+        const was = this.#recipientIds(s);
+        const will = this.#recipientIds(n);
+        if (was.length === will.length && was.every((id) => will.includes(id))) return;
         const bytes = await this.store.readMaterial(secretId, s.material_seq);
         const want = this.#recipientsOf(n);
         const next = rewrapTza(
@@ -921,13 +948,26 @@ export class Keychain {
     );
   }
 
-  /** Replace the secret's policy (`secret-policy-changed`). */
-  async setPolicy(i: OpInput & { policy: Partial<SecretPolicy> }): Promise<Outcome> {
+  /**
+   * Replace the secret's policy (`secret-policy-changed`). The owner may; so may a `system`
+   * actor in `system` authority mode. When the actors named in `reveal` change, the material
+   * is resealed to the new set.
+   */
+  async setPolicy(
+    i: OpInput & { policy: Partial<SecretPolicy>; authorityMode?: AuthorityMode },
+  ): Promise<Outcome> {
+    if (!AUTHORITY_MODES.includes(i.authorityMode ?? 'admin'))
+      throw new KeychainError('INVALID_INPUT', 'unknown authority mode');
     validatePolicy({ ...DEFAULT_POLICY, ...i.policy }); // bad input fails before the lock
-    return this.#operate(i, { op: 'policy' }, (current) => {
-      const policy = validatePolicy({ ...current.policy, ...i.policy });
-      return { policy, erin: { policy: policy as unknown as JsonValue } };
-    });
+    return this.#operate(
+      i,
+      { op: 'policy', ...(i.authorityMode ? { authorityMode: i.authorityMode } : {}) },
+      (current) => {
+        const policy = validatePolicy({ ...current.policy, ...i.policy });
+        return { policy, erin: { policy: policy as unknown as JsonValue } };
+      },
+      this.#resealHooks(i.secretId),
+    );
   }
 }
 

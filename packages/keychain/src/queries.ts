@@ -500,15 +500,33 @@ function str(o: Record<string, JsonValue>, k: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-function toEvent(r: LogRecord, provider: CryptoProvider): KeychainEvent {
-  const line = encodeRecord(r);
+/** The three hashes of a record's line, when the caller already holds them. */
+export interface RecordHashes {
+  /** Hex SHA-256 of the line. */
+  line_hash: string;
+  /** Hex RFC 9162 leaf hash of the line. */
+  leaf_hash: string;
+  /** `sha256:<hex>` of the token. */
+  token_hash: string;
+}
+
+function toEvent(r: LogRecord, provider: CryptoProvider, known?: RecordHashes): KeychainEvent {
+  let h = known;
+  if (!h) {
+    const line = encodeRecord(r);
+    h = {
+      line_hash: lineHash(line, provider),
+      leaf_hash: toHex(leafHash(line, provider)),
+      token_hash: tokenHash(r.token, provider),
+    };
+  }
   const t = r.token;
   const eromheen = objectOf(t.eromheen);
   return {
     index: r.index,
-    line_hash: lineHash(line, provider),
-    leaf_hash: toHex(leafHash(line, provider)),
-    token_hash: tokenHash(t, provider),
+    line_hash: h.line_hash,
+    leaf_hash: h.leaf_hash,
+    token_hash: h.token_hash,
     action_id: t.action_id,
     parent_action_id: t.parent_action_id,
     generation: t.generation,
@@ -530,19 +548,22 @@ function toEvent(r: LogRecord, provider: CryptoProvider): KeychainEvent {
  * The secret's own line out of its records: the events on continuity line `secretId`, in
  * causal order (log order on one line: the log accepts a token only when its `prev` names
  * the line's last event), and every place where the `prev` chain does not hold — an event
- * missing, reordered or inserted.
+ * missing, reordered or inserted. A reader that has just read and hashed the lines may pass
+ * `hashes` (the record's line, leaf and token hashes, exactly as they would be computed here —
+ * e.g. from the line's own bytes) so that each record is not re-encoded and hashed again.
  */
 export function secretLine(
   records: readonly LogRecord[],
   secretId: string,
   provider: CryptoProvider = getProvider(),
+  hashes?: (r: LogRecord) => RecordHashes | undefined,
 ): { events: KeychainEvent[]; gaps: LineGap[] } {
   const seen = new Set<number>();
   const mine = records
     .filter((r) => r.causal.object_id === secretId && r.causal.continuity_id === secretId)
     .filter((r) => (seen.has(r.index) ? false : (seen.add(r.index), true)))
     .sort((a, b) => a.index - b.index);
-  const events = mine.map((r) => toEvent(r, provider));
+  const events = mine.map((r) => toEvent(r, provider, hashes?.(r)));
   return { events, gaps: lineGaps(events) };
 }
 
@@ -638,8 +659,52 @@ export interface Replay {
   problems: ReplayProblem[];
 }
 
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** A value whose RFC 8785 form is equal to another such value's exactly when they are ===. */
+function simple(v: unknown): boolean {
+  return (
+    v === null ||
+    typeof v === 'boolean' ||
+    (typeof v === 'number' && Number.isFinite(v)) || // −0 and 0 both give "0"
+    (typeof v === 'string' && !LONE_SURROGATE.test(v)) // canonicalize refuses lone surrogates
+  );
+}
+
+/**
+ * True only when `a` and `b` are provably the same JSON value with the same RFC 8785 form,
+ * built of simple values, arrays without holes and plain objects without undefined members
+ * (anything else, and any difference, is left to the canonical comparison).
+ */
+function provablySame(a: unknown, b: unknown, depth: number): boolean {
+  if (simple(a)) return simple(b) && a === b;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || depth > 100)
+    return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++)
+      if (!(i in a) || !(i in b) || !provablySame(a[i], b[i], depth + 1)) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const pa = Object.getPrototypeOf(a) as unknown;
+  const pb = Object.getPrototypeOf(b) as unknown;
+  if ((pa !== Object.prototype && pa !== null) || (pb !== Object.prototype && pb !== null))
+    return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  const oa = a as Record<string, unknown>;
+  const ob = b as Record<string, unknown>;
+  for (const k of ka) {
+    if (oa[k] === undefined || !Object.hasOwn(ob, k) || LONE_SURROGATE.test(k)) return false;
+    if (!provablySame(oa[k], ob[k], depth + 1)) return false;
+  }
+  return true;
+}
+
 function same(a: unknown, b: unknown): boolean {
-  return canonicalize(a) === canonicalize(b);
+  if (simple(a) && simple(b)) return a === b;
+  return provablySame(a, b, 0) || canonicalize(a) === canonicalize(b);
 }
 
 function genesisState(e: KeychainEvent): { state: SecretState; missing: string[] } {
@@ -1695,7 +1760,8 @@ function assertSigning(secretId: string, r: Replay): void {
 }
 
 /**
- * Who could have signed with a signing key between `from` and `to`: for every stretch of
+ * Who could have signed with a signing key between `from` and `to` (with `anyType`, who could
+ * have acted with any credential — e.g. published with a registry token): for every stretch of
  * constant state in the window (split at each event and at expiry), the holders of a sealed
  * copy (owner, custodian) and everyone the policy let reveal it or have it used for them.
  */
@@ -1704,10 +1770,11 @@ export function whoCouldHaveSigned(
   events: readonly KeychainEvent[],
   from: Date,
   to: Date,
+  o: { anyType?: boolean } = {},
 ): WhoCouldHaveSignedAnswer {
   assertWindow(from, to);
   const full = replay(events, { until: to });
-  assertSigning(secretId, full);
+  if (!o.anyType) assertSigning(secretId, full);
   const ev = new EvidenceSet();
   // stretches of constant state: the state at `from`, then one per applied event inside
   // the window, each split at expiry so that what follows it is judged expired
@@ -1844,11 +1911,11 @@ export function whoDidSign(
   events: readonly KeychainEvent[],
   from: Date,
   to: Date,
-  o: { targetPrefix?: string } = {},
+  o: { targetPrefix?: string; anyType?: boolean } = {},
 ): WhoDidSignAnswer {
   assertWindow(from, to);
   const r = replay(events);
-  assertSigning(secretId, r);
+  if (!o.anyType) assertSigning(secretId, r);
   const inWindow = (a: { at: string }): boolean => {
     const t = Date.parse(a.at);
     return t >= from.getTime() && t <= to.getTime();

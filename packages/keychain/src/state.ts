@@ -378,15 +378,30 @@ export function decide(s: SecretState, req: Request): Decision {
       allow(`authority.${req.op}`, `${req.actor} is ${roles.join('+') || 'system'}`);
       break;
     }
-    case 'destroy':
-    case 'policy': {
+    case 'destroy': {
       if (!roles.includes('owner'))
         return deny(
-          `authority.${req.op}`,
+          'authority.destroy',
           'NOT_AUTHORIZED',
-          `only the owner may ${req.op === 'policy' ? 'change the policy of' : 'destroy'} ${s.secret_id}`,
+          `only the owner may destroy ${s.secret_id}`,
         );
-      allow(`authority.${req.op}`, `${req.actor} is the owner`);
+      allow('authority.destroy', `${req.actor} is the owner`);
+      break;
+    }
+    case 'policy': {
+      // a `system` actor in `system` mode may too (e.g. a vault's release), as it may already
+      // assign the owner role in that mode
+      const bySystem = req.actorClass === 'system' && req.authorityMode === 'system';
+      if (!roles.includes('owner') && !bySystem)
+        return deny(
+          'authority.policy',
+          'NOT_AUTHORIZED',
+          `only the owner may change the policy of ${s.secret_id}`,
+        );
+      allow(
+        'authority.policy',
+        roles.includes('owner') ? `${req.actor} is the owner` : `${req.actor} is system`,
+      );
       break;
     }
   }

@@ -854,6 +854,47 @@ describe('named scenarios', () => {
     expect(materialFiles(home, c.id)).toEqual([]);
   });
 
+  it('a reveal allowed by a role entry works for an actor the material is not sealed to (opened by the keychain)', async () => {
+    const c = await fresh('revealrole');
+    await c.kc.setPolicy({
+      actor: alice,
+      secretId: c.id,
+      policy: { reveal: ['role:owner', 'role:active_operator'] },
+      reason: 'the operator may see it',
+    });
+    const r = await c.kc.reveal({ actor: bot, secretId: c.id, reason: 'break glass' });
+    expect(r.material).toEqual(MAT(c.id));
+    expect(r.token).toMatchObject({ event: 'secret-unsealed', actor: bot.id });
+    // without the role entry: refused before anything is disclosed, and the refusal logged
+    await c.kc.setPolicy({
+      actor: alice,
+      secretId: c.id,
+      policy: { reveal: ['role:owner'] },
+      reason: 'not any more',
+    });
+    await expect(
+      c.kc.reveal({ actor: bot, secretId: c.id, reason: 'again' }),
+    ).rejects.toMatchObject({
+      code: 'POLICY_DENIED',
+    });
+  });
+
+  it('mayUse asks as a gateway would: a custodian other than the keychain does not turn every capsule down', async () => {
+    const c = await fresh('mayuse');
+    await c.kc.delegate({
+      actor: service,
+      secretId: c.id,
+      role: 'custodian',
+      assignee: carol.id,
+      authorityMode: 'system',
+      reason: 'carol takes custody',
+    });
+    expect((await c.kc.state(c.id)).custodian_id).toBe(carol.id);
+    expect(await c.kc.mayUse(c.id, bot.id)).toMatchObject({ allowed: true });
+    // the other rules still decide: someone who is not the operator is refused
+    expect(await c.kc.mayUse(c.id, mallory.id)).toMatchObject({ allowed: false });
+  });
+
   it('delegation needs authority: the operator and strangers cannot, the custodian may only name operators, system mode is immediate', async () => {
     const c = await fresh('authority');
     const d = (
