@@ -1,0 +1,234 @@
+/**
+ * The self-contained, self-verifying HTML timeline of a causal graph: one file with its CSS,
+ * its JavaScript, its SVG and its data inline, and no reference to anything outside it. The
+ * page draws one swimlane per actor with the events in causal order, and checks every event
+ * in the browser with WebCrypto: the token's Ed25519 signature, the log line's RFC 9162
+ * inclusion proof and the C2SP checkpoint's signature (see docs/cbom.md, "The HTML timeline").
+ *
+ * `renderHtml` is a single O(n) string build: the graph goes into the page as one JSON block
+ * (escaped so that no text in it can end the script element), and the page's script reads it
+ * with JSON.parse and inserts every value with textContent.
+ */
+import { getProvider, toBase64, utf8 } from '@tibet/core';
+import { RECORD_VERSION } from '@tibet/continuityd';
+import { PAGE_CSS, UI_JS } from './html-client.js';
+import { VERIFY_JS } from './html-verify.js';
+import type { CausalGraph, GraphActor, GraphLog, GraphNode } from './model.js';
+
+/** Format tag of the JSON block inside the page. */
+export const HTML_FORMAT = 'tibet-cbom-html/1';
+
+export interface RenderHtmlOptions {
+  /** The page title (default: "CBOM timeline — <subject kind> <subject id>"). */
+  title?: string;
+  /**
+   * Live mode: the URL of a server-sent event stream (a path such as `/events` on the server
+   * that serves the page, or an absolute http(s) URL). Each `message` event carries one
+   * GraphNode as JSON and is appended and verified; an `actor` event carries a GraphActor (a
+   * lane and key for an actor not yet on the page); a `log` event carries a GraphLog (a newer
+   * checkpoint of the same log key). See {@link liveEvent}.
+   */
+  liveUrl?: string;
+}
+
+const MAX_TITLE = 300;
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+const JSON_UNSAFE = /[<>&\u2028\u2029]/g;
+
+/**
+ * JSON text that is safe inside a `<script type="application/json">` element: `<`, `>`, `&`,
+ * U+2028 and U+2029 become `\u` escapes (JSON.parse reads them back unchanged), so nothing in
+ * the data can close the element or start a comment. (These characters can only occur inside
+ * JSON strings, where the escape means the same character.)
+ */
+export function jsonForScript(value: unknown): string {
+  const text = JSON.stringify(value) as string | undefined;
+  if (text === undefined) throw new TypeError('value is not JSON-serialisable');
+  return text.replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+function checkLiveUrl(url: unknown): { url: string; connect: string } {
+  if (typeof url !== 'string' || url === '' || url.length > 2048)
+    throw new TypeError('"liveUrl" must be a non-empty string of at most 2048 characters');
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u0020\u007f]/.test(url))
+    throw new TypeError('"liveUrl" must not contain spaces or controls');
+  if (url.startsWith('/') && !url.startsWith('//')) return { url, connect: "'self'" };
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new TypeError('"liveUrl" must be a path ("/events") or an absolute http(s) URL');
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new TypeError('"liveUrl" must be a path ("/events") or an absolute http(s) URL');
+  if (u.username || u.password) throw new TypeError('"liveUrl" must not carry credentials');
+  return { url: u.href, connect: u.origin };
+}
+
+function checkGraph(graph: unknown): asserts graph is CausalGraph {
+  if (typeof graph !== 'object' || graph === null)
+    throw new TypeError('"graph" must be a CausalGraph object');
+  const g = graph as Record<string, unknown>;
+  for (const k of ['nodes', 'edges', 'actors', 'secrets', 'problems'] as const)
+    if (!Array.isArray(g[k])) throw new TypeError(`"graph.${k}" must be an array`);
+  const s = g['subject'] as Record<string, unknown> | null;
+  if (typeof s !== 'object' || s === null || typeof s['id'] !== 'string')
+    throw new TypeError('"graph.subject" must be { kind, id }');
+}
+
+const LINE_TAIL = `,"v":"${RECORD_VERSION}"}`;
+
+/**
+ * A log event's token is also inside its log line, as the line's `token` member. When the
+ * line holds exactly the token's JSON text (as it does for everything the walker read from
+ * the log), the page carries it once: `token_in_line: [start, end]` names where it is in
+ * the line, and the page's script parses it from there. Any difference keeps both.
+ */
+function compact(
+  n: GraphNode,
+): GraphNode | (Omit<GraphNode, 'token'> & { token_in_line: [number, number] }) {
+  if (n.source.kind !== 'log' || typeof n.source.line !== 'string') return n;
+  const line = n.source.line;
+  if (!line.endsWith(LINE_TAIL)) return n;
+  const t = JSON.stringify(n.token);
+  const end = line.length - LINE_TAIL.length;
+  const start = end - t.length;
+  if (start < 10 || line.slice(start - 9, start) !== ',"token":' || !line.startsWith(t, start))
+    return n;
+  const { token: _token, ...rest } = n;
+  return { ...rest, token_in_line: [start, end] };
+}
+
+let cached: { script: string; scriptHash: string; styleHash: string } | undefined;
+
+function assets(): { script: string; scriptHash: string; styleHash: string } {
+  if (!cached) {
+    const p = getProvider();
+    const script = `${VERIFY_JS}\n${UI_JS}`;
+    cached = {
+      script,
+      scriptHash: `'sha256-${toBase64(p.sha256(utf8(script)))}'`,
+      styleHash: `'sha256-${toBase64(p.sha256(utf8(PAGE_CSS)))}'`,
+    };
+  }
+  return cached;
+}
+
+/**
+ * Render a causal graph as one self-contained HTML page (a string; write it as UTF-8). The
+ * page needs no network: its Content-Security-Policy allows only its own inline script and
+ * style (by hash) and, in live mode, the event stream. Throws TypeError on a malformed
+ * graph or option.
+ */
+export function renderHtml(graph: CausalGraph, o: RenderHtmlOptions = {}): string {
+  checkGraph(graph);
+  if (typeof o !== 'object' || o === null) throw new TypeError('"options" must be an object');
+  if (o.title !== undefined && (typeof o.title !== 'string' || o.title.length > MAX_TITLE))
+    throw new TypeError(`"title" must be a string of at most ${MAX_TITLE} characters`);
+  const live = o.liveUrl === undefined ? null : checkLiveUrl(o.liveUrl);
+  const title = o.title ?? `CBOM timeline \u2014 ${graph.subject.kind} ${graph.subject.id}`;
+  const { script, scriptHash, styleHash } = assets();
+  const data = jsonForScript({
+    format: HTML_FORMAT,
+    title,
+    subject: graph.subject,
+    generated_at: graph.generated_at,
+    nodes: graph.nodes.map(compact),
+    edges: graph.edges,
+    actors: graph.actors,
+    // the model's fields only: a walker may attach more (such as a secret's whole state)
+    secrets: graph.secrets.map((x) => ({
+      secret_id: x.secret_id,
+      secret_type: x.secret_type,
+      lifecycle_state: x.lifecycle_state,
+      exposure_state: x.exposure_state,
+      rotation_required: x.rotation_required,
+      version: x.version,
+    })),
+    log: graph.log,
+    problems: graph.problems,
+    live: live ? live.url : null,
+  });
+  const csp = [
+    "default-src 'none'",
+    `script-src ${scriptHash}`,
+    `style-src ${styleHash}`,
+    'img-src data:',
+    `connect-src ${live ? live.connect : "'none'"}`,
+    "base-uri 'none'",
+    "form-action 'none'",
+  ].join('; ');
+  const t = escapeHtml(title);
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="${escapeHtml(csp)}">
+<meta name="referrer" content="no-referrer">
+<meta name="generator" content="@tibet/cbom ${HTML_FORMAT}">
+<title>${t}</title>
+<link rel="icon" href="data:,">
+<style>${PAGE_CSS}</style>
+</head>
+<body>
+<header>
+<h1 id="title">${t}</h1>
+<div class="sub" id="subject"></div>
+<div class="bar">
+<div id="summary" class="summary has-unknown" data-done="no" aria-live="polite"><span><span id="n-total">${graph.nodes.length}</span> events</span><span class="c-pass">\u2713 <span id="n-pass">0</span></span><span class="c-fail">\u2717 <span id="n-fail">0</span></span><span class="c-unknown">? <span id="n-unknown">0</span></span><span class="c-pending" id="n-pending"></span></div>
+<div id="cp" class="cp st-pending" data-status="pending"><span class="mk">\u2026</span> log checkpoint: checking\u2026</div>
+<span id="live" class="live" hidden></span>
+<button id="theme" type="button">theme: auto</button>
+</div>
+</header>
+<div id="nocrypto" class="warnbox" role="alert" hidden></div>
+<noscript><div class="warnbox">This page draws and verifies its timeline with its inline JavaScript. With scripts off, the events are in the JSON block at the end of this file.</div></noscript>
+<ul id="legend" aria-label="Legend"></ul>
+<main>
+<div id="view"><div class="row"><div id="lanes" aria-label="Actors"></div><svg id="tl" role="group" aria-label="Causal timeline: one lane per actor, events left to right in causal order" width="0" height="0"><defs><marker id="arrow-parent" viewBox="0 0 10 10" refX="8" refY="5" markerUnits="userSpaceOnUse" markerWidth="16" markerHeight="16" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker><marker id="arrow-prev" viewBox="0 0 10 10" refX="8" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs><g id="lanebg"></g><g id="bands"></g><g id="edges"></g><g id="nodes"></g></svg></div></div>
+<aside id="panel" aria-label="Event details" hidden><div class="panel-head"><h2 id="panel-title"></h2><button id="close" type="button" aria-label="Close the details">\u2715</button></div><div id="panel-body"></div></aside>
+</main>
+<footer>
+<section id="problems" hidden><h2>Problems</h2><ul id="problems-list"></ul></section>
+<section id="secrets" hidden><h2>Secrets</h2><table><thead><tr><th>secret</th><th>type</th><th>lifecycle</th><th>exposure</th><th>rotation required</th><th>version</th></tr></thead><tbody id="secrets-body"></tbody></table></section>
+<section><h2>What a \u2713 means</h2>
+<p>This browser checked, with WebCrypto: the Ed25519 signature of each event's token (its RFC 8785 form without the signature) with the actor's key listed below; that the event's audit-log line holds that token and is a leaf of the log's Merkle tree (RFC 9162 inclusion proof); that the log's checkpoint carries a valid signature by the log key listed below; and that each event's links to the events before it on this page hold. A \u2713 proves that the holder of those keys signed exactly this; it relies on the keys printed here, which came with the page: compare them with keys you hold from elsewhere. It does not prove that what an event says is true, nor that the page shows every event there is.</p>
+<p id="logkey" class="mono"></p>
+<table><thead><tr><th>actor</th><th>class</th><th>Ed25519 public key (base64url)</th></tr></thead><tbody id="keys-body"></tbody></table>
+</section>
+</footer>
+<script type="application/json" id="tibet-data">${data}</script>
+<script>${script}</script>
+</body>
+</html>
+`;
+}
+
+/** What a live event stream sends (see {@link RenderHtmlOptions.liveUrl}). */
+export type LiveEvent =
+  | { kind: 'node'; value: GraphNode }
+  | { kind: 'actor'; value: GraphActor }
+  | { kind: 'log'; value: GraphLog };
+
+/**
+ * One server-sent event frame for a live page: `data: <json>\n\n` for a node (the default
+ * `message` event), `event: actor` / `event: log` before the data for the others.
+ */
+export function liveEvent(e: LiveEvent): string {
+  const json = JSON.stringify(e.value);
+  if (typeof json !== 'string') throw new TypeError('"value" is not JSON-serialisable');
+  switch (e.kind) {
+    case 'node':
+      return `data: ${json}\n\n`;
+    case 'actor':
+      return `event: actor\ndata: ${json}\n\n`;
+    case 'log':
+      return `event: log\ndata: ${json}\n\n`;
+  }
+}

@@ -1,0 +1,341 @@
+/**
+ * Reading an audit log folder for the walker: every line kept verbatim (the exact bytes the
+ * Merkle tree hashes), parsed strictly, its index and hash chain checked, the latest signed
+ * checkpoint verified under the log's key (`log.json`) and the RFC 9162 tree rebuilt in
+ * memory up to the checkpoint's size, so that an inclusion proof of any line can be cut
+ * from it in O(log n) without the writer's node store.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fromBase64, fromUtf8, toHex, type CryptoProvider } from '@tibet/core';
+import {
+  emptyRoot,
+  latestCheckpoint,
+  leafHash,
+  lineHash,
+  listSegments,
+  nodeHash,
+  parseRecord,
+  splitLines,
+  verifyCheckpoint,
+  type LogRecord,
+  type SignedCheckpoint,
+} from '@tibet/continuityd';
+import { CbomError } from './errors.js';
+import type { GraphProblem } from './model.js';
+
+export interface LogKeyInfo {
+  origin: string;
+  key_name: string;
+  /** base64 (standard) raw Ed25519 public key, as `log.json` holds it */
+  public_key: string;
+}
+
+/** One line of the log as read. */
+export interface LogLine {
+  position: number;
+  /** The exact line (UTF-8 text, no newline). */
+  text: string;
+  /** Hex SHA-256 of the line (what the next line's `prev` names). */
+  hash: string;
+  leaf: Uint8Array;
+  /** Undefined when the line is not a valid record. */
+  record: LogRecord | undefined;
+  /**
+   * The bytes are exactly the UTF-8 of `text` (false when the decoder dropped a leading byte
+   * order mark), so for a valid record they are also its RFC 8785 encoding.
+   */
+  exact: boolean;
+  /** Its position on its continuity line (set for valid records). */
+  onLine: number;
+}
+
+export interface LoadedLog {
+  dir: string;
+  lines: LogLine[];
+  byAction: Map<string, LogLine>;
+  /** Positions of the lines of each continuity line, in log order. */
+  byContinuity: Map<string, LogLine[]>;
+  byObject: Map<string, LogLine[]>;
+  key: LogKeyInfo | undefined;
+  /** The latest checkpoint as stored (parsed; see `checkpointValid`). */
+  checkpoint: SignedCheckpoint | undefined;
+  /** It verifies under the log's key (and names the log's origin). */
+  checkpointValid: boolean;
+  /** True when the first `checkpoint.size` lines hash to the checkpoint's root. */
+  rootMatches: boolean;
+  problems: GraphProblem[];
+  /** RFC 9162 inclusion proof of `position` against the checkpoint (undefined when not covered). */
+  inclusion(position: number): Uint8Array[] | undefined;
+}
+
+async function readLogKey(dir: string): Promise<LogKeyInfo | undefined> {
+  let text: string;
+  try {
+    text = await readFile(join(dir, 'log.json'), 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const m = JSON.parse(text) as Record<string, unknown>;
+    const { origin, key_name: keyName, public_key: pk } = m;
+    if (typeof origin !== 'string' || typeof keyName !== 'string' || typeof pk !== 'string')
+      return undefined;
+    if (fromBase64(pk, 'public_key').length !== 32) return undefined;
+    return { origin, key_name: keyName, public_key: pk };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Levels of an RFC 9162 tree over `leaves` (level 0 = leaves), complete pairs only. */
+function buildLevels(leaves: readonly Uint8Array[], p: CryptoProvider): Uint8Array[][] {
+  const levels: Uint8Array[][] = [leaves.slice()];
+  for (;;) {
+    const below = levels[levels.length - 1]!;
+    if (below.length < 2) break;
+    const up: Uint8Array[] = [];
+    for (let i = 0; i + 1 < below.length; i += 2) up.push(nodeHash(below[i]!, below[i + 1]!, p));
+    levels.push(up);
+  }
+  return levels;
+}
+
+function largestPow2Below(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+/**
+ * MTH(D[start:end]) from the levels: aligned power-of-two ranges are read, the others (the
+ * ragged right edge of the tree, O(log n) of them) computed once and kept in `memo`.
+ */
+function subtreeHash(
+  levels: Uint8Array[][],
+  start: number,
+  end: number,
+  p: CryptoProvider,
+  memo?: Map<string, Uint8Array>,
+): Uint8Array {
+  const n = end - start;
+  if ((n & (n - 1)) === 0 && start % n === 0) {
+    const level = Math.log2(n);
+    const h = levels[level]?.[start / n];
+    if (h) return h;
+  }
+  const key = `${start}:${end}`;
+  const had = memo?.get(key);
+  if (had) return had;
+  const k = largestPow2Below(n);
+  const h = nodeHash(
+    subtreeHash(levels, start, start + k, p, memo),
+    subtreeHash(levels, start + k, end, p, memo),
+    p,
+  );
+  memo?.set(key, h);
+  return h;
+}
+
+/** RFC 9162 §2.1.3.1 PATH(m, D[start:end]), leaf's sibling first. */
+function path(
+  levels: Uint8Array[][],
+  m: number,
+  start: number,
+  end: number,
+  p: CryptoProvider,
+  out: Uint8Array[],
+  memo: Map<string, Uint8Array>,
+): void {
+  const n = end - start;
+  if (n <= 1) return;
+  const k = largestPow2Below(n);
+  if (m < start + k) {
+    path(levels, m, start, start + k, p, out, memo);
+    out.push(subtreeHash(levels, start + k, end, p, memo));
+  } else {
+    path(levels, m, start + k, end, p, out, memo);
+    out.push(subtreeHash(levels, start, start + k, p, memo));
+  }
+}
+
+/**
+ * Read a whole log folder. Never throws for a damaged log: every problem (a malformed line,
+ * a break of the line-hash chain, a missing segment, a checkpoint that does not verify or
+ * does not match the lines) is listed; `LOG_UNREADABLE` only when there is no log here.
+ */
+export async function loadLog(dir: string, p: CryptoProvider): Promise<LoadedLog> {
+  const key = await readLogKey(dir);
+  let segments: { first: number; path: string }[];
+  try {
+    segments = await listSegments(dir);
+  } catch (cause) {
+    throw new CbomError('LOG_UNREADABLE', `cannot list the log folder ${dir}`, { cause });
+  }
+  if (!key && segments.length === 0)
+    throw new CbomError('LOG_UNREADABLE', `${dir} is not a log folder (no log.json, no segments)`);
+  const problems: GraphProblem[] = [];
+  if (!key)
+    problems.push({
+      code: 'LOG_KEY_MISSING',
+      severity: 'error',
+      detail: `${dir}/log.json is missing or malformed: checkpoints cannot be verified`,
+    });
+  const lines: LogLine[] = [];
+  const byAction = new Map<string, LogLine>();
+  const byContinuity = new Map<string, LogLine[]>();
+  const byObject = new Map<string, LogLine[]>();
+  let prevHash: string | null = null;
+  let shift = 0;
+  let position = 0;
+  for (const seg of segments) {
+    if (seg.first !== position)
+      problems.push({
+        code: 'LOG_SEGMENT_MISSING',
+        severity: 'error',
+        detail: `segment ${seg.path} starts at ${seg.first}, expected ${position}`,
+      });
+    const { lines: raw } = splitLines(new Uint8Array(await readFile(seg.path)));
+    for (const bytes of raw) {
+      const hash = lineHash(bytes, p);
+      let record: LogRecord | undefined;
+      try {
+        record = parseRecord(bytes);
+      } catch (e) {
+        problems.push({
+          code: 'LOG_LINE_MALFORMED',
+          severity: 'error',
+          detail: `line ${position} is not a valid record: ${(e as Error).message}`,
+        });
+      }
+      let text: string;
+      try {
+        text = fromUtf8(bytes);
+      } catch {
+        text = '';
+      }
+      const exact = !(bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf);
+      const line: LogLine = {
+        position,
+        text,
+        hash,
+        leaf: leafHash(bytes, p),
+        record,
+        exact,
+        onLine: -1,
+      };
+      lines.push(line);
+      if (record) {
+        const s = record.index - position;
+        if (s !== shift) {
+          problems.push({
+            code: 'LOG_INDEX_MISMATCH',
+            severity: 'error',
+            action_id: record.token.action_id,
+            detail: `line ${position} holds record ${record.index}: ${s > shift ? `${s - shift} record(s) missing before it` : 'a record is repeated or out of place'}`,
+          });
+          shift = s;
+        }
+        if (record.prev !== prevHash)
+          problems.push({
+            code: 'LOG_CHAIN_BROKEN',
+            severity: 'error',
+            action_id: record.token.action_id,
+            detail: `record ${record.index}: its prev is not the hash of the line before it (a line was removed, changed or inserted)`,
+          });
+        const a = record.token.action_id;
+        if (!byAction.has(a)) byAction.set(a, line);
+        const c = record.causal.continuity_id;
+        const cl = byContinuity.get(c);
+        line.onLine = cl ? cl.length : 0;
+        if (cl) cl.push(line);
+        else byContinuity.set(c, [line]);
+        const o = record.causal.object_id;
+        if (o !== null) {
+          const ol = byObject.get(o);
+          if (ol) ol.push(line);
+          else byObject.set(o, [line]);
+        }
+      }
+      prevHash = hash;
+      position++;
+    }
+  }
+  let checkpoint: SignedCheckpoint | undefined;
+  let checkpointValid = false;
+  let rootMatches = false;
+  let levels: Uint8Array[][] | undefined;
+  try {
+    checkpoint = await latestCheckpoint(dir);
+    const cp = checkpoint;
+    if (cp) {
+      if (!key) throw new Error('no log key to verify it with');
+      if (cp.origin !== key.origin)
+        throw new Error(`origin "${cp.origin}" is not the log's "${key.origin}"`);
+      verifyCheckpoint(cp, key.key_name, fromBase64(key.public_key, 'public_key'), p);
+      checkpointValid = true;
+    } else {
+      problems.push({
+        code: 'LOG_NO_CHECKPOINT',
+        severity: 'warning',
+        detail: 'the log has no signed checkpoint yet: no line can be proven included',
+      });
+    }
+  } catch (e) {
+    problems.push({
+      code: 'LOG_CHECKPOINT_INVALID',
+      severity: 'error',
+      detail: `the latest checkpoint does not verify: ${(e as Error).message}`,
+    });
+  }
+  if (checkpoint) {
+    if (lines.length < checkpoint.size) {
+      problems.push({
+        code: 'LOG_TRUNCATED',
+        severity: 'error',
+        detail: `the log holds ${lines.length} lines but its signed checkpoint covers ${checkpoint.size}`,
+      });
+    } else {
+      levels = buildLevels(
+        lines.slice(0, checkpoint.size).map((l) => l.leaf),
+        p,
+      );
+      const root =
+        checkpoint.size === 0 ? emptyRoot(p) : subtreeHash(levels, 0, checkpoint.size, p);
+      rootMatches = toHex(root) === toHex(checkpoint.rootHash);
+      if (!rootMatches)
+        problems.push({
+          code: 'LOG_ROOT_MISMATCH',
+          severity: 'error',
+          detail: `the first ${checkpoint.size} lines do not hash to the root of the signed checkpoint`,
+        });
+    }
+    const after = lines.length - checkpoint.size;
+    if (after > 0)
+      problems.push({
+        code: 'LOG_NOT_CHECKPOINTED',
+        severity: 'warning',
+        detail: `${after} line(s) after the latest checkpoint (size ${checkpoint.size}) cannot be proven included yet`,
+      });
+  }
+  const cpSize = checkpoint?.size ?? 0;
+  const memo = new Map<string, Uint8Array>();
+  return {
+    dir,
+    lines,
+    byAction,
+    byContinuity,
+    byObject,
+    key,
+    checkpoint,
+    checkpointValid,
+    rootMatches,
+    problems,
+    inclusion(pos: number): Uint8Array[] | undefined {
+      if (!levels || pos < 0 || pos >= cpSize) return undefined;
+      const out: Uint8Array[] = [];
+      path(levels, pos, 0, cpSize, p, out, memo);
+      return out;
+    },
+  };
+}

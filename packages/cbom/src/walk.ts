@@ -1,0 +1,856 @@
+/**
+ * The walker: from a secret, an action, a bundle, a capsule or a whole home, follow parent
+ * and prev links across the audit log and bundles into one causal graph, checking every
+ * token signature, every prev link, every parent link, the causal-time generation rule, the
+ * inclusion of every log line under the latest signed checkpoint, the checkpoint itself,
+ * every bundle's signatures, and (with a keychain folder) the store's revisions against the
+ * log. Nothing broken is dropped: it is an edge with status `broken`/`missing`, a failing
+ * node check, and an entry in `problems`. See docs/cbom.md §2.
+ */
+import { existsSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import {
+  canonicalize,
+  fromBase64Url,
+  getProvider,
+  keyIdOf,
+  signingInputOfCanonical,
+  toBase64Url,
+  toHex,
+  tokenHash,
+  tokenSigningInput,
+  utf8,
+  verifyToken,
+  type CryptoProvider,
+  type IdentityRegistry,
+  type TibetToken,
+} from '@tibet/core';
+import type { LogRecord } from '@tibet/continuityd';
+import { readTza } from '@tibet/tza';
+import {
+  SECRET_ID,
+  replay,
+  secretLine,
+  type RecordHashes,
+  type Replay,
+  type ReplayProblem,
+  type SecretState,
+} from '@tibet/keychain';
+import { loadBundle, loadBundleBytes, type GraphBundle, type LoadedBundle } from './bundles.js';
+import { markOf, secretOf, summaryOf } from './describe.js';
+import { CbomError } from './errors.js';
+import { loadLog, type LoadedLog, type LogLine } from './log-read.js';
+import { INC_OK, SIG_DONE, SIG_OK, startNodeChecks, type NodeCheckJob } from './node-checks.js';
+import type {
+  CausalGraph,
+  CheckStatus,
+  GraphActor,
+  GraphEdge,
+  GraphNode,
+  GraphProblem,
+  GraphSecret,
+  GraphSubject,
+  NodeSource,
+  SubjectKind,
+} from './model.js';
+
+export type { GraphBundle } from './bundles.js';
+
+export interface WalkOptions {
+  /** A TIBET home: the log is `<home>/log`, the keychain `<home>/keychain`. */
+  home?: string;
+  /** The audit log folder (default `<home>/log`). */
+  logDir?: string;
+  /** The keychain folder holding `secrets/` (default `<home>/keychain` when it exists). */
+  keychainDir?: string;
+  /** Further bundle files to walk across (capsules, receipts, vault bundles, TBZ files). */
+  bundles?: readonly string[];
+  /** The public identities every signature is checked against. */
+  directory: IdentityRegistry;
+  /**
+   * What to start from. A string is recognised: `act_…` an action, an existing file a bundle
+   * (a capsule when its kind or payload type says so), a secret id a secret, `home` or `*`
+   * everything.
+   */
+  subject: GraphSubject | string;
+  /**
+   * How much of the keychain store to check for each secret in the graph: every revision and
+   * the current material (`full`, default), the HEAD revision and current material (`head`),
+   * or nothing (`none`).
+   */
+  store?: 'full' | 'head' | 'none';
+  /** `generated_at` (default now). */
+  now?: Date;
+  provider?: CryptoProvider;
+  /**
+   * Worker threads that share the signature and inclusion-proof checks with the calling
+   * thread (default: cores − 1, at most 7; 0 = all on the calling thread). Used only for
+   * graphs of at least 512 log events and with a stock crypto backend; the checks are the
+   * same either way.
+   */
+  workers?: number;
+}
+
+/** The graph plus what the walker read, for the views and exports built on it. */
+export interface WalkResult extends CausalGraph {
+  bundles: GraphBundle[];
+  secrets: (GraphSecret & { state?: SecretState })[];
+}
+
+interface Candidate {
+  token: TibetToken;
+  source: NodeSource;
+  line: LogLine | undefined;
+  record: LogRecord | undefined;
+  objectId: string | null;
+}
+
+const ACTION = /^act_[0-9a-f]{16}$/;
+
+function classifySubject(s: GraphSubject | string): GraphSubject {
+  if (typeof s !== 'string') {
+    if (typeof s !== 'object' || s === null || typeof s.id !== 'string')
+      throw new TypeError('"subject" expected { kind, id } or a string');
+    return s;
+  }
+  if (s === 'home' || s === '*' || s === '') return { kind: 'home', id: '*' };
+  if (ACTION.test(s)) return { kind: 'action', id: s };
+  if (existsSync(s)) return { kind: 'bundle', id: s };
+  if (SECRET_ID.test(s)) return { kind: 'secret', id: s };
+  throw new CbomError(
+    'SUBJECT_NOT_FOUND',
+    `"${s}" is not an action id (act_…), an existing bundle file or a secret id`,
+  );
+}
+
+const SUBJECT_KINDS: readonly SubjectKind[] = ['secret', 'bundle', 'action', 'capsule', 'home'];
+
+/**
+ * Walk the causal graph of `o.subject`. Never throws for broken evidence (that is what the
+ * graph reports); throws `SUBJECT_NOT_FOUND` when the subject is nowhere, `LOG_UNREADABLE`
+ * when the log folder given is not a log, `BUNDLE_UNREADABLE` when a bundle file cannot be read.
+ */
+export async function walk(o: WalkOptions): Promise<WalkResult> {
+  if (typeof o !== 'object' || o === null) throw new TypeError('"options" expected an object');
+  if (!o.directory || typeof o.directory.signingKey !== 'function')
+    throw new TypeError('"directory" expected an IdentityRegistry');
+  const p = o.provider ?? getProvider();
+  let subject = classifySubject(o.subject);
+  if (!SUBJECT_KINDS.includes(subject.kind))
+    throw new TypeError(`"subject.kind" must be one of ${SUBJECT_KINDS.join(', ')}`);
+  const logDir = o.logDir ?? (o.home ? join(o.home, 'log') : undefined);
+  const keychainDir =
+    o.keychainDir ??
+    (o.home && existsSync(join(o.home, 'keychain')) ? join(o.home, 'keychain') : undefined);
+  const storeMode = o.store ?? 'full';
+  const problems: GraphProblem[] = [];
+
+  // ---- sources
+  const log: LoadedLog | undefined =
+    logDir && (o.logDir !== undefined || existsSync(logDir)) ? await loadLog(logDir, p) : undefined;
+  if (log) problems.push(...log.problems);
+  const bundleFiles = [...(o.bundles ?? [])];
+  if ((subject.kind === 'bundle' || subject.kind === 'capsule') && existsSync(subject.id))
+    if (!bundleFiles.includes(subject.id)) bundleFiles.push(subject.id);
+  const loaded: LoadedBundle[] = [];
+  for (const f of bundleFiles) loaded.push(await loadBundle(f, o.directory, p));
+  if (subject.kind === 'capsule' && !existsSync(subject.id)) {
+    // a capsule named by id: the bundle whose metadata carries it
+    const hit = loaded.find(
+      (b) =>
+        Object.values(b.info.meta).some((v) => v === subject.id) || b.info.bundle_id === subject.id,
+    );
+    if (!hit)
+      throw new CbomError('SUBJECT_NOT_FOUND', `no bundle given holds capsule ${subject.id}`);
+    subject = { kind: 'capsule', id: hit.info.file };
+  }
+  if (subject.kind === 'bundle') {
+    const b = loaded.find((x) => x.info.file === subject.id);
+    if (b && /capsule/.test(b.info.kind ?? '')) subject = { kind: 'capsule', id: subject.id };
+  }
+
+  // ---- candidates: every token in the log and in the bundles, by action id
+  const cands = new Map<string, Candidate>();
+  if (log)
+    for (const line of log.lines) {
+      const r = line.record;
+      if (!r || cands.has(r.token.action_id)) continue;
+      cands.set(r.token.action_id, {
+        token: r.token,
+        source: { kind: 'log', index: line.position, line: line.text },
+        line,
+        record: r,
+        objectId: r.causal.object_id,
+      });
+    }
+  for (const b of loaded)
+    for (const { entry, token } of b.tokens) {
+      const had = cands.get(token.action_id);
+      if (had) {
+        if (canonicalize(had.token) !== canonicalize(token))
+          problems.push({
+            code: 'BUNDLE_TOKEN_MISMATCH',
+            severity: 'error',
+            action_id: token.action_id,
+            detail: `${b.info.file} (${entry}) carries another token under the action id ${token.action_id} than ${had.source.kind === 'log' ? `log line ${had.source.index}` : had.source.file}`,
+          });
+        continue;
+      }
+      cands.set(token.action_id, {
+        token,
+        source: { kind: 'bundle', file: b.info.file, entry },
+        line: undefined,
+        record: undefined,
+        objectId: null,
+      });
+    }
+  const children = new Map<string, string[]>();
+  for (const c of cands.values()) {
+    const par = c.token.parent_action_id;
+    if (!par) continue;
+    const l = children.get(par);
+    if (l) l.push(c.token.action_id);
+    else children.set(par, [c.token.action_id]);
+  }
+  // token hashes, computed on demand (prev links of bundle tokens need all of them)
+  let byHash: Map<string, string> | undefined;
+  const hashIndex = (): Map<string, string> => {
+    if (!byHash) {
+      byHash = new Map();
+      for (const c of cands.values()) byHash.set(tokenHash(c.token, p), c.token.action_id);
+    }
+    return byHash;
+  };
+  const th = new WeakMap<TibetToken, string>();
+  const hashOf = (t: TibetToken, line?: LogLine): string => {
+    let h = th.get(t);
+    if (h === undefined) {
+      h = (line && tokenHashFromLine(line, p)) ?? tokenHash(t, p);
+      th.set(t, h);
+    }
+    return h;
+  };
+  const linePred = (c: Candidate): LogLine | null | undefined => {
+    // undefined: not a log token; null: first on its line
+    if (!c.line || !c.record || !log) return undefined;
+    const list = log.byContinuity.get(c.record.causal.continuity_id) ?? [];
+    const k = c.line.onLine;
+    return k > 0 ? list[k - 1]! : null;
+  };
+  const lineSucc = (c: Candidate): LogLine | undefined => {
+    if (!c.line || !c.record || !log) return undefined;
+    const list = log.byContinuity.get(c.record.causal.continuity_id) ?? [];
+    const k = c.line.onLine;
+    return k >= 0 ? list[k + 1] : undefined;
+  };
+  const predOf = (c: Candidate): string | undefined => {
+    const lp = linePred(c);
+    if (lp) return lp.record?.token.action_id;
+    if (lp === null || !c.token.prev) return undefined;
+    return hashIndex().get(c.token.prev);
+  };
+
+  // ---- selection
+  const chosen = new Set<string>();
+  const secretIds = new Set<string>();
+  const upParents = (seed: Iterable<string>): void => {
+    const stack = [...seed];
+    while (stack.length) {
+      const a = stack.pop()!;
+      const par = cands.get(a)?.token.parent_action_id;
+      if (par && cands.has(par) && !chosen.has(par)) {
+        chosen.add(par);
+        stack.push(par);
+      }
+    }
+  };
+  const downChildren = (seed: Iterable<string>): void => {
+    const stack = [...seed];
+    while (stack.length) {
+      const a = stack.pop()!;
+      for (const ch of children.get(a) ?? [])
+        if (!chosen.has(ch)) {
+          chosen.add(ch);
+          stack.push(ch);
+        }
+    }
+  };
+  /** The causal cone: everything that happened before (prev, parent) and after (next, children). */
+  const cone = (seeds: readonly string[]): void => {
+    const past = [...seeds];
+    const seenPast = new Set<string>(seeds);
+    while (past.length) {
+      const a = past.pop()!;
+      chosen.add(a);
+      const c = cands.get(a);
+      if (!c) continue;
+      for (const up of [c.token.parent_action_id, predOf(c)])
+        if (up && cands.has(up) && !seenPast.has(up)) {
+          seenPast.add(up);
+          past.push(up);
+        }
+    }
+    const future = [...seeds];
+    const seenFuture = new Set<string>(seeds);
+    while (future.length) {
+      const a = future.pop()!;
+      chosen.add(a);
+      const c = cands.get(a);
+      if (!c) continue;
+      const next = lineSucc(c)?.record?.token.action_id;
+      for (const down of [...(children.get(a) ?? []), ...(next ? [next] : [])])
+        if (!seenFuture.has(down)) {
+          seenFuture.add(down);
+          future.push(down);
+        }
+    }
+  };
+
+  switch (subject.kind) {
+    case 'home':
+      for (const a of cands.keys()) chosen.add(a);
+      break;
+    case 'secret': {
+      const id = subject.id;
+      secretIds.add(id);
+      for (const l of log?.byObject.get(id) ?? [])
+        if (l.record) chosen.add(l.record.token.action_id);
+      for (const c of cands.values())
+        if (c.source.kind === 'bundle' && secretOf(c.token, null) === id)
+          chosen.add(c.token.action_id);
+      const own = [...chosen];
+      upParents(own);
+      downChildren(own);
+      const inStore = keychainDir !== undefined && existsSync(join(keychainDir, 'secrets', id));
+      if (!chosen.size && !inStore)
+        throw new CbomError(
+          'SUBJECT_NOT_FOUND',
+          `secret ${id} is neither in the log nor in the store`,
+        );
+      break;
+    }
+    case 'action': {
+      if (!cands.has(subject.id))
+        throw new CbomError(
+          'SUBJECT_NOT_FOUND',
+          `action ${subject.id} is in neither the log nor the bundles given`,
+        );
+      cone([subject.id]);
+      break;
+    }
+    case 'bundle':
+    case 'capsule': {
+      const b = loaded.find((x) => x.info.file === subject.id);
+      if (!b) throw new CbomError('SUBJECT_NOT_FOUND', `bundle ${subject.id} was not read`);
+      const seeds = [...b.info.tokens, ...b.info.refs].filter((a) => cands.has(a));
+      const sid = b.info.meta['secret_id'];
+      if (typeof sid === 'string') secretIds.add(sid);
+      cone(seeds);
+      for (const r of b.info.refs)
+        if (!cands.has(r))
+          problems.push({
+            code: 'BUNDLE_REF_MISSING',
+            severity: 'error',
+            action_id: r,
+            detail: `${b.info.file} names action ${r}, which is in neither the log nor the bundles`,
+          });
+      break;
+    }
+  }
+
+  // ---- nodes
+  const picked = [...chosen].map((a) => cands.get(a)!).filter(Boolean);
+  picked.sort(
+    (a, b) =>
+      a.token.generation - b.token.generation ||
+      (a.line?.position ?? Number.MAX_SAFE_INTEGER) -
+        (b.line?.position ?? Number.MAX_SAFE_INTEGER) ||
+      a.token.timestamp.localeCompare(b.token.timestamp) ||
+      a.token.action_id.localeCompare(b.token.action_id),
+  );
+  const inGraph = new Set(picked.map((c) => c.token.action_id));
+  const edges: GraphEdge[] = [];
+  const actors = new Map<string, GraphActor>();
+  const cp = log?.checkpoint;
+  const cpOk = Boolean(log?.checkpointValid && log.rootMatches);
+
+  // ---- the expensive checks first, spread over worker threads: each log token's signature
+  // (its signing input cut from its canonical line: parseRecord has checked the structure)
+  // and each log line's inclusion proof. Bundle tokens and anything unusual (a key whose id
+  // is not the kid) take the inline path below.
+  const keys = picked.map((c) => o.directory.signingKey(c.token.actor, c.token.kid));
+  const kidOf = new Map<Uint8Array, string>();
+  const jobs: NodeCheckJob[] = [];
+  const jobOf: (number | undefined)[] = [];
+  const proofs: (Uint8Array[] | undefined)[] = [];
+  picked.forEach((c, i) => {
+    const t = c.token;
+    const job: NodeCheckJob = {};
+    const key = keys[i];
+    if (key && c.record && c.line) {
+      let kid = kidOf.get(key);
+      if (kid === undefined) {
+        kid = keyIdOf(key, p);
+        kidOf.set(key, kid);
+      }
+      if (kid === t.kid) {
+        let signature: Uint8Array | undefined;
+        try {
+          signature = fromBase64Url(t.signature, 'signature');
+        } catch {
+          signature = undefined;
+        }
+        const text = tokenTextOfLine(c.line);
+        if (signature)
+          job.sig = {
+            key,
+            input: (text !== undefined && signingInputOfCanonical(text, t)) || tokenSigningInput(t),
+            signature,
+          };
+      }
+    }
+    if (c.line && cp && log && c.line.position < cp.size) {
+      const proof = log.inclusion(c.line.position);
+      proofs[i] = proof;
+      if (proof) job.inclusion = { leaf: c.line.leaf, index: c.line.position, proof };
+    }
+    if (job.sig || job.inclusion) jobOf[i] = jobs.push(job) - 1;
+  });
+  const run = startNodeChecks(
+    jobs,
+    p,
+    cp ? { root: cp.rootHash, size: cp.size } : undefined,
+    o.workers,
+  );
+
+  // ---- meanwhile on this thread: which secrets the graph holds, and their replays
+  if (subject.kind !== 'secret')
+    for (const c of picked) {
+      const sid = secretOf(c.token, c.objectId);
+      if (sid) secretIds.add(sid);
+    }
+  if (subject.kind === 'home' && keychainDir)
+    for (const n of await readdir(join(keychainDir, 'secrets')).catch(() => [] as string[]))
+      if (SECRET_ID.test(n)) secretIds.add(n);
+  const replays = new Map<string, { records: LogRecord[]; r: Replay }>();
+  for (const id of [...secretIds].sort()) {
+    const lines = (log?.byObject.get(id) ?? []).filter((l) => l.record);
+    const lineOf = new Map(lines.map((l) => [l.record!, l]));
+    // the hashes of each line as read (the same values secretLine would compute from the
+    // record: a valid record's line is its RFC 8785 encoding)
+    const known = (r: LogRecord): RecordHashes | undefined => {
+      const l = lineOf.get(r);
+      if (!l?.exact) return undefined;
+      return { line_hash: l.hash, leaf_hash: toHex(l.leaf), token_hash: hashOf(r.token, l) };
+    };
+    const records = lines.map((l) => l.record!);
+    replays.set(id, { records, r: replay(secretLine(records, id, p, known).events) });
+  }
+
+  const results = await run.finish();
+  const nodes: GraphNode[] = picked.map((c, i) => {
+    const job = jobOf[i];
+    const bits = job === undefined ? 0 : results[job]!;
+    const t = c.token;
+    const detail: string[] = [];
+    const problem = (code: string, d: string, severity: 'error' | 'warning' = 'error'): void => {
+      problems.push({ code, severity, action_id: t.action_id, detail: d });
+      detail.push(d);
+    };
+    // signature
+    let signature: CheckStatus = 'pass';
+    const key = keys[i];
+    if (bits & SIG_DONE) {
+      if (!(bits & SIG_OK)) {
+        signature = 'fail';
+        problem(
+          'SIGNATURE_INVALID',
+          `the signature of ${t.action_id} by ${t.actor} does not verify`,
+        );
+      }
+    } else if (!key) {
+      signature = 'fail';
+      problem(
+        'SIGNATURE_UNKNOWN_KEY',
+        `no key ${t.kid} of ${t.actor} in the directory: the signature cannot be checked`,
+      );
+    } else {
+      try {
+        verifyToken(t, key, p);
+      } catch {
+        signature = 'fail';
+        problem(
+          'SIGNATURE_INVALID',
+          `the signature of ${t.action_id} by ${t.actor} does not verify`,
+        );
+      }
+    }
+    if (!actors.has(t.actor))
+      actors.set(t.actor, {
+        id: t.actor,
+        class: t.actor_class,
+        public_key: key ? toBase64Url(key) : null,
+      });
+    else if (actors.get(t.actor)!.class !== t.actor_class)
+      problem(
+        'ACTOR_CLASS_CHANGED',
+        `${t.actor} signs as ${t.actor_class} here but as ${actors.get(t.actor)!.class} earlier`,
+        'warning',
+      );
+    // prev
+    let chain: CheckStatus = 'pass';
+    let gPrev: number | undefined = t.prev === null ? 0 : undefined;
+    const lp = linePred(c);
+    if (lp !== undefined) {
+      const want = lp?.record ? hashOf(lp.record.token, lp) : null;
+      if (lp?.record) gPrev = lp.record.token.generation;
+      if (t.prev !== want) {
+        chain = 'fail';
+        if (lp?.record) {
+          const d = `prev of ${t.action_id} does not name ${lp.record.token.action_id}, the event before it on line ${c.record!.causal.continuity_id} (an event was changed, removed or inserted)`;
+          problem('PREV_BROKEN', d);
+          if (inGraph.has(lp.record.token.action_id))
+            edges.push({
+              from: lp.record.token.action_id,
+              to: t.action_id,
+              kind: 'prev',
+              status: 'broken',
+              detail: d,
+            });
+        } else {
+          const d = `${t.action_id} names a previous event ${t.prev ?? 'null'} that is not on its line ${c.record!.causal.continuity_id} (removed?)`;
+          problem('PREV_MISSING', d);
+          edges.push({
+            from: t.prev ?? 'null',
+            to: t.action_id,
+            kind: 'prev',
+            status: 'missing',
+            detail: d,
+          });
+        }
+      } else if (lp?.record && inGraph.has(lp.record.token.action_id)) {
+        edges.push({
+          from: lp.record.token.action_id,
+          to: t.action_id,
+          kind: 'prev',
+          status: 'ok',
+        });
+      }
+    } else if (t.prev !== null) {
+      const from = hashIndex().get(t.prev);
+      if (from) {
+        gPrev = cands.get(from)!.token.generation;
+        if (inGraph.has(from)) edges.push({ from, to: t.action_id, kind: 'prev', status: 'ok' });
+      } else {
+        chain = 'fail';
+        const d = `${t.action_id} (in ${c.source.kind === 'bundle' ? c.source.file : 'the log'}) names a previous event ${t.prev} found nowhere`;
+        problem('PREV_MISSING', d);
+        edges.push({ from: t.prev, to: t.action_id, kind: 'prev', status: 'missing', detail: d });
+      }
+    }
+    // parent
+    let gParent: number | undefined = t.parent_action_id === null ? 0 : undefined;
+    if (t.parent_action_id) {
+      const par = cands.get(t.parent_action_id);
+      if (!par) {
+        chain = 'fail';
+        const d = `parent ${t.parent_action_id} of ${t.action_id} is in neither the log nor the bundles given`;
+        problem('PARENT_MISSING', d);
+        edges.push({
+          from: t.parent_action_id,
+          to: t.action_id,
+          kind: 'parent',
+          status: 'missing',
+          detail: d,
+        });
+      } else {
+        gParent = par.token.generation;
+        const ok = gParent < t.generation;
+        if (!ok) chain = 'fail';
+        const d = ok
+          ? undefined
+          : `generation ${t.generation} is not after its parent's ${gParent}`;
+        if (d) problem('GENERATION_INVALID', d);
+        edges.push({
+          from: par.token.action_id,
+          to: t.action_id,
+          kind: 'parent',
+          status: ok ? 'ok' : 'broken',
+          ...(d ? { detail: d } : {}),
+        });
+      }
+    }
+    if (gPrev !== undefined && gParent !== undefined) {
+      const want = 1 + Math.max(gPrev, gParent);
+      if (t.generation !== want) {
+        chain = 'fail';
+        problem(
+          'GENERATION_INVALID',
+          `generation ${t.generation} of ${t.action_id}, expected ${want} (1 + max(prev, parent))`,
+        );
+      }
+    }
+    // inclusion
+    let inclusion: GraphNode['inclusion'] = null;
+    let inc: CheckStatus;
+    if (!c.line) {
+      inc = 'warn';
+      detail.push(`not in the log: carried by ${c.source.kind === 'bundle' ? c.source.file : '?'}`);
+    } else if (!cp) {
+      inc = 'warn';
+      detail.push('the log has no checkpoint: inclusion cannot be proven');
+    } else if (c.line.position >= cp.size) {
+      inc = 'warn';
+      detail.push(`log line ${c.line.position} is after the latest checkpoint (size ${cp.size})`);
+    } else {
+      const proof = proofs[i];
+      inc = 'fail';
+      if (proof) {
+        inclusion = { index: c.line.position, tree_size: cp.size, hashes: proof.map(toHex) };
+        inc = bits & INC_OK && cpOk ? 'pass' : 'fail';
+      }
+      if (inc === 'fail')
+        detail.push(
+          !log.checkpointValid
+            ? 'the checkpoint does not verify under the log key'
+            : `log line ${c.line.position} is not included under the checkpoint's root`,
+        );
+    }
+    return {
+      action_id: t.action_id,
+      parent_action_id: t.parent_action_id,
+      event: t.event,
+      actor: t.actor,
+      actor_class: t.actor_class,
+      timestamp: t.timestamp,
+      generation: t.generation,
+      secret_id: secretOf(t, c.objectId),
+      mark: markOf(t),
+      summary: summaryOf(t),
+      reason: t.erachter,
+      decisions: t.policy,
+      token: t,
+      source: c.source,
+      inclusion,
+      checks: { signature, chain, inclusion: inc, detail },
+    };
+  });
+
+  // ---- secrets: replayed (above) from their own line with the keychain's state machine
+  const bundles: GraphBundle[] = loaded.map((b) => b.info);
+  for (const b of loaded)
+    if (b.info.status !== 'pass')
+      problems.push({
+        code: 'BUNDLE_INVALID',
+        severity: 'error',
+        detail: `${b.info.file}: ${b.info.detail.join('; ')}`,
+      });
+  const secrets: WalkResult['secrets'] = [];
+  for (const [id, { records, r }] of replays) {
+    for (const x of r.problems) problems.push(replayProblem(x));
+    const s = r.state;
+    if (s)
+      secrets.push({
+        secret_id: id,
+        secret_type: s.secret_type,
+        lifecycle_state: s.lifecycle_state,
+        exposure_state: s.exposure_state,
+        rotation_required: s.rotation_required,
+        version: s.version,
+        state: s,
+      });
+    else if (records.length === 0)
+      problems.push({
+        code: 'SECRET_NOT_IN_LOG',
+        severity: 'error',
+        detail: `secret ${id} has no events in the log`,
+      });
+    if (keychainDir && storeMode !== 'none')
+      await checkStore(keychainDir, id, s, storeMode, log, o.directory, p, bundles, problems);
+  }
+
+  const graph: WalkResult = {
+    subject,
+    generated_at: (o.now ?? new Date()).toISOString(),
+    nodes,
+    edges,
+    actors: [...actors.values()],
+    secrets,
+    log:
+      log?.key && cp
+        ? {
+            origin: log.key.origin,
+            public_key: log.key.public_key,
+            key_name: log.key.key_name,
+            checkpoint: cp.note,
+            tree_size: cp.size,
+            root_hash: toHex(cp.rootHash),
+          }
+        : null,
+    problems,
+    bundles,
+  };
+  return graph;
+}
+
+const LINE_END = ',"v":"tibet-log/1"}';
+
+/**
+ * The token hash of a log line's token without re-canonicalizing it: the line is the RFC 8785
+ * form of the record (checked by `parseRecord`), whose members sort as causal, index, prev,
+ * received_at, token, v — so the token's canonical text is the slice between `,"token":` and
+ * the fixed `,"v":"tibet-log/1"}`. (A `"` inside a string is always escaped, so the markers
+ * cannot occur inside values.) Undefined when the line does not have that shape.
+ */
+function tokenHashFromLine(line: LogLine, p: CryptoProvider): string | undefined {
+  const text = tokenTextOfLine(line);
+  return text === undefined ? undefined : `sha256:${toHex(p.sha256(utf8(text)))}`;
+}
+
+/** The token's RFC 8785 text cut out of its log line (see {@link tokenHashFromLine}). */
+function tokenTextOfLine(line: LogLine): string | undefined {
+  const text = line.text;
+  const start = text.indexOf(',"token":{');
+  if (start < 0 || !text.endsWith(LINE_END) || !line.record) return undefined;
+  return text.slice(start + 9, text.length - LINE_END.length);
+}
+
+function replayProblem(x: ReplayProblem): GraphProblem {
+  return {
+    code: x.code,
+    severity: x.code === 'GENESIS_INCOMPLETE' ? 'warning' : 'error',
+    action_id: x.action_id,
+    detail: x.message,
+  };
+}
+
+const REV = /^rev-(\d{6})\.tza$/;
+
+/**
+ * The keychain store beside the log, for one secret: each revision verifies under a key in
+ * the directory, describes itself, links to the one before (`prev_sha256`), names a logged
+ * action with its event; HEAD names the last one; HEAD's state is the log's replay; the
+ * current material bundle verifies and hashes to the state's digest.
+ */
+async function checkStore(
+  dir: string,
+  id: string,
+  replayed: SecretState | undefined,
+  mode: 'full' | 'head',
+  log: LoadedLog | undefined,
+  directory: IdentityRegistry,
+  p: CryptoProvider,
+  bundles: GraphBundle[],
+  problems: GraphProblem[],
+): Promise<void> {
+  const sdir = join(dir, 'secrets', id);
+  const err = (code: string, detail: string, action_id?: string): void => {
+    problems.push({ code, severity: 'error', detail, ...(action_id ? { action_id } : {}) });
+  };
+  let names: string[];
+  try {
+    names = await readdir(sdir);
+  } catch {
+    if (replayed)
+      err('SECRET_NOT_IN_STORE', `the log has events of ${id}; the store ${sdir} does not have it`);
+    return;
+  }
+  let head: { revision: number; sha256: string; action_id: string } | undefined;
+  try {
+    head = JSON.parse(await readFile(join(sdir, 'HEAD'), 'utf8')) as typeof head;
+  } catch {
+    err('HEAD_MISSING', `${sdir}/HEAD is missing or not JSON`);
+  }
+  const revs = names
+    .map((n) => REV.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b);
+  const last = head?.revision ?? revs[revs.length - 1] ?? 0;
+  const todo = mode === 'full' ? revs.filter((r) => r <= last) : revs.filter((r) => r === last);
+  let prevSha: string | null | undefined = mode === 'full' ? null : undefined;
+  let headState: unknown;
+  for (let k = 0; k < todo.length; k++) {
+    const r = todo[k]!;
+    if (mode === 'full' && r !== k + 1) {
+      err('REVISION_MISSING', `${id}: revision ${k + 1} is missing`);
+      prevSha = undefined;
+    }
+    const file = join(sdir, `rev-${String(r).padStart(6, '0')}.tza`);
+    const bytes = new Uint8Array(await readFile(file));
+    const b = loadBundleBytes(file, bytes, directory, p).info;
+    const sha = toHex(p.sha256(bytes));
+    bundles.push(b);
+    const action = typeof b.meta['action_id'] === 'string' ? b.meta['action_id'] : undefined;
+    if (b.status !== 'pass') {
+      err('REVISION_INVALID', `${file}: ${b.detail.join('; ')}`, action);
+      continue;
+    }
+    if (b.meta['secret_id'] !== id || b.meta['revision'] !== r || b.kind !== 'secret-state')
+      err(
+        'REVISION_METADATA',
+        `${file} does not describe itself as revision ${r} of ${id}`,
+        action,
+      );
+    if (prevSha !== undefined && b.meta['prev_sha256'] !== prevSha)
+      err(
+        'REVISION_CHAIN_BROKEN',
+        `${file}: prev_sha256 is not the digest of revision ${r - 1}`,
+        action,
+      );
+    prevSha = sha;
+    const logged = action ? log?.byAction.get(action)?.record : undefined;
+    if (!logged)
+      err(
+        'REVISION_NOT_LOGGED',
+        `${file} names action ${action ?? '?'}, which is not in the log`,
+        action,
+      );
+    else if (logged.token.event !== b.meta['event'])
+      err(
+        'REVISION_EVENT_MISMATCH',
+        `${file} records ${String(b.meta['event'])}, the log ${logged.token.event}`,
+        action,
+      );
+    if (r === last) {
+      if (head && (head.sha256 !== sha || head.action_id !== action))
+        err(
+          'HEAD_MISMATCH',
+          `${id}: HEAD does not name revision ${r} by digest and action`,
+          action,
+        );
+      try {
+        const parsed = readTza(bytes, { provider: p });
+        const i = parsed.manifest.entries.findIndex((e) => e.name === 'state.json' && !e.sealed);
+        headState = i >= 0 ? JSON.parse(new TextDecoder().decode(parsed.stored[i])) : undefined;
+      } catch {
+        headState = undefined;
+      }
+    }
+  }
+  if (replayed && headState !== undefined && canonicalize(headState) !== canonicalize(replayed))
+    err(
+      'STATE_MISMATCH',
+      `${id}: the store's current state (HEAD) is not the replay of its events in the log`,
+    );
+  // the current material
+  const st = (headState ?? replayed) as SecretState | undefined;
+  if (st && st.lifecycle_state !== 'destroyed' && typeof st.material_seq === 'number') {
+    const file = join(sdir, `material-${String(st.material_seq).padStart(6, '0')}.tza`);
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = new Uint8Array(await readFile(file));
+    } catch {
+      err('MATERIAL_MISSING', `${id}: the current material ${basename(file)} is missing`);
+    }
+    if (bytes) {
+      const b = loadBundleBytes(file, bytes, directory, p).info;
+      bundles.push(b);
+      const want = st.versions[st.versions.length - 1]?.material_sha256;
+      if (b.status !== 'pass') err('MATERIAL_INVALID', `${file}: ${b.detail.join('; ')}`);
+      else if (want && toHex(p.sha256(bytes)) !== want)
+        err('MATERIAL_DIGEST_MISMATCH', `${file} does not hash to the state's material_sha256`);
+    }
+  }
+}
