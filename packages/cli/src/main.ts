@@ -60,6 +60,10 @@ Exit codes: 0 ok · 1 refused/invalid · 2 usage error · 70 internal error (ple
   registerTza(program);
   registerContinuityd(program);
   registerKeychain(program);
+  (await import('./commands/vault.js')).registerVault(program);
+  (await import('./commands/sam.js')).registerSam(program);
+  (await import('./commands/gateway.js')).registerGateway(program);
+  (await import('./commands/cbom.js')).registerCbom(program);
   const { registerCompletion } = await import('./commands/completion.js');
   registerCompletion(program);
   for (const c of program.commands) {

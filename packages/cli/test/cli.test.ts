@@ -82,6 +82,29 @@ describe('tibet (built CLI, child processes)', () => {
     expect(tibet(['id', 'create', 'jis:acme:x', '--class', 'wizard']).code).toBe(2);
   });
 
+  it('completion: bash completes commands at every level, also through the tkc and tcbom aliases', () => {
+    const script = tibet(['completion', 'bash']).out;
+    expect(script).toContain('complete -o default -F _tibet_complete tcbom');
+    const complete = (words: string[]) => {
+      const r = spawnSync(
+        'bash',
+        [
+          '-c',
+          `${script}\nCOMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _tibet_complete; echo "\${COMPREPLY[*]}"`,
+        ],
+        { encoding: 'utf8' },
+      );
+      return r.stdout.trim().split(/\s+/).filter(Boolean);
+    };
+    expect(complete(['tibet', 'ke'])).toEqual(['keychain']);
+    expect(complete(['tibet', 'keychain', 're']).sort()).toEqual(['resume', 'reveal', 'revoke']);
+    expect(complete(['tkc', 'ro'])).toEqual(['rotate']);
+    expect(complete(['/usr/local/bin/tcbom', 'ti'])).toEqual(['timeline']);
+    expect(complete(['tibet', 'vault', 'check', '--a'])).toContain('--at');
+    expect(tibet(['completion', 'zsh']).out).toContain('bashcompinit');
+    expect(tibet(['completion', 'fish']).code).toBe(2);
+  });
+
   it('never takes a passphrase from nowhere: no TTY and no variable → exit 2', () => {
     const r = tibet(['id', 'create', 'jis:acme:nopass', '--class', 'human'], {
       env: { TIBET_PASSPHRASE: '' },

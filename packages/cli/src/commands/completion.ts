@@ -32,6 +32,11 @@ export function bashScript(root: Command): string {
 _tibet_complete() {
   local cur path="" w i
   cur="\${COMP_WORDS[COMP_CWORD]}"
+  # the aliases start one level down: tkc = tibet keychain, tcbom = tibet cbom
+  case "\${COMP_WORDS[0]##*/}" in
+    tkc) path="keychain" ;;
+    tcbom) path="cbom" ;;
+  esac
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="\${COMP_WORDS[i]}"
     [[ "$w" == -* ]] && continue
@@ -50,6 +55,7 @@ ${cases.join('\n')}
 }
 complete -o default -F _tibet_complete tibet
 complete -o default -F _tibet_complete tkc 2>/dev/null || true
+complete -o default -F _tibet_complete tcbom 2>/dev/null || true
 `;
 }
 

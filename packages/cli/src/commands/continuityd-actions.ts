@@ -93,9 +93,18 @@ export async function serve(o: {
   socket?: string | boolean;
   port?: string;
   checkpointEvery?: string;
+  watchVaults?: string | boolean;
   json?: boolean;
 }): Promise<void> {
   const port = o.port === undefined ? undefined : Number(o.port);
+  const watchS =
+    o.watchVaults === undefined || o.watchVaults === false
+      ? undefined
+      : o.watchVaults === true
+        ? 30
+        : Number(o.watchVaults);
+  if (watchS !== undefined && !(Number.isFinite(watchS) && watchS >= 0.05 && watchS <= 86_400))
+    throw usage('--watch-vaults takes seconds between 0.05 and 86400');
   if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port < 65536))
     throw usage('--port must be 0..65535');
   const every = o.checkpointEvery === undefined ? undefined : Number(o.checkpointEvery);
@@ -130,6 +139,25 @@ export async function serve(o: {
     note(
       `${green('continuityd')} serving ${log.dir} (${log.size} records, ${registry.registry.all().length} actors)${d.socketPath ? `\n  socket ${d.socketPath}` : ''}${info.url ? `\n  http   ${info.url}` : ''}`,
     );
+  // the vault watcher in this daemon: its events go straight into this log
+  const stopWatch = new AbortController();
+  let watching: Promise<void> | undefined;
+  if (watchS !== undefined) {
+    try {
+      const { watchInDaemon } = await import('./vault-actions.js');
+      ({ done: watching } = await watchInDaemon(
+        new EmbeddedClient(log),
+        Math.round(watchS * 1000),
+        stopWatch.signal,
+        (line) => note(line),
+      ));
+      note(`  vaults checked every ${watchS} s`);
+    } catch (e) {
+      await d.close();
+      await log.close();
+      throw e;
+    }
+  }
   await new Promise<void>((resolve) => {
     const stop = (): void => {
       process.off('SIGINT', stop);
@@ -139,6 +167,8 @@ export async function serve(o: {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  stopWatch.abort();
+  await watching?.catch(() => undefined);
   await d.close();
   await log.close();
   note('continuityd stopped');

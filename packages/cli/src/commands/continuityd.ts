@@ -50,10 +50,19 @@ Examples:
     .option('--no-socket', 'do not listen on a Unix socket')
     .option('--port <n>', 'also listen on 127.0.0.1:<n> (0 = any free port)')
     .option('--checkpoint-every <n>', 'sign a checkpoint every n appends (default 1000)')
+    .option(
+      '--watch-vaults [seconds]',
+      'also run the vault watcher here, checking every n seconds (default 30)',
+    )
     .option('--json', 'print the listening addresses as JSON')
     .addHelpText(
       'after',
-      '\nStops cleanly on SIGINT/SIGTERM (queued appends finish first).\nExit codes: 0 stopped cleanly, 1 could not start (e.g. LOCKED), 2 usage error.',
+      `
+With --watch-vaults the daemon also releases vaults whose trigger is reached (see \`tibet
+vault watch\`): it needs the passphrases of the keychain's and the vault's identities too,
+and writes their events into this log directly.
+Stops cleanly on SIGINT/SIGTERM (queued appends finish first).
+Exit codes: 0 stopped cleanly, 1 could not start (e.g. LOCKED), 2 usage error.`,
     )
     .action(
       async (o: {
@@ -62,6 +71,7 @@ Examples:
         socket?: string | boolean;
         port?: string;
         checkpointEvery?: string;
+        watchVaults?: string | boolean;
         json?: boolean;
       }) => (await import('./continuityd-actions.js')).serve(o),
     );

@@ -71,7 +71,7 @@ export async function importPublic(file: string, o: { json?: boolean }): Promise
   let parsed: ReturnType<typeof parsePublicIdentity>;
   try {
     let v = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)) as unknown;
-    if (typeof v === 'object' && v !== null && 'public' in v) v = (v).public;
+    if (typeof v === 'object' && v !== null && 'public' in v) v = v.public;
     parsed = parsePublicIdentity(v);
   } catch (e) {
     if (e instanceof SyntaxError || e instanceof TypeError || CoreError.is(e))

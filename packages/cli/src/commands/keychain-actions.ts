@@ -76,7 +76,10 @@ function hintFor(code: KeychainErrorCode, id: string | undefined): string | unde
     case 'HANDOFF_NOT_PENDING':
       return 'an owner handoff is offered with `tkc delegate --role owner` first';
     case 'NOT_A_RECIPIENT':
-      return 'only the keychain, the owner and the custodian hold the material';
+      return (
+        'the material is sealed to the keychain, the owner, the custodian and each actor named ' +
+        `by id in the reveal policy: see \`tkc show ${x}\``
+      );
     case 'AUDIT_FAILED':
       return 'nothing changed; check the log with `tibet continuityd head`';
     case 'STORE_LOCKED':

@@ -141,7 +141,8 @@ export function registerKeychain(program: Command): void {
       `
 Also installed as \`tkc\` (\`tkc add …\` = \`tibet keychain add …\`).
 
-Each secret is sealed (encrypted to the keychain, its owner and its custodian) under
+Each secret is sealed (encrypted to the keychain, its owner, its custodian and every actor
+named by id in its reveal policy) under
 $TIBET_HOME/keychain; every change is a signed event in the audit log, and a change that
 cannot be logged does not happen. The log is a continuityd daemon (its socket in
 $TIBET_HOME is found by itself), or the log folder opened here with --log-as.
