@@ -10,6 +10,9 @@ const benches = [
   ['tza/1 sealed bundles', 'run.mjs', quick ? ['--quick'] : ['--backend', 'both']],
   ['continuityd audit log', 'continuityd.mjs', quick ? ['--quick'] : []],
   ['keychain', 'keychain.mjs', quick ? ['--quick'] : []],
+  ['gateway: capsule verify + execute + receipt', 'gateway.mjs', quick ? ['--quick'] : []],
+  ['cbom: walk, render, CycloneDX export', 'cbom.mjs', quick ? ['--quick'] : []],
+  ['tibet cold start', 'cli.mjs', quick ? ['--quick'] : []],
 ];
 let failed = 0;
 for (const [title, file, args] of benches) {

@@ -12,10 +12,19 @@ import { join, relative } from 'node:path';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
+/** `core` is packages/core; a name with a slash (`apps/demo`) is a folder of the root. */
+function dirOf(pkg: string): string {
+  return pkg.includes('/') ? join(ROOT, pkg) : join(ROOT, 'packages', pkg);
+}
+
+function entryOf(pkg: string): string {
+  return join(dirOf(pkg), 'dist', pkg.includes('/') ? 'main.js' : 'index.js');
+}
+
 function stale(pkg: string): boolean {
-  const src = join(ROOT, 'packages', pkg, 'src');
-  const dist = join(ROOT, 'packages', pkg, 'dist');
-  if (!existsSync(join(dist, 'index.js'))) return true;
+  const src = join(dirOf(pkg), 'src');
+  const dist = join(dirOf(pkg), 'dist');
+  if (!existsSync(entryOf(pkg))) return true;
   for (const e of readdirSync(src, { recursive: true, withFileTypes: true })) {
     if (!e.isFile() || !e.name.endsWith('.ts')) continue;
     const rel = relative(src, join(e.parentPath, e.name)).replace(/\.ts$/, '.js');
@@ -45,7 +54,7 @@ export function ensureBuilt(packages: readonly string[]): void {
       rebuilt = true; // a dependent of a rebuilt package is rebuilt too
       try {
         execFileSync(join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json'], {
-          cwd: join(ROOT, 'packages', pkg),
+          cwd: dirOf(pkg),
           stdio: ['ignore', 'pipe', 'pipe'],
         });
       } catch (e) {
@@ -53,7 +62,7 @@ export function ensureBuilt(packages: readonly string[]): void {
         process.stderr.write(
           `[ensureBuilt] tsc reported errors in ${pkg} (output kept):\n${out}\n`,
         );
-        if (!existsSync(join(ROOT, 'packages', pkg, 'dist', 'index.js'))) throw e;
+        if (!existsSync(entryOf(pkg))) throw e;
       }
     }
   } finally {
