@@ -591,6 +591,8 @@ async function main(): Promise<number> {
       { quiet: true },
     );
     stage.ok(`Bob opened the vault: ${opened.stdout.length} characters (not shown)`);
+    stage.say("The root password's whole story, as the timeline shows it:");
+    stage.tibet(['cbom', 'timeline', ROOT]);
     await refresh();
 
     // ------------------------------------------------------------------ act 8

@@ -105,6 +105,19 @@ describe('the demo (--fast)', () => {
     expect(stdout).toMatch(/is sealed until .*\[NOT_RELEASED\]/);
     expect(stdout).toMatch(/released: dead-man: no heartbeat since/);
     expect(stdout).toMatch(/Bob opened the vault: \d+ characters/);
+    // the vault's whole story in `tibet cbom timeline` of the secret
+    const story = stdout.slice(stdout.indexOf('$ tibet cbom timeline sec_root_001'));
+    for (const e of [
+      'secret-created',
+      'vault-created',
+      'vault-heartbeat',
+      'vault-open-denied',
+      'vault-released',
+      'secret-delegated',
+      'vault-opened',
+      'secret-unsealed',
+    ])
+      expect(story.slice(0, story.indexOf('Act 8')), e).toContain(e);
   });
 
   it('leaves the outputs: HTML timeline, Continuity BOM, CycloneDX 1.6/1.7, report with tlog-proofs, receipts', () => {

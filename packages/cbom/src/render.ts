@@ -62,7 +62,7 @@ const MARK_TEXT: Record<NodeMark, string> = {
   denied: 'xx DENIED',
   custody: '=> CUSTODY',
   proxied: '-> PROXIED',
-  release: '** REVEALED',
+  release: '** RELEASE',
 };
 
 function markPaint(c: Palette, m: NodeMark): Paint {
@@ -257,7 +257,7 @@ const MD_MARK: Record<NodeMark, string> = {
   denied: '**DENIED**',
   custody: 'custody',
   proxied: 'proxied',
-  release: '**REVEALED**',
+  release: '**RELEASE**',
 };
 
 const mdStatus = (s: CheckStatus): string =>

@@ -254,15 +254,26 @@ export async function walk(o: WalkOptions): Promise<WalkResult> {
   // ---- selection
   const chosen = new Set<string>();
   const secretIds = new Set<string>();
+  /**
+   * Everything the seeds rest on: their parents, and each parent's own past (its prev links,
+   * and their parents) — e.g. a vault's heartbeats before the release a delegation names.
+   */
   const upParents = (seed: Iterable<string>): void => {
     const stack = [...seed];
+    const seen = new Set<string>(stack);
+    const up = (a: string | null | undefined): void => {
+      if (a && cands.has(a) && !seen.has(a)) {
+        seen.add(a);
+        chosen.add(a);
+        stack.push(a);
+      }
+    };
     while (stack.length) {
       const a = stack.pop()!;
-      const par = cands.get(a)?.token.parent_action_id;
-      if (par && cands.has(par) && !chosen.has(par)) {
-        chosen.add(par);
-        stack.push(par);
-      }
+      const c = cands.get(a);
+      if (!c) continue;
+      up(c.token.parent_action_id);
+      up(predOf(c)); // for a seed: its own line, already in; for a parent: that line's past
     }
   };
   const downChildren = (seed: Iterable<string>): void => {
