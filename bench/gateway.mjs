@@ -5,14 +5,15 @@
  * replay store on this machine's disk — beside its floor measured in the same run: the
  * Ed25519 signs and verifies and the fsyncs one exec must do, each multiplied by its bare cost.
  *
- * One exec must:
- *   verify  the capsule bundle's signature, the capsule's sam-issued token, and (in the log)
- *           the three tokens it appends                                          = 5 verifies
- *   sign    sam-received, secret-proxied, the keychain revision, the signer adapter's
- *           signature, the receipt bundle, sam-executed                          = 6 signs
+ * One exec must (the agent's proof of possession included):
+ *   verify  the capsule bundle's signature, the capsule's sam-issued token, the agent's
+ *           sam-exec-requested proof, and (in the log) the four tokens it appends = 7 verifies
+ *   sign    the agent's proof (agent side), sam-received, secret-proxied, the keychain
+ *           revision, the signer adapter's signature, the receipt bundle,
+ *           sam-executed                                                          = 7 signs
  *   fsync   the replay record (file + folder), the keychain revision and HEAD (file + folder
- *           each), three log appends (one fdatasync each when execs run one at a time)
- *                                                                                 = 9 fsyncs
+ *           each), four log appends (one fdatasync each when execs run one at a time)
+ *                                                                                 = 10 fsyncs
  * The fsyncs actually made are counted too (FileHandle sync/datasync) and printed.
  *
  *   node bench/gateway.mjs [--execs N]
@@ -123,16 +124,19 @@ async function main() {
           ttl_seconds: 3600,
         },
       });
+    // the agent signs each exec request with its own key (proof of possession)
+    const exec = (issued) =>
+      gateway.exec(issued.bytes, request, sam.mintExecProof(issued.capsule, request, bot));
     // warm-up, and the fsyncs one exec makes
-    for (let i = 0; i < 5; i++) await gateway.exec((await issue()).bytes, request);
-    const one = (await issue()).bytes;
-    const syncsPerExec = await countingSyncs(root, () => gateway.exec(one, request));
+    for (let i = 0; i < 5; i++) await exec(await issue());
+    const one = await issue();
+    const syncsPerExec = await countingSyncs(root, () => exec(one));
 
     const capsules = [];
-    for (let i = 0; i < N; i++) capsules.push((await issue()).bytes);
+    for (let i = 0; i < N; i++) capsules.push(await issue());
     const t0 = now();
     for (const c of capsules) {
-      const r = await gateway.exec(c, request);
+      const r = await exec(c);
       if (r.receipt.status !== 'executed') throw new Error(`denied: ${r.receipt.policy_verdict}`);
     }
     const execNs = Number(now() - t0) / N;
@@ -158,7 +162,7 @@ async function main() {
     }
     const fsyncNs = Number(now() - s) / 100;
     await fh.close();
-    const floorNs = 6 * signNs + 5 * verifyNs + 9 * fsyncNs;
+    const floorNs = 7 * signNs + 7 * verifyNs + 10 * fsyncNs;
 
     out(
       `gateway exec (signer adapter, embedded log, file replay store) — ${N} execs, one at a time`,
@@ -171,9 +175,9 @@ async function main() {
     out(
       `  floor               ${dur(floorNs).padStart(10)}   ${(1e9 / floorNs).toFixed(0).padStart(6)} /s`,
     );
-    out(`    6 × ed25519 sign    ${dur(signNs)}`);
-    out(`    5 × ed25519 verify  ${dur(verifyNs)}`);
-    out(`    9 × fsync           ${dur(fsyncNs)}   (counted per exec: ${syncsPerExec})`);
+    out(`    7 × ed25519 sign    ${dur(signNs)}`);
+    out(`    7 × ed25519 verify  ${dur(verifyNs)}`);
+    out(`   10 × fsync           ${dur(fsyncNs)}   (counted per exec: ${syncsPerExec})`);
     out(`  exec / floor        ${(execNs / floorNs).toFixed(2)}×`);
     await log.close();
   } finally {
