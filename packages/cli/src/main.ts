@@ -3,6 +3,7 @@
  * cheaply and load their implementation when they run.
  */
 import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
 import { EXIT, UserError } from './errors.js';
 
 function version(): string {
@@ -24,14 +25,12 @@ function isTibetError(e: unknown): e is Error & { code: string } {
   );
 }
 
-/** Run the CLI with `argv` (as in process.argv); resolves to the exit code. */
-export async function main(argv: readonly string[]): Promise<number> {
-  // fast path: no module beyond this one for --version
-  if (argv.length === 3 && (argv[2] === '--version' || argv[2] === '-V')) {
-    process.stdout.write(version() + '\n');
-    return EXIT.ok;
-  }
-  const { Command, CommanderError } = await import('commander');
+/**
+ * The whole command tree, every command registered (their work loads only when one runs).
+ * `main` runs it; the help test walks it.
+ */
+export async function buildProgram(): Promise<Command> {
+  const { Command } = await import('commander');
   const program = new Command('tibet')
     .description('TIBET vault family: causal-aware secret custody')
     .version(version(), '-V, --version')
@@ -50,6 +49,12 @@ Environment:
   TIBET_CRYPTO           crypto backend: node (default, OpenSSL) or noble (pure JS)
   NO_COLOR               no colour in output
 
+Examples:
+  $ tibet id create jis:acme:alice --class human
+  $ tibet continuityd serve --as jis:acme:auditlog &
+  $ tibet keychain list
+  $ tibet cbom timeline sec_pypi_001
+
 Exit codes: 0 ok · 1 refused/invalid · 2 usage error · 70 internal error (please report)`,
     );
   const { registerId } = await import('./commands/id.js');
@@ -66,6 +71,18 @@ Exit codes: 0 ok · 1 refused/invalid · 2 usage error · 70 internal error (ple
   (await import('./commands/cbom.js')).registerCbom(program);
   const { registerCompletion } = await import('./commands/completion.js');
   registerCompletion(program);
+  return program;
+}
+
+/** Run the CLI with `argv` (as in process.argv); resolves to the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  // fast path: no module beyond this one for --version
+  if (argv.length === 3 && (argv[2] === '--version' || argv[2] === '-V')) {
+    process.stdout.write(version() + '\n');
+    return EXIT.ok;
+  }
+  const { CommanderError } = await import('commander');
+  const program = await buildProgram();
   for (const c of program.commands) {
     c.exitOverride();
     for (const s of c.commands) s.exitOverride();

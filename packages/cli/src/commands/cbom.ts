@@ -48,13 +48,38 @@ Examples:
   $ tibet cbom timeline act_1f0c2b7a9d3e4f50 --format html --out timeline.html
   $ tibet cbom verify sec_pypi_001 --json
   $ tibet cbom export home --spec 1.7 --out cbom.cdx.json
-  $ tibet cbom report sec_sign_1 --from 2026-01-01T00:00:00Z --to 2026-07-01T00:00:00Z --out ./q1
+  $ tibet cbom report sec_sign_001 --from 2026-01-01T00:00:00Z --to 2026-04-01T00:00:00Z --out ./q1
   $ tibet cbom report --verify ./q1 --log-key 'jis:acme:auditlog/log+1a2b3c4d+AZ…'
 Also installed as \`tcbom\` (\`tcbom timeline …\` = \`tibet cbom timeline …\`).`;
 
-const EXIT_VIEW = `
+/** Per-command examples (the group page shows them all, above). */
+const VIEW_EXAMPLES: Record<(typeof CBOM_VIEWS)[number], string> = {
+  inspect: `
+Examples:
+  $ tibet cbom inspect
+  $ tibet cbom inspect sec_pypi_001 --json
+  $ tibet cbom inspect publish.tza --bundle receipt.tza`,
+  timeline: `
+Examples:
+  $ tibet cbom timeline sec_pypi_001
+  $ tibet cbom timeline sec_pypi_001 --bundle capsule.tza --bundle receipt.tza --format md
+  $ tibet cbom timeline act_1f0c2b7a9d3e4f50 --format html --out timeline.html`,
+  authority: `
+Examples:
+  $ tibet cbom authority sec_pypi_001
+  $ tibet cbom authority sec_pypi_001 --format md --out custody.md`,
+  verify: `
+Examples:
+  $ tibet cbom verify sec_pypi_001 --json
+  $ tibet cbom verify home --home /srv/tibet --log /srv/tibet/log
+  $ tibet cbom verify sec_pypi_001 --no-store    # the log and bundles only, not the store`,
+};
+
+const VIEW_NOTE = `
 Every signature, prev and parent link, log inclusion and checkpoint is checked on the way;
-a broken or missing link is shown (and listed under problems), never skipped.
+a broken or missing link is shown (and listed under problems), never skipped.`;
+
+const EXIT_VIEW = `
 Exit codes: 0 shown (for verify: no check failed), 1 verify found a failing check or the
 subject is nowhere, 2 usage error.`;
 
@@ -88,7 +113,7 @@ ${EXAMPLES}`,
       .option('--format <format>', 'text | md | html | json | cyclonedx (default text)')
       .option('--spec <version>', 'with cyclonedx: 1.6 | 1.7 (default 1.6)')
       .option('--json', 'the Continuity BOM as JSON on stdout (= --format json)')
-      .addHelpText('after', EXIT_VIEW)
+      .addHelpText('after', `${VIEW_NOTE}\n${VIEW_EXAMPLES[view]}\n${EXIT_VIEW}`)
       .action(async (subject: string | undefined, o: CbomOpts) =>
         (await import('./cbom-actions.js')).view(view, subject, o),
       );
@@ -107,6 +132,12 @@ ${EXAMPLES}`,
 One cryptographic-asset component per secret version (NIST state, dates, securedBy),
 rotation lineage in pedigree, custody and exposure in tibet: properties, the timeline in
 annotations, who used what in dependencies. Never a secret value.
+
+Examples:
+  $ tibet cbom export home --spec 1.7 --out cbom.cdx.json
+  $ tibet cbom export sec_pypi_001 --bundle capsule.tza --bundle receipt.tza > sec_pypi_001.cdx.json
+  $ tibet cbom export sec_pypi_001 --format json --out sec_pypi_001.cbom.json
+
 Exit codes: 0 written, 1 the subject is nowhere, 2 usage error.`,
     )
     .action(async (subject: string | undefined, o: CbomOpts) =>
@@ -135,9 +166,15 @@ up to the window's end), proofs/ (a C2SP tlog-proof per line) and keys/ (the log
 the actors' public identities): anyone can check it offline with nothing but public keys.
 For a signing key the question is who could have signed and who did; for any other
 credential, who could have used it and who did (the gateway's proxied uses, e.g. publishes).
+
+Examples:
+  $ tibet cbom report sec_sign_001 --from 2026-01-01T00:00:00Z --to 2026-04-01T00:00:00Z --out ./q1
+  $ tibet cbom report sec_pypi_001 --from 2026-11-28T00:00:00Z --to 2026-11-29T00:00:00Z \\
+      --home /srv/tibet --out ./pypi-incident --json
+  $ tibet cbom report --verify ./q1 --log-key 'jis:acme:auditlog/log+1a2b3c4d+AZ…'
+
 Exit codes: 0 written / verified and the log key pinned, 1 refused (not
-provable yet, folder not empty) or verification failed or not pinned, 2 usage error.
-${EXAMPLES}`,
+provable yet, folder not empty) or verification failed or not pinned, 2 usage error.`,
     )
     .action(async (id: string | undefined, o: CbomReportOpts) =>
       (await import('./cbom-actions.js')).report(id, o),

@@ -73,7 +73,15 @@ export function registerCompletion(program: Command): void {
     .argument('<shell>', 'bash or zsh')
     .addHelpText(
       'after',
-      '\nExamples:\n  $ eval "$(tibet completion bash)"   # in ~/.bashrc\n  $ eval "$(tibet completion zsh)"    # in ~/.zshrc\n\nExit codes: 0 printed, 2 unknown shell.',
+      `
+Covers tkc and tcbom too. The script is static: regenerate it after upgrading tibet.
+
+Examples:
+  $ eval "$(tibet completion bash)"   # in ~/.bashrc
+  $ eval "$(tibet completion zsh)"    # in ~/.zshrc
+  $ tibet completion bash | sudo tee /etc/bash_completion.d/tibet >/dev/null
+
+Exit codes: 0 printed, 2 unknown shell.`,
     )
     .action((shell: string) => {
       if (shell !== 'bash' && shell !== 'zsh') {

@@ -36,7 +36,8 @@ RFC 9162 Merkle tree; checkpoints are C2SP signed notes. See docs/continuityd.md
 Examples:
   $ tibet id create jis:acme:auditlog --class system
   $ tibet continuityd serve --as jis:acme:auditlog &
-  $ tibet continuityd append --as jis:acme:alice --event secret-created --why "new PyPI token" --object sec_pypi_001
+  $ tibet continuityd append --as jis:acme:alice --event secret-created --why "new PyPI token" \\
+      --object sec_pypi_001
   $ tibet continuityd checkpoint
   $ tibet continuityd query --object sec_pypi_001
   $ tibet continuityd prove 0 -o event0.tlog-proof`,
@@ -62,6 +63,12 @@ With --watch-vaults the daemon also releases vaults whose trigger is reached (se
 vault watch\`): it needs the passphrases of the keychain's and the vault's identities too,
 and writes their events into this log directly.
 Stops cleanly on SIGINT/SIGTERM (queued appends finish first).
+
+Examples:
+  $ tibet continuityd serve --as jis:acme:auditlog &
+  $ tibet continuityd serve --as jis:acme:auditlog --port 7468 --checkpoint-every 100 --json
+  $ tibet continuityd serve --as jis:acme:auditlog --dir /srv/tibet/log --watch-vaults 60
+
 Exit codes: 0 stopped cleanly, 1 could not start (e.g. LOCKED), 2 usage error.`,
     )
     .action(
@@ -92,7 +99,20 @@ Exit codes: 0 stopped cleanly, 1 could not start (e.g. LOCKED), 2 usage error.`,
   )
     .addHelpText(
       'after',
-      '\nExit codes: 0 durable, 1 refused (signature, unknown actor, causality, write failure), 2 usage error.',
+      `
+Exactly one of --token or --as. Without --socket or --url it writes through the daemon
+whose socket is in $TIBET_HOME; with --log-as (and --dir) it opens the log folder itself.
+
+Examples:
+  $ tibet continuityd append --as jis:acme:alice --event secret-created --why "new PyPI token" \\
+      --object sec_pypi_001
+  $ tibet continuityd append --as jis:acme:alice --event secret-rotated --why "leaked in chat" \\
+      --object sec_pypi_001 --parent act_1f0c2b7a9d3e4f50 --erin '{"ticket":"OPS-1234"}'
+  $ tibet continuityd append --token signed-token.json --url http://127.0.0.1:7468 --json
+  $ tibet continuityd append --token - --dir ./log --log-as jis:acme:auditlog < token.json
+
+Exit codes: 0 durable, 1 refused (signature, unknown actor, causality, write failure),
+2 usage error.`,
     )
     .action(
       async (
@@ -115,18 +135,42 @@ Exit codes: 0 stopped cleanly, 1 could not start (e.g. LOCKED), 2 usage error.`,
       .command('checkpoint')
       .description('sign a checkpoint of the log now and print it')
       .option('--json', 'print JSON'),
-  ).action(async (o: Target & { json?: boolean }) =>
-    (await import('./continuityd-actions.js')).checkpoint(o),
-  );
+  )
+    .addHelpText(
+      'after',
+      `
+Keep a checkpoint somewhere else: \`continuityd verify --trusted-checkpoint\` later proves
+the log only grew since (nothing was rewritten).
+
+Examples:
+  $ tibet continuityd checkpoint
+  $ tibet continuityd checkpoint > checkpoints/2026-11-28.note
+  $ tibet continuityd checkpoint --dir ./log --log-as jis:acme:auditlog --json
+
+Exit codes: 0 signed, 1 refused (e.g. LOCKED: a daemon holds the folder), 2 usage error.`,
+    )
+    .action(async (o: Target & { json?: boolean }) =>
+      (await import('./continuityd-actions.js')).checkpoint(o),
+    );
 
   target(
     c
       .command('head')
       .description('size, root and latest checkpoint')
       .option('--json', 'print JSON'),
-  ).action(async (o: Target & { json?: boolean }) =>
-    (await import('./continuityd-actions.js')).head(o),
-  );
+  )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ tibet continuityd head
+  $ tibet continuityd head --url http://127.0.0.1:7468 --json
+
+Exit codes: 0 shown, 1 refused, 2 usage error (no daemon or log folder to reach).`,
+    )
+    .action(async (o: Target & { json?: boolean }) =>
+      (await import('./continuityd-actions.js')).head(o),
+    );
 
   c.command('tail')
     .description('print records (NDJSON with --json), optionally following new ones')
@@ -136,7 +180,15 @@ Exit codes: 0 stopped cleanly, 1 could not start (e.g. LOCKED), 2 usage error.`,
     .option('--json', 'NDJSON on stdout')
     .addHelpText(
       'after',
-      '\nReads the folder directly (no daemon needed); safe beside a running writer.\nExit codes: 0 done (or interrupted while following), 2 usage error.',
+      `
+Reads the folder directly (no daemon needed); safe beside a running writer.
+
+Examples:
+  $ tibet continuityd tail
+  $ tibet continuityd tail --from -50 --follow
+  $ tibet continuityd tail --dir /srv/tibet/log --from 0 --json > log.ndjson
+
+Exit codes: 0 done (or interrupted while following), 2 usage error.`,
     )
     .action(async (o: { dir?: string; from?: string; follow?: boolean; json?: boolean }) =>
       (await import('./continuityd-actions.js')).tail(o),
@@ -154,7 +206,17 @@ Exit codes: 0 stopped cleanly, 1 could not start (e.g. LOCKED), 2 usage error.`,
     .option('--json', 'NDJSON on stdout')
     .addHelpText(
       'after',
-      '\nUses the persisted index (a few line reads even on a million-line log).\nExit codes: 0 done (also with no match), 1 the index or a line is damaged, 2 usage error.',
+      `
+Give at least one of --action, --object, --actor, --since, --until.
+Uses the persisted index (a few line reads even on a million-line log).
+
+Examples:
+  $ tibet continuityd query --object sec_pypi_001
+  $ tibet continuityd query --actor jis:acme:release-bot --since 2026-11-01T00:00:00Z \\
+      --until 2026-12-01T00:00:00Z --limit 20
+  $ tibet continuityd query --action act_1f0c2b7a9d3e4f50 --json
+
+Exit codes: 0 done (also with no match), 1 the index or a line is damaged, 2 usage error.`,
     )
     .action(
       async (o: {
@@ -182,7 +244,15 @@ Exit codes: 0 stopped cleanly, 1 could not start (e.g. LOCKED), 2 usage error.`,
     .option('--json', 'print the report as JSON')
     .addHelpText(
       'after',
-      "\nActors' keys come from $TIBET_HOME/identities; the log key from the folder's log.json.\nExit codes: 0 the log verifies, 1 problems found (each with its code and location), 2 usage error.",
+      `
+Actors' keys come from $TIBET_HOME/identities; the log key from the folder's log.json.
+
+Examples:
+  $ tibet continuityd verify
+  $ tibet continuityd verify --dir /srv/tibet/log --trusted-checkpoint checkpoints/2026-11-28.note
+  $ tibet continuityd verify --workers 2 --json > verify-report.json
+
+Exit codes: 0 the log verifies, 1 problems found (each with its code and location), 2 usage error.`,
     )
     .action(
       async (o: { dir?: string; trustedCheckpoint?: string; workers?: string; json?: boolean }) =>

@@ -76,17 +76,22 @@ this home holds it. The gateway's home must know the agent's public identity
 (\`tibet id export\` here, \`tibet id import\` there). --unsigned sends no proof: only a
 daemon started with --allow-unsigned-agents accepts that.`;
 
-const REQUEST_HELP = `
+/** The help of `request` under `group` (gateway or sam): its examples name that command. */
+const requestHelp = (group: string): string => `
 The agent asks the gateway daemon's issuer (the keychain's custodian) for a capsule, signing
 the request (a sam-requested token) with its own key: the issuer verifies it, checks the
 secret's policy for this actor, target and lane, logs the request and \`sam-issued\` (its
-child) and seals the capsule. The agent never sees the secret. Also \`tibet sam request\`.
+child) and seals the capsule. The agent never sees the secret. Also \`tibet ${
+  group === 'sam' ? 'gateway' : 'sam'
+} request\`.
 ${AGENT_HELP}
 
 Examples:
-  $ tibet gateway request sec_npm_001 --as jis:acme:release-bot --action /upload/npm \\
+  $ tibet ${group} request sec_npm_001 --as jis:acme:release-bot --action /upload/npm \\
       --intent "publish acme-widget 1.2.3" --constraint registry=https://registry.npmjs.org \\
       --lane publish --url https://registry.npmjs.org/acme-widget --method PUT -o cap.tza
+  $ tibet ${group} request sec_sign_001 --as jis:acme:release-bot --action /sign \\
+      --intent "sign the release manifest" --ttl 60 --gateway http://127.0.0.1:7469 -o cap.tza
 
 Exit codes: 0 issued (file written), 1 refused (ISSUE_REFUSED with the sam code, e.g.
 AGENT_UNAUTHENTICATED, PROOF_REPLAYED, POLICY_DENIED, NOT_AUTHORIZED, TTL_TOO_LONG;
@@ -114,7 +119,7 @@ export function requestCommand(c: Command): Command {
       .option('--payload-file <file>', 'fix the upstream payload (JSON)')
       .option('--unsigned', 'send no proof (only for a daemon with --allow-unsigned-agents)')
       .requiredOption('-o, --out <file>', 'where to write the capsule (never overwritten)'),
-  ).addHelpText('after', REQUEST_HELP);
+  ).addHelpText('after', requestHelp(c.parent?.name() ?? 'gateway'));
 }
 
 export function registerGateway(program: Command): void {
@@ -180,8 +185,9 @@ Needs the passphrases of the gateway, the keychain and (with --issuer) the issue
 (TIBET_PASSPHRASE, TIBET_PASSPHRASE_FILE or prompts). Agents must sign every capsule request
 and exec with their own identity key, registered in this home (\`tibet id import\`); an
 agent imported while the daemon runs is picked up (the identities are read again, at most
-every 2 s, when a key is not found). Stops on SIGINT/SIGTERM after the execs in flight finish. Adapters: http-egress (/proxy/http, /upload/*), signer (/sign) and,
-only when enabled, process (/exec).
+every 2 s, when a key is not found). Stops on SIGINT/SIGTERM after the execs in flight
+finish. Adapters: http-egress (/proxy/http, /upload/*), signer (/sign) and, only when
+enabled, process (/exec).
 
 /exec is OFF by default. A command run as the daemon's own OS user can read everything that
 user can: the encrypted key files in $TIBET_HOME, TIBET_PASSPHRASE_FILE and
@@ -258,6 +264,15 @@ error (bad arguments, no key to sign with, no daemon to reach, unreadable capsul
   );
 
   target(g.command('health').description('is the gateway daemon up; who is it'))
-    .addHelpText('after', '\nExit codes: 0 up, 2 no daemon to reach.')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ tibet gateway health
+  $ tibet gateway health --gateway http://127.0.0.1:7469 --json
+  $ tibet gateway health --socket /run/tibet/gateway.sock
+
+Exit codes: 0 up, 2 no daemon to reach.`,
+    )
     .action(async (o: GwTarget) => (await import('./gateway-actions.js')).health(o));
 }

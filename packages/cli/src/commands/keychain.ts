@@ -92,6 +92,11 @@ The secret is read from stdin (a pipe, not a terminal), a file, or an environmen
 variable; never from an argument, where it would show in \`ps\` and shell history.
 It is stored byte for byte: use \`printf %s\`, not \`echo\`, to avoid a trailing newline.`;
 
+/** An \`Examples:\` block: one command per argument (continuation lines already indented). */
+function examples(...commands: string[]): string {
+  return `\nExamples:\n${commands.map((c) => `  $ ${c}`).join('\n')}\n`;
+}
+
 function common(c: Command): Command {
   return c
     .option(
@@ -176,6 +181,10 @@ Exit codes: 0 ok · 1 refused (the reason and its code are printed) · 2 usage e
 Both identities are of class system; each new one asks for a passphrase. The keychain's
 identity signs every revision and every refusal, and can open sealed material: guard
 its passphrase. Running init again is safe: existing identities are kept.
+${examples(
+  'tibet keychain init --org acme',
+  'tibet keychain init --org acme --log jis:acme:audit-primary --json',
+)}
 Exit codes: 0 done, 1 refused (an existing identity is not of class system, or the home
 already has another keychain), 2 usage error (bad org or id, no passphrase available).`,
     )
@@ -196,7 +205,17 @@ already has another keychain), 2 usage error (bad org or id, no passphrase avail
         .option('--operator <id>', 'the active operator (e.g. a bot that uses it via a gateway)'),
     ),
   )
-    .addHelpText('after', `${SOURCES}\nExactly one source is required.${EXIT_ACTING}`)
+    .addHelpText(
+      'after',
+      `${SOURCES}\nExactly one source is required.\n${examples(
+        `printf %s "$PYPI_TOKEN" | tibet keychain add sec_pypi_001 --type pypi_token \\
+      --issuer pypi.org --scope upload:acme-lib --from-stdin --as jis:acme:alice \\
+      --why "publish token"`,
+        `tibet keychain add sec_gh_ci --type github_pat --issuer github.com \\
+      --scope repo:acme/acme-lib --from-env GH_TOKEN --expires 2027-01-01T00:00:00Z \\
+      --operator jis:acme:release-bot --as jis:acme:alice --why "CI pushes release tags"`,
+      )}${EXIT_ACTING}`,
+    )
     .action(async (id: string, o: KcAddOpts) => (await import('./keychain-actions.js')).add(id, o));
 
   acting(
@@ -210,7 +229,18 @@ already has another keychain), 2 usage error (bad org or id, no passphrase avail
       .option('--expires <rfc3339>', 'when it expires')
       .option('--operator <id>', 'the active operator'),
   )
-    .addHelpText('after', EXIT_ACTING)
+    .addHelpText(
+      'after',
+      `
+The material is made and sealed here, never printed; for a key pair the public part is.
+${examples(
+  `tibet keychain generate sec_deploy_key --type ssh_key --issuer github.com \\
+      --scope deploy:acme/acme-lib --as jis:acme:alice --why "deploy key for CI"`,
+  `tibet keychain generate sec_sign_001 --type signing_key --issuer acme.example \\
+      --scope sign:releases --expires 2027-06-30T00:00:00Z --as jis:acme:alice \\
+      --why "release signing key" --json`,
+)}${EXIT_ACTING}`,
+    )
     .action(async (id: string, o: Omit<KcAddOpts, keyof KcSource>) =>
       (await import('./keychain-actions.js')).generate(id, o),
     );
@@ -228,7 +258,13 @@ already has another keychain), 2 usage error (bad org or id, no passphrase avail
       `
 Exactly one destination: --out FILE or --stdout (with --stdout, --json is not allowed).
 The reveal is durable in the log before the secret is decrypted. By default only the
-owner may reveal (see \`policy\`).${EXIT_ACTING}`,
+owner may reveal (see \`policy\`).
+${examples(
+  `tibet keychain reveal sec_pypi_001 --out pypi-token.txt --as jis:acme:alice \\
+      --why "debug upload"`,
+  `TWINE_PASSWORD="$(tibet keychain reveal sec_pypi_001 --stdout --as jis:acme:alice \\
+      --why "upload by hand")" twine upload -u __token__ dist/*`,
+)}${EXIT_ACTING}`,
     )
     .action(async (id: string, o: KcActing & { out?: string; stdout?: boolean }) =>
       (await import('./keychain-actions.js')).reveal(id, o),
@@ -247,7 +283,13 @@ owner may reveal (see \`policy\`).${EXIT_ACTING}`,
       'after',
       `
 The owner assigns any role, the custodian the active operator. A new owner or custodian
-gets the material re-encrypted to them; an active operator never gets the material.${EXIT_ACTING}`,
+gets the material re-encrypted to them; an active operator never gets the material.
+${examples(
+  `tibet keychain delegate sec_pypi_001 --role active_operator --to jis:acme:release-bot \\
+      --authority agent --as jis:acme:alice --why "release bot publishes"`,
+  `tibet keychain delegate sec_pypi_001 --role owner --to jis:acme:bob --as jis:acme:alice \\
+      --why "alice hands PyPI publishing to bob"`,
+)}${EXIT_ACTING}`,
     )
     .action(async (id: string, o: KcActing & { role: string; to: string; authority?: string }) =>
       (await import('./keychain-actions.js')).delegate(id, o),
@@ -259,7 +301,13 @@ gets the material re-encrypted to them; an active operator never gets the materi
       .description('accept a pending owner handoff (secret-accepted)')
       .argument('<secret-id>'),
   )
-    .addHelpText('after', EXIT_ACTING)
+    .addHelpText(
+      'after',
+      `
+Only the actor named by the pending \`delegate --role owner\` may accept; until then the
+previous owner stays owner.
+${examples('tibet keychain accept sec_pypi_001 --as jis:acme:bob --why "taking over PyPI publishing"')}${EXIT_ACTING}`,
+    )
     .action(async (id: string, o: KcActing) =>
       (await import('./keychain-actions.js')).accept(id, o),
     );
@@ -276,7 +324,13 @@ gets the material re-encrypted to them; an active operator never gets the materi
       'after',
       `
 Anyone registered may report. A leak (not \`suspected\`) marks the secret compromised;
-reveal and use are refused until it is rotated.${EXIT_ACTING}`,
+reveal and use are refused until it is rotated.
+${examples(
+  `tibet keychain expose sec_pypi_001 --state chat-disclosed --evidence "pasted in #ops" \\
+      --as jis:acme:bob --why "saw it in chat"`,
+  `tibet keychain expose sec_gh_ci --state suspected --evidence "laptop lost on a train" \\
+      --as jis:acme:alice --why "precaution"`,
+)}${EXIT_ACTING}`,
     )
     .action(async (id: string, o: KcActing & { state: string; evidence: string }) =>
       (await import('./keychain-actions.js')).expose(id, o),
@@ -293,23 +347,47 @@ reveal and use are refused until it is rotated.${EXIT_ACTING}`,
   )
     .addHelpText(
       'after',
-      `${SOURCES}\nExactly one of --from-stdin, --from-file, --from-env or --generate.${EXIT_ACTING}`,
+      `${SOURCES}\nExactly one of --from-stdin, --from-file, --from-env or --generate.\n${examples(
+        'tibet keychain rotate sec_pypi_001 --from-file new-token.txt --as jis:acme:alice --why "leaked"',
+        `tibet keychain rotate sec_deploy_key --generate --as jis:acme:alice \\
+      --why "yearly rotation"`,
+      )}${EXIT_ACTING}`,
     )
     .action(async (id: string, o: KcActing & KcSource & { generate?: boolean }) =>
       (await import('./keychain-actions.js')).rotate(id, o),
     );
 
-  for (const [name, what] of [
-    ['revoke', 'revoke the secret (secret-revoked): deactivated, or compromised if exposed'],
-    ['archive', 'archive the secret (secret-archived): kept for the record, no longer used'],
-    ['suspend', 'suspend the secret (secret-suspended) until `resume`'],
-    ['resume', 'resume a suspended secret (secret-resumed)'],
-    ['destroy', 'shred every version of the material (secret-destroyed); the timeline stays'],
+  for (const [name, what, example] of [
+    [
+      'revoke',
+      'revoke the secret (secret-revoked): deactivated, or compromised if exposed',
+      'tibet keychain revoke sec_pypi_001 --as jis:acme:alice --why "moved to trusted publishing"',
+    ],
+    [
+      'archive',
+      'archive the secret (secret-archived): kept for the record, no longer used',
+      'tibet keychain archive sec_gh_ci --as jis:acme:alice --why "repository archived"',
+    ],
+    [
+      'suspend',
+      'suspend the secret (secret-suspended) until `resume`',
+      'tibet keychain suspend sec_pypi_001 --as jis:acme:alice --why "release freeze"',
+    ],
+    [
+      'resume',
+      'resume a suspended secret (secret-resumed)',
+      'tibet keychain resume sec_pypi_001 --as jis:acme:alice --why "release freeze over"',
+    ],
+    [
+      'destroy',
+      'shred every version of the material (secret-destroyed); the timeline stays',
+      'tibet keychain destroy sec_gh_ci --as jis:acme:alice --why "retention period over"',
+    ],
   ] as const) {
     acting(kc.command(name).description(what).argument('<secret-id>'))
       .addHelpText(
         'after',
-        `${name === 'destroy' ? '\nOnly the owner may destroy. This cannot be undone.' : ''}${EXIT_ACTING}`,
+        `${name === 'destroy' ? '\nOnly the owner may destroy. This cannot be undone.\n' : ''}${examples(example)}${EXIT_ACTING}`,
       )
       .action(async (id: string, o: KcActing) =>
         (await import('./keychain-actions.js')).lifecycle(name, id, o),
@@ -322,7 +400,13 @@ reveal and use are refused until it is rotated.${EXIT_ACTING}`,
       .description('every secret: type, lifecycle, exposure, owner, version')
       .option('--full', 'with --json: the whole state (lifecycle, versions, policy, custody)'),
   )
-    .addHelpText('after', `\nWith --json, one JSON SecretRecord per line (NDJSON).${EXIT_READING}`)
+    .addHelpText(
+      'after',
+      `\nWith --json, one JSON SecretRecord per line (NDJSON).\n${examples(
+        'tibet keychain list',
+        'tibet keychain list --json --full > secrets.ndjson',
+      )}${EXIT_READING}`,
+    )
     .action(async (o: KcCommon & { full?: boolean }) =>
       (await import('./keychain-actions.js')).list(o),
     );
@@ -336,7 +420,10 @@ reveal and use are refused until it is rotated.${EXIT_ACTING}`,
   )
     .addHelpText(
       'after',
-      `\nWith --json, the family's SecretRecord exactly (see docs).${EXIT_READING}`,
+      `\nWith --json, the family's SecretRecord exactly (see docs).\n${examples(
+        'tibet keychain show sec_pypi_001',
+        'tibet keychain show sec_pypi_001 --json --full',
+      )}${EXIT_READING}`,
     )
     .action(async (id: string, o: KcCommon & { full?: boolean }) =>
       (await import('./keychain-actions.js')).show(id, o),
@@ -359,7 +446,15 @@ reveal and use are refused until it is rotated.${EXIT_ACTING}`,
       'after',
       `
 A list replaces the current one; an empty string ("") empties it. Options left out keep
-their value. A change needs --as and --why.${EXIT_ACTING}`,
+their value. A change needs --as and --why.
+${examples(
+  'tibet keychain policy sec_pypi_001',
+  `tibet keychain policy sec_pypi_001 --reveal jis:acme:alice,role:custodian \\
+      --use jis:acme:release-bot --targets /upload/pypi --lanes publish --max-ttl 300 \\
+      --as jis:acme:alice --why "the bot publishes through the gateway"`,
+  `tibet keychain policy sec_pypi_001 --reveal "" --as jis:acme:alice \\
+      --why "nobody reveals it any more"`,
+)}${EXIT_ACTING}`,
     )
     .action(async (id: string, o: KcPolicyOpts) =>
       (await import('./keychain-actions.js')).policy(id, o),
@@ -367,12 +462,18 @@ their value. A change needs --as and --why.${EXIT_ACTING}`,
 
   // The timeline queries: answered from the audit log (every answer cites the events,
   // by log index, action id and line hash, that support it).
+  const QUERY_NOTE = `
+Answers come from the audit log; --json adds the evidence (log index, action id, line hash).`;
   const QUERY_EXIT = `
-Answers come from the audit log; --json adds the evidence (log index, action id, line hash).
 Exit codes: 0 answered (for verify: the keychain verifies), 1 refused, or verify found
 problems, 2 usage error.`;
-  const queries: [string, string, (c: Command) => Command][] = [
-    ['history', "the secret's timeline, event by event, from the audit log", (c) => c],
+  const queries: [string, string, (c: Command) => Command, string[]][] = [
+    [
+      'history',
+      "the secret's timeline, event by event, from the audit log",
+      (c) => c,
+      ['tibet keychain history sec_pypi_001', 'tibet keychain history sec_pypi_001 --json'],
+    ],
     [
       'who-could',
       'who could reveal or use the secret at a time, and by which rule',
@@ -382,21 +483,44 @@ problems, 2 usage error.`;
           .option('--action <action>', 'reveal | use (default use)')
           .option('--target <action>', 'with use: the target action, e.g. /upload/pypi')
           .option('--lane <lane>', 'with use: the policy lane'),
+      [
+        'tibet keychain who-could sec_pypi_001 --action reveal',
+        `tibet keychain who-could sec_pypi_001 --at 2026-11-28T12:00:00Z \\
+      --target /upload/pypi --lane publish --json`,
+      ],
     ],
     [
       'who-did',
       'who revealed or used the secret, and who was refused',
       (c) => c.option('--action <action>', 'reveal | use (default both)'),
+      [
+        'tibet keychain who-did sec_pypi_001',
+        'tibet keychain who-did sec_pypi_001 --action use --json',
+      ],
     ],
-    ['last-used', 'when the secret was last revealed or used, by whom', (c) => c],
-    ['dependents', 'what depends on the secret: capsules and sessions that used it', (c) => c],
+    [
+      'last-used',
+      'when the secret was last revealed or used, by whom',
+      (c) => c,
+      ['tibet keychain last-used sec_pypi_001', 'tibet keychain last-used sec_pypi_001 --json'],
+    ],
+    [
+      'dependents',
+      'what depends on the secret: capsules and sessions that used it',
+      (c) => c,
+      ['tibet keychain dependents sec_pypi_001'],
+    ],
     [
       'verify',
       'check the store against the log: every revision logged, signatures, chain',
       (c) => c,
+      [
+        'tibet keychain verify',
+        'tibet keychain verify sec_pypi_001 --dir ./log --log-as jis:acme:auditlog --json',
+      ],
     ],
   ];
-  for (const [name, what, opts] of queries) {
+  for (const [name, what, opts, lines] of queries) {
     opts(
       common(
         kc
@@ -405,7 +529,7 @@ problems, 2 usage error.`;
           .argument(name === 'verify' ? '[secret-id]' : '<secret-id>'),
       ),
     )
-      .addHelpText('after', QUERY_EXIT)
+      .addHelpText('after', `${QUERY_NOTE}\n${examples(...lines)}${QUERY_EXIT}`)
       .action(async (id: string | undefined, o: KcQueryOpts) =>
         (await import('./keychain-actions.js')).query(name, id, o),
       );

@@ -109,7 +109,9 @@ Exit codes: 0 ok · 1 refused or does not verify · 2 usage error · 70 internal
     .addHelpText(
       'after',
       `
-Example:
+Examples:
+  $ tibet sam issue sec_npm_001 --for jis:acme:release-bot --action /upload/npm \\
+      --intent "publish acme-lib 1.2.0" --lane publish --as jis:acme:alice -o publish.tza
   $ tibet sam issue sec_api_7 --for jis:acme:agent --action /proxy/http --lane proxy-egress \\
       --upstream-url https://api.example.com/v1/charge --upstream-method POST \\
       --constraint host=api.example.com --intent "charge order 1234" --ttl 60 \\
@@ -133,8 +135,11 @@ ${EXIT_ISSUE}`,
       'after',
       `
 Without --as-gateway an encrypted capsule shows only its readable fields.
-Example:
-  $ tibet sam inspect publish.tza --json
+
+Examples:
+  $ tibet sam inspect publish.tza
+  $ tibet sam inspect charge.tza --as-gateway jis:acme:gateway --json
+
 Exit codes: 0 verifies · 1 does not verify (BUNDLE_INVALID …) · 2 usage error.`,
     )
     .action(async (file: string, o: SamReadOpts) =>
@@ -165,9 +170,13 @@ sam-policy-lane) as pass or fail; the first failure gives the verdict (sam-expir
 sam-actor-mismatch, sam-target-mismatch, sam-constraint-mismatch, sam-policy-lane-invalid,
 sam-upstream-missing, sam-upstream-invalid, sam-not-yet-valid, sam-bundle-invalid,
 sam-signature-invalid). The keychain binding and the one-shot id are the gateway's checks.
-Example:
+
+Examples:
   $ tibet sam verify publish.tza --actor jis:acme:release-bot --action /upload/npm \\
       --constraint registry=registry.npmjs.org
+  $ tibet sam verify charge.tza --as-gateway jis:acme:gateway --at 2026-11-28T12:01:00Z \\
+      --upstream-url https://api.example.com/v1/charge --upstream-method POST --json
+
 Exit codes: 0 every check passes · 1 denied (the verdict is printed) · 2 usage error.`,
     )
     .action(async (file: string, o: SamVerifyOpts) =>
@@ -187,8 +196,13 @@ Exit codes: 0 every check passes · 1 denied (the verdict is printed) · 2 usage
     .addHelpText(
       'after',
       `
-Nothing in a TBZ is encrypted. Example:
+Nothing in a TBZ is encrypted.
+
+Examples:
   $ tibet sam to-tbz publish.tza --as jis:acme:alice -o publish.tbz
+  $ tibet sam to-tbz charge.tza --as jis:acme:keychain --as-gateway jis:acme:gateway \\
+      --allow-plaintext --receiver jis:partner:gateway -o charge.tbz
+
 Exit codes: 0 written · 1 the input does not verify, or --as is not the issuer · 2 usage.`,
     )
     .action(async (file: string, o: SamConvertOpts) =>
@@ -206,8 +220,12 @@ Exit codes: 0 written · 1 the input does not verify, or --as is not the issuer 
       'after',
       `
 A capsule naming a gateway_id is encrypted to that gateway (its public identity from
-$TIBET_HOME). Example:
+$TIBET_HOME).
+
+Examples:
   $ tibet sam from-tbz publish.tbz --as jis:acme:alice -o publish.tza
+  $ tibet sam from-tbz - --as jis:acme:alice -o publish.tza --json < publish.tbz
+
 Exit codes: 0 written · 1 the TBZ does not verify, or --as is not the issuer · 2 usage.`,
     )
     .action(async (file: string, o: SamConvertOpts) =>

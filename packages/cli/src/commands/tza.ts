@@ -66,7 +66,16 @@ Examples:
     .option('--json', 'print a JSON summary')
     .addHelpText(
       'after',
-      '\nSecrets are read from files or stdin, never from arguments.\nExit codes: 0 written, 1 refused, 2 usage error.',
+      `
+Secrets are read from files or stdin, never from arguments.
+
+Examples:
+  $ printf %s "$TOKEN" | tibet tza pack --kind secret --sealed token=- \\
+      --recipient jis:acme:bob --signer jis:acme:alice -o token.tza
+  $ tibet tza pack --kind file --entry notes.md=./notes.md --media-type notes.md=text/markdown \\
+      --meta project=acme-lib --signer jis:acme:alice -o notes.tza
+
+Exit codes: 0 written, 1 refused, 2 usage error.`,
     )
     .action(async (o: PackOpts) => (await import('./tza-actions.js')).pack(o));
 
@@ -77,7 +86,12 @@ Examples:
     .option('--json', 'print JSON')
     .addHelpText(
       'after',
-      '\nExit codes: 0 shown (even if a signature fails: see "valid"), 1 unreadable bundle, 2 usage error.',
+      `
+Examples:
+  $ tibet tza inspect token.tza
+  $ tibet tza inspect drop.tbz --json
+
+Exit codes: 0 shown (even if a signature fails: see "valid"), 1 unreadable bundle, 2 usage error.`,
     )
     .action(async (file: string, o: { json?: boolean }) =>
       (await import('./tza-actions.js')).inspect(file, o),
@@ -96,7 +110,15 @@ Examples:
     .option('--json', 'print the report as JSON')
     .addHelpText(
       'after',
-      '\nExit codes: 0 valid, 1 invalid (the reason and its code are printed), 2 usage error.',
+      `
+Without --trust the signatures are checked against the keys the bundle names (integrity,
+not who signed).
+
+Examples:
+  $ tibet tza verify token.tza --trust jis:acme:alice
+  $ tibet tza verify token.tza --trust alice.pub.json --require-signer jis:acme:alice --json
+
+Exit codes: 0 valid, 1 invalid (the reason and its code are printed), 2 usage error.`,
     )
     .action(
       async (file: string, o: { trust?: string[]; requireSigner?: string[]; json?: boolean }) =>
@@ -114,7 +136,14 @@ Examples:
     .option('--trust <id|file>', 'require a trusted signer; repeatable', collect)
     .addHelpText(
       'after',
-      '\nExactly one of --stdout (with --entry) or --out-dir.\nExit codes: 0 opened, 1 refused (invalid, untrusted, not a recipient), 2 usage error.',
+      `
+Exactly one of --stdout (with --entry) or --out-dir.
+
+Examples:
+  $ tibet tza open token.tza --as jis:acme:bob --entry token --stdout
+  $ tibet tza open token.tza --as jis:acme:bob --trust jis:acme:alice --out-dir ./opened
+
+Exit codes: 0 opened, 1 refused (invalid, untrusted, not a recipient), 2 usage error.`,
     )
     .action(
       async (
@@ -133,7 +162,12 @@ Examples:
     .option('--json', 'print JSON')
     .addHelpText(
       'after',
-      '\nExit codes: 0 unpacked, 1 refused (invalid bundle, unsafe path, file exists), 2 usage error.',
+      `
+Examples:
+  $ tibet tza unpack notes.tza ./notes
+  $ tibet tza unpack token.tza ./token --as jis:acme:bob --trust jis:acme:alice --json
+
+Exit codes: 0 unpacked, 1 refused (invalid bundle, unsafe path, file exists), 2 usage error.`,
     )
     .action(
       async (file: string, dir: string, o: { as?: string; trust?: string[]; json?: boolean }) =>
@@ -154,7 +188,20 @@ Examples:
     .requiredOption('--signer <id|file>', 'who signs the new bundle; repeatable', collect)
     .requiredOption('-o, --out <file>', 'where to write the new bundle')
     .option('--trust <id|file>', 'require a trusted signer on the input; repeatable', collect)
-    .addHelpText('after', '\nExit codes: 0 written, 1 refused, 2 usage error.')
+    .addHelpText(
+      'after',
+      `
+Without --rekey the payload keeps its data key, so a removed recipient who kept that key
+could still decrypt the new bundle; --rekey seals it again under a fresh one.
+
+Examples:
+  $ tibet tza rewrap token.tza --as jis:acme:alice --add jis:acme:carol \\
+      --signer jis:acme:alice -o token-v2.tza
+  $ tibet tza rewrap token.tza --as jis:acme:alice --remove jis:acme:bob --rekey \\
+      --signer jis:acme:alice -o token-v2.tza
+
+Exit codes: 0 written, 1 refused, 2 usage error.`,
+    )
     .action(
       async (
         file: string,

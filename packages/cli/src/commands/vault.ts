@@ -72,6 +72,11 @@ function common(c: Command): Command {
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
+/** An \`Examples:\` block: one command per argument (continuation lines already indented). */
+function examples(...commands: string[]): string {
+  return `\nExamples:\n${commands.map((c) => `  $ ${c}`).join('\n')}\n`;
+}
+
 /** `tibet vault …`: registration only (the work is in vault-actions.ts, loaded on use). */
 export function registerVault(program: Command): void {
   const v = program
@@ -111,6 +116,7 @@ Exit codes: 0 ok · 1 refused (the reason and its code are printed) · 2 usage e
 The vault's identity signs its records, its releases and its refusals, and releases
 secrets in the keychain in \`system\` authority mode: guard its passphrase (see
 docs/vault.md, "what the holder of the vault's key can do"). Running init again is safe.
+${examples('tibet vault init --org acme', 'tibet vault init --org acme --json')}
 Exit codes: 0 done, 1 refused (the identity exists with another class), 2 usage error.`,
     )
     .action(async (o: { org: string; json?: boolean }) =>
@@ -146,7 +152,16 @@ Exit codes: 0 done, 1 refused (the identity exists with another class), 2 usage 
 Give --unlock-at, --dead-man, or both (then it releases at the later of the two). The
 content is never taken from an argument; exactly one of --from-stdin, --from-file,
 --from-env or --secret. It becomes a keychain secret vault.<vault-id> whose reveal
-policy is empty until the release.${EXIT_ACTING}`,
+policy is empty until the release.
+${examples(
+  `printf %s "$RECOVERY_PHRASE" | tibet vault create --from-stdin --as jis:acme:alice \\
+      --beneficiary jis:acme:bob --dead-man P30D --note "alice's recovery phrase"`,
+  `tibet vault create --secret sec_root_pw --as jis:acme:alice --beneficiary jis:acme:bob \\
+      --beneficiary jis:acme:carol --unlock-at 2027-01-01T00:00:00Z --dead-man P90D \\
+      --note "root password for the successor" --why "succession plan"`,
+  `tibet vault create --from-env DR_API_KEY --type api_key --id vlt_dr_api_key \\
+      --as jis:acme:alice --beneficiary jis:acme:bob --dead-man PT12H --note "DR key" --json`,
+)}${EXIT_ACTING}`,
     )
     .action(async (o: VaultCreateOpts) => (await import('./vault-actions.js')).create(o));
 
@@ -162,7 +177,12 @@ policy is empty until the release.${EXIT_ACTING}`,
       'after',
       `
 Anyone else is refused, and the refusal is logged (vault-heartbeat-denied). A heartbeat
-after the trigger was reached releases the vault instead (ALREADY_RELEASED).${EXIT_ACTING}`,
+after the trigger was reached releases the vault instead (ALREADY_RELEASED).
+${examples(
+  'tibet vault heartbeat vlt_0123456789abcdef --as jis:acme:alice',
+  `tibet vault heartbeat vlt_0123456789abcdef --as jis:acme:alice \\
+      --why "back from holiday" --json`,
+)}${EXIT_ACTING}`,
     )
     .action(async (id: string, o: VaultActingOpts) =>
       (await import('./vault-actions.js')).heartbeat(id, o),
@@ -187,6 +207,10 @@ releases nothing (logged once per jump as vault-clock-regressed).
 anyone holding the vault's key could do anyway. It leaves a trace: the release token carries
 the time checked at, while the audit log records when the event really arrived; and later
 checks see the real clock as gone backwards until it passes that time.
+${examples(
+  'tibet vault check',
+  'tibet vault check --at 2027-01-01T00:00:00Z --json    # a drill: as on 1 January 2027',
+)}
 Exit codes: 0 checked (per-vault errors are in the report), 1 refused, 2 usage error.`,
     )
     .action(async (o: VaultCommon & { at?: string }) =>
@@ -208,7 +232,12 @@ Exit codes: 0 checked (per-vault errors are in the report), 1 refused, 2 usage e
       `
 Exactly one destination: --out FILE or --stdout (with --stdout, --json is not allowed).
 Before the release, or by anyone who is not a beneficiary: refused and logged
-(vault-open-denied).${EXIT_ACTING}`,
+(vault-open-denied).
+${examples(
+  'tibet vault open vlt_0123456789abcdef --as jis:acme:bob --out phrase.txt',
+  `tibet vault open vlt_0123456789abcdef --as jis:acme:bob --stdout \\
+      --why "restore alice's wallet" | gpg --encrypt -r bob@acme.example > phrase.gpg`,
+)}${EXIT_ACTING}`,
     )
     .action(async (id: string, o: VaultOpenOpts) =>
       (await import('./vault-actions.js')).open(id, o),
@@ -221,7 +250,14 @@ Before the release, or by anyone who is not a beneficiary: refused and logged
       .option('--owner <id>', "only this owner's vaults")
       .option('--beneficiary <id>', 'only vaults for this beneficiary'),
   )
-    .addHelpText('after', EXIT_READING)
+    .addHelpText(
+      'after',
+      `${examples(
+        'tibet vault list',
+        'tibet vault list --owner jis:acme:alice',
+        'tibet vault list --beneficiary jis:acme:bob --json',
+      )}${EXIT_READING}`,
+    )
     .action(async (o: VaultListOpts) => (await import('./vault-actions.js')).list(o));
 
   common(
@@ -230,7 +266,13 @@ Before the release, or by anyone who is not a beneficiary: refused and logged
       .description('one vault: metadata, status, deadline, time until release (never content)')
       .argument('<vault-id>'),
   )
-    .addHelpText('after', EXIT_READING)
+    .addHelpText(
+      'after',
+      `${examples(
+        'tibet vault info vlt_0123456789abcdef',
+        'tibet vault info vlt_0123456789abcdef --url http://127.0.0.1:7468 --json',
+      )}${EXIT_READING}`,
+    )
     .action(async (id: string, o: VaultCommon) => (await import('./vault-actions.js')).info(id, o));
 
   common(
@@ -245,7 +287,12 @@ Before the release, or by anyone who is not a beneficiary: refused and logged
       `
 Runs until SIGINT or SIGTERM. With --json, one report per check as NDJSON on stdout;
 otherwise a line per release or error on stderr. The same watcher can run inside another
-daemon (runWatcher of @tibet/vault).
+daemon (runWatcher of @tibet/vault), e.g. \`tibet continuityd serve --watch-vaults\`.
+${examples(
+  'tibet vault watch &',
+  'tibet vault watch --once',
+  'tibet vault watch --interval 300 --json >> vault-watch.ndjson',
+)}
 Exit codes: 0 stopped, 1 refused, 2 usage error.`,
     )
     .action(async (o: VaultWatchOpts) => (await import('./vault-actions.js')).watch(o));
