@@ -43,7 +43,13 @@ export {
   parseActorId,
   parsePublicIdentity,
 } from './identity.js';
-export { canonicalBytes, canonicalize, parseCanonicalJson } from './jcs.js';
+export {
+  canonicalBytes,
+  canonicalize,
+  isCanonicalJson,
+  isCanonicalizable,
+  parseCanonicalJson,
+} from './jcs.js';
 export {
   DEFAULT_SCRYPT,
   KEYFILE_FORMAT,

@@ -69,6 +69,279 @@ export function canonicalBytes(value: unknown): Uint8Array {
 }
 
 /**
+ * Whether `canonicalize(v)` would succeed, without building its text: the same rules as
+ * {@link canonicalize} (depth ≤ 128; finite numbers; strings and member names without lone
+ * surrogates; arrays without undefined elements or holes; plain objects, members whose value
+ * is undefined left out; nothing else).
+ */
+export function isCanonicalizable(v: unknown): boolean {
+  return canonicalizable(v, 0);
+}
+
+function canonicalizable(v: unknown, depth: number): boolean {
+  if (depth > 128) return false;
+  if (v === null) return true;
+  switch (typeof v) {
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(v);
+    case 'string':
+      return !LONE_SURROGATE.test(v);
+    case 'object': {
+      if (Array.isArray(v)) {
+        // a hole reads as undefined, as in ser()
+        for (let i = 0; i < v.length; i++) {
+          const x = (v as unknown[])[i];
+          if (x === undefined || !canonicalizable(x, depth + 1)) return false;
+        }
+        return true;
+      }
+      const proto = Object.getPrototypeOf(v) as unknown;
+      if (proto !== Object.prototype && proto !== null) return false;
+      const obj = v as Record<string, unknown>;
+      for (const k of Object.keys(obj)) {
+        const x = obj[k];
+        if (x === undefined) continue;
+        if (LONE_SURROGATE.test(k) || !canonicalizable(x, depth + 1)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+// ---------------------------------------------------------------- canonical text check
+//
+// A single pass over JSON text that accepts exactly the texts `canonicalize(JSON.parse(t))`
+// reproduces: no whitespace; `true`/`false`/`null`; numbers written as ECMAScript writes
+// them (String(Number(x)) === x, so no `-0`, `1.0`, `1e2`, leading zeros or non-finite
+// values); strings with only the escapes JSON.stringify emits (the seven short forms and
+// `\u00xx` in lowercase for the other controls below U+0020) and no lone surrogate; members
+// in strictly increasing UTF-16 order of their names (so no duplicates); nesting ≤ 128. It
+// allocates nothing for the common case, where re-serialising a parsed line allocated its
+// whole text again.
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COMMA = 0x2c;
+const COLON = 0x3a;
+const LBRACE = 0x7b;
+const RBRACE = 0x7d;
+const LBRACKET = 0x5b;
+const RBRACKET = 0x5d;
+const MINUS = 0x2d;
+const ZERO = 0x30;
+const NINE = 0x39;
+
+// eslint-disable-next-line no-control-regex
+const PLAIN = /[^"\\\u0000-\u001f\ud800-\udfff]*/y;
+
+/** Scanner state: the text and the position of the next character. */
+interface Scan {
+  s: string;
+  i: number;
+}
+
+/** A string token at `s.i` (on its opening quote); returns its end (after the closing quote) or -1; sets `esc`. */
+function scanString(sc: Scan, esc: { v: boolean }): number {
+  const s = sc.s;
+  let i = sc.i + 1;
+  const n = s.length;
+  esc.v = false;
+  for (;;) {
+    PLAIN.lastIndex = i; // skip a run of characters that stand for themselves
+    PLAIN.test(s);
+    i = PLAIN.lastIndex;
+    if (i >= n) return -1;
+    const c = s.charCodeAt(i);
+    if (c === QUOTE) return i + 1;
+    if (c < 0x20) return -1;
+    if (c === BACKSLASH) {
+      esc.v = true;
+      const e = s.charCodeAt(i + 1);
+      // \" \\ \b \f \n \r \t
+      if (
+        e === 0x22 ||
+        e === 0x5c ||
+        e === 0x62 ||
+        e === 0x66 ||
+        e === 0x6e ||
+        e === 0x72 ||
+        e === 0x74
+      ) {
+        i += 2;
+        continue;
+      }
+      // \u00xx, lowercase hex, only for a control that has no short form
+      if (e !== 0x75 || s.charCodeAt(i + 2) !== ZERO || s.charCodeAt(i + 3) !== ZERO) return -1;
+      const h = s.charCodeAt(i + 4);
+      const l = s.charCodeAt(i + 5);
+      if (h !== 0x30 && h !== 0x31) return -1;
+      let lv: number;
+      if (l >= 0x30 && l <= 0x39) lv = l - 0x30;
+      else if (l >= 0x61 && l <= 0x66) lv = l - 0x61 + 10;
+      else return -1;
+      const code = (h - 0x30) * 16 + lv;
+      if (code === 8 || code === 9 || code === 10 || code === 12 || code === 13) return -1;
+      i += 6;
+      continue;
+    }
+    if (c >= 0xd800 && c <= 0xdfff) {
+      // a surrogate must be the high half of a pair
+      if (c > 0xdbff) return -1;
+      const d = s.charCodeAt(i + 1);
+      if (!(d >= 0xdc00 && d <= 0xdfff)) return -1;
+      i += 2;
+      continue;
+    }
+    i++;
+  }
+}
+
+/** -1, 0 or 1: the UTF-16 order of two member names given as string tokens (quotes included). */
+function compareNames(
+  s: string,
+  a0: number,
+  a1: number,
+  aEsc: boolean,
+  b0: number,
+  b1: number,
+  bEsc: boolean,
+): number {
+  if (aEsc || bEsc) {
+    const a = JSON.parse(s.slice(a0, a1)) as string;
+    const b = JSON.parse(s.slice(b0, b1)) as string;
+    return a < b ? -1 : a > b ? 1 : 0;
+  }
+  // without escapes a name is the text between its quotes
+  const la = a1 - a0 - 2;
+  const lb = b1 - b0 - 2;
+  const m = la < lb ? la : lb;
+  for (let k = 1; k <= m; k++) {
+    const x = s.charCodeAt(a0 + k);
+    const y = s.charCodeAt(b0 + k);
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return la < lb ? -1 : la > lb ? 1 : 0;
+}
+
+function isDigit(c: number): boolean {
+  return c >= ZERO && c <= NINE;
+}
+
+function scanNumber(sc: Scan): boolean {
+  const s = sc.s;
+  const start = sc.i;
+  let i = start;
+  const n = s.length;
+  for (; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (!(isDigit(c) || c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === MINUS)) break;
+  }
+  sc.i = i;
+  // fast path: a plain integer of at most 15 digits without a leading zero is its own form
+  let j = start;
+  if (s.charCodeAt(j) === MINUS) j++;
+  const digits = i - j;
+  if (digits >= 1 && digits <= 15) {
+    const first = s.charCodeAt(j);
+    let plain = first >= 0x31 && first <= NINE;
+    for (let k = j + 1; plain && k < i; k++) plain = isDigit(s.charCodeAt(k));
+    if (plain) return true;
+    if (digits === 1 && first === ZERO && j === start) return true; // "0"
+  }
+  // otherwise: exactly the ECMAScript form of a finite number (which is also valid JSON)
+  const tok = s.slice(start, i);
+  const v = Number(tok);
+  return Number.isFinite(v) && String(v) === tok;
+}
+
+function scanValue(sc: Scan, depth: number, esc: { v: boolean }): boolean {
+  if (depth > 128) return false;
+  const s = sc.s;
+  const c = s.charCodeAt(sc.i);
+  switch (c) {
+    case LBRACE: {
+      sc.i++;
+      if (s.charCodeAt(sc.i) === RBRACE) {
+        sc.i++;
+        return true;
+      }
+      let p0 = -1;
+      let p1 = -1;
+      let pEsc = false;
+      for (;;) {
+        if (s.charCodeAt(sc.i) !== QUOTE) return false;
+        const k0 = sc.i;
+        const k1 = scanString(sc, esc);
+        if (k1 < 0) return false;
+        const kEsc = esc.v;
+        if (p0 >= 0 && compareNames(s, p0, p1, pEsc, k0, k1, kEsc) >= 0) return false;
+        p0 = k0;
+        p1 = k1;
+        pEsc = kEsc;
+        sc.i = k1;
+        if (s.charCodeAt(sc.i) !== COLON) return false;
+        sc.i++;
+        if (!scanValue(sc, depth + 1, esc)) return false;
+        const d = s.charCodeAt(sc.i);
+        sc.i++;
+        if (d === RBRACE) return true;
+        if (d !== COMMA) return false;
+      }
+    }
+    case LBRACKET: {
+      sc.i++;
+      if (s.charCodeAt(sc.i) === RBRACKET) {
+        sc.i++;
+        return true;
+      }
+      for (;;) {
+        if (!scanValue(sc, depth + 1, esc)) return false;
+        const d = s.charCodeAt(sc.i);
+        sc.i++;
+        if (d === RBRACKET) return true;
+        if (d !== COMMA) return false;
+      }
+    }
+    case QUOTE: {
+      const e = scanString(sc, esc);
+      if (e < 0) return false;
+      sc.i = e;
+      return true;
+    }
+    case 0x74: // true
+      if (!s.startsWith('true', sc.i)) return false;
+      sc.i += 4;
+      return true;
+    case 0x66: // false
+      if (!s.startsWith('false', sc.i)) return false;
+      sc.i += 5;
+      return true;
+    case 0x6e: // null
+      if (!s.startsWith('null', sc.i)) return false;
+      sc.i += 4;
+      return true;
+    default:
+      if (c === MINUS || isDigit(c)) return scanNumber(sc);
+      return false;
+  }
+}
+
+/**
+ * Whether `text` is exactly the RFC 8785 canonical form of the JSON value it holds (so
+ * `canonicalize(JSON.parse(text)) === text`), checked in one pass without parsing or
+ * re-serialising it.
+ */
+export function isCanonicalJson(text: string): boolean {
+  if (typeof text !== 'string') return false;
+  const sc: Scan = { s: text, i: 0 };
+  return scanValue(sc, 0, { v: false }) && sc.i === text.length;
+}
+
+/**
  * Parse JSON text that must already be in RFC 8785 canonical form (a signed line or token).
  * Throws CoreError `NON_CANONICAL_JSON` for malformed or non-canonical text, including
  * duplicate keys and insignificant whitespace.
@@ -80,6 +353,9 @@ export function parseCanonicalJson(text: string): JsonValue {
   } catch (cause) {
     throw new CoreError('NON_CANONICAL_JSON', 'malformed JSON', { cause });
   }
+  // The one-pass check proves the common case; whatever it does not accept goes through the
+  // full re-serialisation below, which also names the reason.
+  if (isCanonicalJson(text)) return v;
   let again: string;
   try {
     again = canonicalize(v);

@@ -15,7 +15,7 @@ import {
   type ActorClass,
   type Identity,
 } from './identity.js';
-import { canonicalBytes, type JsonObject, type JsonValue } from './jcs.js';
+import { canonicalBytes, isCanonicalizable, type JsonObject, type JsonValue } from './jcs.js';
 import { systemRandom, type Random } from './random.js';
 
 export const TOKEN_TYPE = 'tibet-token/1';
@@ -217,47 +217,8 @@ function tokenFieldErrors(o: Record<string, unknown> | TokenBody, withSig: boole
     !(typeof t['signature'] === 'string' && /^[A-Za-z0-9_-]{85}[AQgw]$/.test(t['signature']))
   )
     e.push('signature must be the base64url of 64 bytes (86 characters)');
-  if (!canonicalizable(t, 0)) e.push('token is not canonicalizable JSON');
+  if (!isCanonicalizable(t)) e.push('token is not canonicalizable JSON');
   return e;
-}
-
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/**
- * Whether `canonicalize(v)` would succeed, without building its text: the same rules as
- * jcs.ts's serialiser (depth ≤ 128; finite numbers; strings and member names without lone
- * surrogates; arrays without undefined elements or holes; plain objects, members whose value
- * is undefined left out; nothing else). A parsed token is checked on every log line read.
- */
-function canonicalizable(v: unknown, depth: number): boolean {
-  if (depth > 128) return false;
-  if (v === null) return true;
-  switch (typeof v) {
-    case 'boolean':
-      return true;
-    case 'number':
-      return Number.isFinite(v);
-    case 'string':
-      return !LONE_SURROGATE.test(v);
-    case 'object': {
-      if (Array.isArray(v)) {
-        for (const x of v as unknown[])
-          if (x === undefined || !canonicalizable(x, depth + 1)) return false;
-        return true;
-      }
-      const proto = Object.getPrototypeOf(v) as unknown;
-      if (proto !== Object.prototype && proto !== null) return false;
-      const obj = v as Record<string, unknown>;
-      for (const k of Object.keys(obj)) {
-        const x = obj[k];
-        if (x === undefined) continue;
-        if (LONE_SURROGATE.test(k) || !canonicalizable(x, depth + 1)) return false;
-      }
-      return true;
-    }
-    default:
-      return false;
-  }
 }
 
 /** Validate the structure of an untrusted token (no signature check). */
