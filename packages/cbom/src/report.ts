@@ -7,8 +7,7 @@
  * check offline with {@link verifyReport} (`tibet cbom report --verify`), with nothing but
  * public keys. See docs/cbom.md §6.
  */
-import { constants } from 'node:fs';
-import { mkdir, open, readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   canonicalize,
@@ -28,6 +27,8 @@ import {
 } from '@tibet/core';
 import {
   formatTlogProof,
+  fsyncDir,
+  writeNewFile,
   noteKeyId,
   parseCheckpoint,
   parseRecord,
@@ -106,24 +107,9 @@ export interface WriteReportOptions extends Omit<WalkOptions, 'subject' | 'store
 
 const pad = (n: number): string => String(n).padStart(12, '0');
 
-async function writeDurable(path: string, data: string | Uint8Array): Promise<void> {
-  const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
+/** Each file of the folder: created exclusively and fsync'd; the folders are fsync'd at the end. */
+const writeDurable = (path: string, data: string | Uint8Array): Promise<void> =>
+  writeNewFile(path, data, { mode: 0o644, syncDir: false });
 
 const safeName = (actor: string): string => actor.replace(/[^A-Za-z0-9._-]/g, '_');
 
@@ -273,8 +259,8 @@ export async function writeReport(o: WriteReportOptions): Promise<ReportDocument
   };
   await writeDurable(join(out, 'report.json'), JSON.stringify(doc, null, 2) + '\n');
   await writeDurable(join(out, 'report.md'), reportMarkdown(doc));
-  for (const d of ['events', 'proofs', 'keys']) await syncDir(join(out, d));
-  await syncDir(out);
+  for (const d of ['events', 'proofs', 'keys']) await fsyncDir(join(out, d));
+  await fsyncDir(out);
   return doc;
 }
 

@@ -11,6 +11,15 @@ export { DiskIndex, INDEX_FORMAT } from './disk-index.js';
 export { queryLog, tailLog } from './query.js';
 export { serveLog } from './daemon.js';
 export { ContinuityError } from './errors.js';
+export {
+  NumberedFiles,
+  fsyncDir,
+  listDir,
+  readTextIfExists,
+  replaceFile,
+  waitForDirLock,
+  writeNewFile,
+} from './durable.js';
 export { DirLock } from './lock.js';
 export { MemoryIndex } from './log-index.js';
 export {
@@ -45,6 +54,7 @@ export type { DiskIndexOptions, DiskIndexStats, IndexRange, LogPosition } from '
 export type { LogHit, LogQuery, QueryOptions, TailOptions, TimeInput } from './query.js';
 export type { RouteHandler, RunningDaemon, ServeOptions } from './daemon.js';
 export type { ContinuityErrorCode } from './errors.js';
+export type { WriteNewFileOptions } from './durable.js';
 export type { LockInfo } from './lock.js';
 export type { ActionEntry, IndexedRecord, LogIndex, LogObserver } from './log-index.js';
 export type { AppendOptions, AppendReceipt, AuditLogOptions, LogIo, LogMeta } from './log.js';

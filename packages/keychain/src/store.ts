@@ -9,9 +9,18 @@
  *     keychain/secrets/<id>/LOCK               held during an operation (O_EXCL, pid)
  */
 import { constants } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ContinuityError, DirLock } from '@tibet/continuityd';
+import {
+  ContinuityError,
+  NumberedFiles,
+  fsyncDir,
+  listDir,
+  readTextIfExists,
+  replaceFile,
+  waitForDirLock,
+  writeNewFile,
+} from '@tibet/continuityd';
 import { KeychainError } from './errors.js';
 import { SECRET_ID } from './vocabulary.js';
 
@@ -48,28 +57,8 @@ function checkId(id: string): void {
     throw new KeychainError('INVALID_SECRET_ID', `secret id must match ${SECRET_ID.source}`);
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function writeNew(path: string, dir: string, bytes: Uint8Array): Promise<void> {
-  const fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-  try {
-    await fh.writeFile(bytes);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await fsyncDir(dir);
-}
-
-const rev = (n: number): string => `rev-${String(n).padStart(6, '0')}.tza`;
-const mat = (n: number): string => `material-${String(n).padStart(6, '0')}.tza`;
+const REV = new NumberedFiles('rev-', '.tza');
+const MAT = new NumberedFiles('material-', '.tza');
 
 export class FileStore implements SecretStore {
   readonly root: string;
@@ -83,22 +72,12 @@ export class FileStore implements SecretStore {
   }
 
   async list(): Promise<string[]> {
-    try {
-      return (await readdir(this.root)).filter((n) => SECRET_ID.test(n)).sort();
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw e;
-    }
+    return (await listDir(this.root)).filter((n) => SECRET_ID.test(n)).sort();
   }
 
   async head(id: string): Promise<Head | undefined> {
-    let text: string;
-    try {
-      text = await readFile(join(this.dir(id), 'HEAD'), 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
-    }
+    const text = await readTextIfExists(join(this.dir(id), 'HEAD'));
+    if (text === undefined) return undefined;
     let h: Head;
     try {
       h = JSON.parse(text) as Head;
@@ -106,8 +85,11 @@ export class FileStore implements SecretStore {
       throw new KeychainError('STORE_CORRUPT', `HEAD of ${id} is not JSON`, { cause });
     }
     if (
+      typeof h !== 'object' ||
+      h === null ||
       !Number.isSafeInteger(h.revision) ||
       h.revision < 1 ||
+      typeof h.sha256 !== 'string' ||
       !/^[0-9a-f]{64}$/.test(h.sha256) ||
       typeof h.action_id !== 'string'
     ) {
@@ -117,75 +99,45 @@ export class FileStore implements SecretStore {
   }
 
   async revisions(id: string): Promise<number[]> {
-    let names: string[] = [];
-    try {
-      names = await readdir(this.dir(id));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-    return names
-      .map((n) => /^rev-(\d{6})\.tza$/.exec(n))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => Number(m[1]))
-      .sort((a, b) => a - b);
+    return REV.list(this.dir(id));
   }
 
   async readRevision(id: string, revision: number): Promise<Uint8Array> {
-    return new Uint8Array(await readFile(join(this.dir(id), rev(revision))));
+    return new Uint8Array(await readFile(join(this.dir(id), REV.name(revision))));
   }
 
   async writeRevision(id: string, revision: number, bytes: Uint8Array): Promise<void> {
     const d = this.dir(id);
     await mkdir(d, { recursive: true, mode: 0o700 });
-    await writeNew(join(d, rev(revision)), d, bytes);
+    await writeNewFile(join(d, REV.name(revision)), bytes);
   }
 
   async discardRevision(id: string, revision: number): Promise<void> {
     const d = this.dir(id);
-    await unlink(join(d, rev(revision))).catch(() => undefined);
+    await unlink(join(d, REV.name(revision))).catch(() => undefined);
     await fsyncDir(d).catch(() => undefined);
   }
 
   async commit(id: string, head: Head): Promise<void> {
-    const d = this.dir(id);
-    const tmp = join(d, `.HEAD.${process.pid}.tmp`);
-    const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(head) + '\n');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, join(d, 'HEAD'));
-    await fsyncDir(d);
+    await replaceFile(join(this.dir(id), 'HEAD'), JSON.stringify(head) + '\n');
   }
 
   async writeMaterial(id: string, version: number, bytes: Uint8Array): Promise<void> {
     const d = this.dir(id);
     await mkdir(d, { recursive: true, mode: 0o700 });
-    const path = join(d, mat(version));
+    const path = join(d, MAT.name(version));
     // a leftover from an operation that was never committed is replaced
     await unlink(path).catch(() => undefined);
-    await writeNew(path, d, bytes);
+    await writeNewFile(path, bytes);
   }
 
   async materials(id: string): Promise<number[]> {
-    let names: string[] = [];
-    try {
-      names = await readdir(this.dir(id));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-    return names
-      .map((n) => /^material-(\d{6})\.tza$/.exec(n))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => Number(m[1]))
-      .sort((a, b) => a - b);
+    return MAT.list(this.dir(id));
   }
 
   async readMaterial(id: string, version: number): Promise<Uint8Array> {
     try {
-      return new Uint8Array(await readFile(join(this.dir(id), mat(version))));
+      return new Uint8Array(await readFile(join(this.dir(id), MAT.name(version))));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT')
         throw new KeychainError('SECRET_DESTROYED', `no material for ${id} v${version}`);
@@ -195,7 +147,7 @@ export class FileStore implements SecretStore {
 
   async shredMaterial(id: string, version: number): Promise<void> {
     const d = this.dir(id);
-    const path = join(d, mat(version));
+    const path = join(d, MAT.name(version));
     let size: number;
     try {
       size = (await stat(path)).size;
@@ -214,23 +166,15 @@ export class FileStore implements SecretStore {
   }
 
   async lock(id: string, timeoutMs = 15_000): Promise<() => Promise<void>> {
-    const d = this.dir(id);
-    await mkdir(d, { recursive: true, mode: 0o700 });
-    const deadline = Date.now() + timeoutMs;
-    let wait = 2;
-    for (;;) {
-      try {
-        const l = await DirLock.acquire(d, 'keychain');
-        return () => l.release();
-      } catch (e) {
-        if (!(ContinuityError.is(e) && e.code === 'LOCKED')) throw e;
-        if (Date.now() > deadline)
-          throw new KeychainError('STORE_LOCKED', `secret ${id} is busy: ${e.message}`, {
-            cause: e,
-          });
-        await new Promise((r) => setTimeout(r, wait + Math.random() * wait));
-        wait = Math.min(wait * 2, 100);
-      }
+    try {
+      const l = await waitForDirLock(this.dir(id), 'keychain', timeoutMs);
+      return () => l.release();
+    } catch (e) {
+      if (ContinuityError.is(e) && e.code === 'LOCKED')
+        throw new KeychainError('STORE_LOCKED', `secret ${id} is busy: ${e.message}`, {
+          cause: e,
+        });
+      throw e;
     }
   }
 }

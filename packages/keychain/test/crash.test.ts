@@ -96,7 +96,7 @@ const tally = {
   acknowledged: 0,
   /** Distinct material_seq+1 files left by an operation that never committed (documented). */
   leftoverMaterial: 0,
-  /** Distinct `.HEAD.<pid>.tmp` files left by a kill inside `commit` (no secret in them). */
+  /** Distinct `.HEAD.<random>.tmp` files left by a kill inside `commit` (no secret in them). */
   headTemp: 0,
   /** Known bug hits (see the it.fails tests). */
   emptyLock: 0,
@@ -226,7 +226,7 @@ function strayFiles(home: string, ctx: string): void {
   for (const id of ids)
     for (const f of readdirSync(secretDir(home, id))) {
       if (/^(rev|material)-\d{6}\.tza$/.test(f) || f === 'HEAD') continue;
-      if (/^\.HEAD\.\d+\.tmp$/.test(f)) {
+      if (/^\.HEAD\.[0-9a-f]{12}\.tmp$/.test(f)) {
         const text = readFileSync(join(secretDir(home, id), f), 'utf8');
         expect(
           text === '' ||

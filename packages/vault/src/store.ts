@@ -12,11 +12,18 @@
  * HEAD and the clock file are replaced through a temporary file (fsync, rename, fsync the
  * folder).
  */
-import { constants } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, unlink } from 'node:fs/promises';
+import { mkdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { ContinuityError, DirLock } from '@tibet/continuityd';
+import {
+  ContinuityError,
+  NumberedFiles,
+  fsyncDir,
+  listDir,
+  readTextIfExists,
+  replaceFile,
+  waitForDirLock,
+  writeNewFile,
+} from '@tibet/continuityd';
 import { VaultError } from './errors.js';
 
 /** A vault id: 3–64 of a-z 0-9 _ . - starting with a letter (generated: `vlt_` + 16 hex). */
@@ -37,50 +44,18 @@ export interface ClockState {
   warned_at_high_water: string | null;
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY);
+async function lockDir(dir: string, what: string, timeoutMs: number): Promise<() => Promise<void>> {
   try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-async function replaceFile(dir: string, name: string, data: string): Promise<void> {
-  const tmp = join(dir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
+    const l = await waitForDirLock(dir, 'vault', timeoutMs);
+    return () => l.release();
   } catch (e) {
-    await fh.close();
-    await unlink(tmp).catch(() => undefined);
+    if (ContinuityError.is(e) && e.code === 'LOCKED')
+      throw new VaultError('STORE_LOCKED', `${what} is busy: ${e.message}`, { cause: e });
     throw e;
   }
-  await fh.close();
-  await rename(tmp, join(dir, name));
-  await fsyncDir(dir);
 }
 
-async function lockDir(dir: string, what: string, timeoutMs: number): Promise<() => Promise<void>> {
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const deadline = Date.now() + timeoutMs;
-  let wait = 2;
-  for (;;) {
-    try {
-      const l = await DirLock.acquire(dir, 'vault');
-      return () => l.release();
-    } catch (e) {
-      if (!(ContinuityError.is(e) && e.code === 'LOCKED')) throw e;
-      if (Date.now() > deadline)
-        throw new VaultError('STORE_LOCKED', `${what} is busy: ${e.message}`, { cause: e });
-      await new Promise((r) => setTimeout(r, wait + Math.random() * wait));
-      wait = Math.min(wait * 2, 100);
-    }
-  }
-}
-
-const rec = (n: number): string => `rec-${String(n).padStart(6, '0')}.json`;
+const REC = new NumberedFiles('rec-', '.json');
 
 export class VaultStore {
   readonly root: string;
@@ -98,22 +73,12 @@ export class VaultStore {
   }
 
   async list(): Promise<string[]> {
-    try {
-      return (await readdir(this.root)).filter((n) => VAULT_ID.test(n)).sort();
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw e;
-    }
+    return (await listDir(this.root)).filter((n) => VAULT_ID.test(n)).sort();
   }
 
   async head(id: string): Promise<VaultHead | undefined> {
-    let text: string;
-    try {
-      text = await readFile(join(this.dir(id), 'HEAD'), 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
-    }
+    const text = await readTextIfExists(join(this.dir(id), 'HEAD'));
+    if (text === undefined) return undefined;
     let h: VaultHead;
     try {
       h = JSON.parse(text) as VaultHead;
@@ -135,22 +100,12 @@ export class VaultStore {
 
   /** Record numbers present (committed or not), ascending. */
   async records(id: string): Promise<number[]> {
-    let names: string[] = [];
-    try {
-      names = await readdir(this.dir(id));
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-    return names
-      .map((n) => /^rec-(\d{6})\.json$/.exec(n))
-      .filter((m): m is RegExpExecArray => m !== null)
-      .map((m) => Number(m[1]))
-      .sort((a, b) => a - b);
+    return REC.list(this.dir(id));
   }
 
   async readRecord(id: string, seq: number): Promise<Uint8Array> {
     try {
-      const b = await readFile(join(this.dir(id), rec(seq)));
+      const b = await readFile(join(this.dir(id), REC.name(seq)));
       return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT')
@@ -163,29 +118,18 @@ export class VaultStore {
   async writeRecord(id: string, seq: number, bytes: Uint8Array): Promise<void> {
     const d = this.dir(id);
     await mkdir(d, { recursive: true, mode: 0o700 });
-    const fh = await open(
-      join(d, rec(seq)),
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
-      0o600,
-    );
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fsyncDir(d);
+    await writeNewFile(join(d, REC.name(seq)), bytes);
   }
 
   async discardRecord(id: string, seq: number): Promise<void> {
     const d = this.dir(id);
-    await unlink(join(d, rec(seq))).catch(() => undefined);
+    await unlink(join(d, REC.name(seq))).catch(() => undefined);
     await fsyncDir(d).catch(() => undefined);
   }
 
   /** Make `head` current, atomically and durably. */
   async commit(id: string, head: VaultHead): Promise<void> {
-    await replaceFile(this.dir(id), 'HEAD', JSON.stringify(head) + '\n');
+    await replaceFile(join(this.dir(id), 'HEAD'), JSON.stringify(head) + '\n');
   }
 
   /** Exclusive per-vault lock across processes; waits up to `timeoutMs`. */
@@ -200,13 +144,8 @@ export class VaultStore {
   }
 
   async readClock(): Promise<ClockState | undefined> {
-    let text: string;
-    try {
-      text = await readFile(join(this.clockDir, 'state.json'), 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
-    }
+    const text = await readTextIfExists(join(this.clockDir, 'state.json'));
+    if (text === undefined) return undefined;
     let c: ClockState;
     try {
       c = JSON.parse(text) as ClockState;
@@ -227,6 +166,6 @@ export class VaultStore {
 
   async writeClock(c: ClockState): Promise<void> {
     await mkdir(this.clockDir, { recursive: true, mode: 0o700 });
-    await replaceFile(this.clockDir, 'state.json', JSON.stringify(c) + '\n');
+    await replaceFile(join(this.clockDir, 'state.json'), JSON.stringify(c) + '\n');
   }
 }
