@@ -38,3 +38,21 @@ export class UserError extends Error {
 export function usage(message: string, hint?: string): UserError {
   return new UserError(message, { exitCode: EXIT.usage, code: 'USAGE', ...(hint ? { hint } : {}) });
 }
+
+/**
+ * A package's error (its message and string `code`) as a one-line UserError with that code:
+ * exit 2 when the code is one of `usageCodes` (the input was wrong), else 1 (refused).
+ */
+export function refusal<C extends string>(
+  e: Error & { readonly code: C },
+  usageCodes: readonly C[],
+  hint?: string,
+  message: string = e.message,
+): UserError {
+  return new UserError(message, {
+    exitCode: usageCodes.includes(e.code) ? EXIT.usage : EXIT.failed,
+    code: e.code,
+    cause: e,
+    ...(hint ? { hint } : {}),
+  });
+}

@@ -1,8 +1,8 @@
 import { constants } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { dirname, join } from 'node:path';
+import { replaceFile } from '@tibet/continuityd/durable';
 import { usage } from './errors.js';
 
 /** `$TIBET_HOME`, else the platform's per-user data folder + `/tibet`. */
@@ -36,28 +36,7 @@ export async function writeFileAtomic(
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
     }
   }
-  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(
-    tmp,
-    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
-    o.mode ?? 0o644,
-  );
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (e) {
-    await fh.close();
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
-  await fh.close();
-  await rename(tmp, path);
-  const dh = await open(dir, constants.O_RDONLY);
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
+  await replaceFile(path, data, { mode: o.mode ?? 0o644 });
 }
 
 export async function readInput(path: string, what: string): Promise<Uint8Array> {
@@ -79,13 +58,4 @@ export async function readStdin(): Promise<Uint8Array> {
   b.fill(0);
   for (const c of chunks) c.fill(0);
   return out;
-}
-
-export async function listFiles(dir: string): Promise<string[]> {
-  try {
-    return await readdir(dir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
 }

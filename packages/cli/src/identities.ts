@@ -12,8 +12,9 @@ import {
   type Identity,
   type PublicIdentity,
 } from '@tibet/core';
+import { listDir } from '@tibet/continuityd/durable';
 import { UserError, usage } from './errors.js';
-import { listFiles, writeFileAtomic } from './home.js';
+import { writeFileAtomic } from './home.js';
 import { getPassphrase } from './passphrase.js';
 
 export function identityPaths(home: string, id: string): { key: string; pub: string } {
@@ -85,8 +86,8 @@ export async function loadPublicIdentity(
 export async function listIdentities(home: string): Promise<PublicIdentity[]> {
   const out: PublicIdentity[] = [];
   const root = join(home, 'identities');
-  for (const org of (await listFiles(root)).sort()) {
-    for (const f of (await listFiles(join(root, org))).sort()) {
+  for (const org of (await listDir(root)).sort()) {
+    for (const f of (await listDir(join(root, org))).sort()) {
       if (!f.endsWith('.pub.json')) continue;
       try {
         out.push(await loadPublicIdentity(home, join(root, org, f)));

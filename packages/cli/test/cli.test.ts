@@ -231,25 +231,48 @@ describe('tibet (built CLI, child processes)', () => {
     expect(tibet(['tza', 'unpack', src, dir, '--as', 'jis:acme:alice']).code).toBe(1); // never overwrites
     const re = join(home, 'r.tza');
     expect(
-      tibet([
-        'tza',
-        'rewrap',
-        src,
-        '--as',
-        'jis:acme:alice',
-        '--add',
-        'jis:acme:carol',
-        '--remove',
-        'jis:acme:bob',
-        '--signer',
-        'jis:acme:alice',
-        '-o',
-        re,
-      ]).code,
-    ).toBe(0);
+      JSON.parse(
+        tibet([
+          'tza',
+          'rewrap',
+          src,
+          '--as',
+          'jis:acme:alice',
+          '--add',
+          'jis:acme:carol',
+          '--remove',
+          'jis:acme:bob',
+          '--signer',
+          'jis:acme:alice',
+          '-o',
+          re,
+          '--json',
+        ]).out,
+      ) as unknown,
+    ).toMatchObject({ out: re, rekeyed: false, recipients: ['jis:acme:alice', 'jis:acme:carol'] });
     expect(
       tibet(['tza', 'open', re, '--as', 'jis:acme:carol', '--entry', 'token', '--stdout']).out,
     ).toBe(SECRET);
+    // --json with --out-dir: what was written, never the content
+    const opened = tibet([
+      'tza',
+      'open',
+      re,
+      '--as',
+      'jis:acme:carol',
+      '--out-dir',
+      join(home, 'unpacked', 'json'),
+      '--json',
+    ]);
+    expect(opened.code, opened.err).toBe(0);
+    expect(opened.out).not.toContain(SECRET);
+    expect(JSON.parse(opened.out)).toMatchObject({
+      entries: [{ name: 'token', size: SECRET.length }],
+    });
+    expect(
+      tibet(['tza', 'open', re, '--as', 'jis:acme:carol', '--entry', 'token', '--stdout', '--json'])
+        .code,
+    ).toBe(2);
     expect(
       tibet(['tza', 'open', re, '--as', 'jis:acme:bob', '--entry', 'token', '--stdout']).code,
     ).toBe(1);

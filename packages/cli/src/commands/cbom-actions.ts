@@ -19,7 +19,7 @@ import {
   type View,
   type WalkResult,
 } from '@tibet/cbom';
-import { EXIT, UserError, usage } from '../errors.js';
+import { EXIT, refusal, usage } from '../errors.js';
 import { tibetHome } from '../home.js';
 import { green, note, red, yellow } from '../output.js';
 import { HomeRegistry } from '../registry.js';
@@ -31,17 +31,13 @@ const KINDS = ['secret', 'action', 'bundle', 'capsule', 'home'] as const;
 
 function translate(e: unknown): unknown {
   if (!CbomError.is(e)) return e;
-  const usageCodes = ['INVALID_INPUT'];
-  return new UserError(e.message, {
-    exitCode: usageCodes.includes(e.code) ? EXIT.usage : EXIT.failed,
-    code: e.code,
-    cause: e,
-    ...(e.code === 'NOT_PROVABLE'
-      ? { hint: 'sign a checkpoint (`tibet continuityd checkpoint`) and try again' }
+  const hint =
+    e.code === 'NOT_PROVABLE'
+      ? 'sign a checkpoint (`tibet continuityd checkpoint`) and try again'
       : e.code === 'SUBJECT_NOT_FOUND'
-        ? { hint: 'see `tkc list`, or pass the bundle with --bundle' }
-        : {}),
-  });
+        ? 'see `tkc list`, or pass the bundle with --bundle'
+        : undefined;
+  return refusal(e, ['INVALID_INPUT'], hint);
 }
 
 function formatOf(o: CbomOpts, dflt: Format): Format {

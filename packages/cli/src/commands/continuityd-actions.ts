@@ -24,6 +24,7 @@ import { readInput, tibetHome, writeFileAtomic } from '../home.js';
 import { loadPrivateIdentity } from '../identities.js';
 import { bold, dim, green, note, out, printJson } from '../output.js';
 import { HomeRegistry } from '../registry.js';
+import { untilSignalled } from '../signals.js';
 import type { Target } from './continuityd.js';
 
 export function logDir(dir?: string): string {
@@ -158,15 +159,7 @@ export async function serve(o: {
       throw e;
     }
   }
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      process.off('SIGINT', stop);
-      process.off('SIGTERM', stop);
-      resolve();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
-  });
+  await untilSignalled();
   stopWatch.abort();
   await watching?.catch(() => undefined);
   await d.close();

@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { IdentityRegistry, isActorId, type Identity, type JsonValue } from '@tibet/core';
+import { IdentityRegistry, type Identity, type JsonValue } from '@tibet/core';
 import {
   FileReplayStore,
   Gateway,
@@ -18,11 +17,14 @@ import {
 } from '@tibet/gateway';
 import { Keychain } from '@tibet/keychain';
 import { inspectCapsule, type CapsuleRequest, type ExecRequest } from '@tibet/sam';
-import { EXIT, UserError, usage } from '../errors.js';
+import { checkActor } from '../checks.js';
+import { keychainServiceId } from '../config.js';
+import { EXIT, UserError, refusal, usage } from '../errors.js';
 import { readInput, tibetHome, writeFileAtomic } from '../home.js';
 import { identityPaths, loadPrivateIdentity } from '../identities.js';
 import { bold, dim, green, note, out, printJson, red } from '../output.js';
 import { HomeRegistry } from '../registry.js';
+import { untilSignalled } from '../signals.js';
 import { connect } from './continuityd-actions.js';
 import type { GwAgentOpts, GwExecOpts, GwRequestOpts, GwServeOpts, GwTarget } from './gateway.js';
 
@@ -53,21 +55,8 @@ function hintFor(code: GatewayErrorCode): string | undefined {
 
 function translate(e: unknown): unknown {
   if (!GatewayError.is(e)) return e;
-  const hint = hintFor(e.code);
-  return new UserError(`${e.message}${e.detailCode ? ` (${e.detailCode})` : ''}`, {
-    exitCode: USAGE_CODES.includes(e.code) ? EXIT.usage : EXIT.failed,
-    code: e.code,
-    cause: e,
-    ...(hint ? { hint } : {}),
-  });
-}
-
-function checkActor(id: string, what: string): void {
-  if (!isActorId(id))
-    throw usage(
-      `${what}: "${String(id)}" is not an actor id`,
-      'actor ids look like jis:<org>:<name>',
-    );
+  const detail = e.detailCode ? ` (${e.detailCode})` : '';
+  return refusal(e, USAGE_CODES, hintFor(e.code), `${e.message}${detail}`);
 }
 
 function constraints(list: string[] | undefined): Record<string, string> {
@@ -169,24 +158,6 @@ class LiveHomeRegistry extends IdentityRegistry {
   }
 }
 
-async function keychainService(home: string, o: GwServeOpts): Promise<string> {
-  if (o.service !== undefined) {
-    checkActor(o.service, '--service');
-    return o.service;
-  }
-  const path = join(home, 'keychain', 'config.json');
-  let v: unknown;
-  try {
-    v = JSON.parse(await readFile(path, 'utf8'));
-  } catch {
-    throw usage(`no keychain in ${home}`, 'run `tkc init --org <org>` first, or pass --service');
-  }
-  const s = (v as { service?: unknown }).service;
-  if (typeof s !== 'string' || !isActorId(s))
-    throw new UserError(`${path} is not a keychain configuration`, { code: 'CONFIG_INVALID' });
-  return s;
-}
-
 // ------------------------------------------------------------------ serve
 
 function numericId(v: string | undefined, flag: string): number | undefined {
@@ -254,7 +225,7 @@ export async function serve(o: GwServeOpts): Promise<void> {
     throw usage('nothing to listen on: give --port or keep the socket');
   const { adapters, exec: execUser } = serveAdapters(o);
   if (execUser?.mode === 'same-user') note(red(sameUserWarning(execUser), process.stderr));
-  const sid = await keychainService(home, o);
+  const sid = await keychainServiceId(home, o.service);
   const audit = await connect({
     ...(o.logSocket !== undefined ? { socket: o.logSocket } : {}),
     ...(o.logUrl !== undefined ? { url: o.logUrl } : {}),
@@ -323,15 +294,7 @@ export async function serve(o: GwServeOpts): Promise<void> {
       note(
         `${green('gateway')} ${identity.id} serving${issuer ? ` (issues as ${issuer.id})` : ''}${d.socketPath ? `\n  socket ${d.socketPath}` : ''}${info.url ? `\n  http   ${info.url}` : ''}${execLine}${gateway.requireAgentProof ? '' : `\n  ${red('agents are NOT authenticated')} (--allow-unsigned-agents)`}`,
       );
-    await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        process.off('SIGINT', stop);
-        process.off('SIGTERM', stop);
-        resolve();
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
-    });
+    await untilSignalled();
     await d.close();
     await gateway.close();
   } catch (e) {

@@ -57,12 +57,16 @@ export async function show(ref: string, o: { json?: boolean }): Promise<void> {
   for (const [k, v] of Object.entries(describeIdentity(p))) out(`${k.padEnd(15)} ${v}`);
 }
 
-export async function exportPublic(ref: string, o: { out?: string }): Promise<void> {
+export async function exportPublic(
+  ref: string,
+  o: { out?: string; json?: boolean },
+): Promise<void> {
   const { signingKey: _s, encryptionKey: _e, ...pub } = await loadPublicIdentity(tibetHome(), ref);
   const text = JSON.stringify(pub, null, 2) + '\n';
   if (o.out) {
     await writeFileAtomic(o.out, text);
-    note(`wrote ${o.out}`);
+    if (o.json) printJson({ id: pub.id, out: o.out });
+    else note(`wrote ${o.out}`);
   } else process.stdout.write(text);
 }
 

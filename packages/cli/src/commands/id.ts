@@ -80,6 +80,10 @@ Exit codes: 0 shown, 1 unreadable or invalid identity file, 2 usage error (unkno
     .description('print the self-signed public identity (to give to others)')
     .argument('<id>', 'actor id or path to a .pub.json / .key.json file')
     .option('-o, --out <file>', 'write to a file instead of stdout')
+    .option(
+      '--json',
+      'with --out: print what was written as JSON (without --out the output is JSON)',
+    )
     .addHelpText(
       'after',
       `
@@ -91,7 +95,7 @@ Examples:
 
 Exit codes: 0 exported, 1 unreadable or invalid identity file, 2 usage error (unknown id).`,
     )
-    .action(async (ref: string, o: { out?: string }) =>
+    .action(async (ref: string, o: { out?: string; json?: boolean }) =>
       (await import('./id-actions.js')).exportPublic(ref, o),
     );
 

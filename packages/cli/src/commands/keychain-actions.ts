@@ -1,6 +1,4 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { isActorId, parseRfc3339, utf8, wipe, type Identity } from '@tibet/core';
 import {
   AUTHORITY_MODES,
@@ -24,7 +22,14 @@ import {
   type SecretState,
   type SecretType,
 } from '@tibet/keychain';
-import { EXIT, UserError, usage } from '../errors.js';
+import { checkActor } from '../checks.js';
+import {
+  keychainConfigPath,
+  keychainServiceId,
+  readKeychainConfig,
+  type KeychainConfig,
+} from '../config.js';
+import { EXIT, UserError, refusal, usage } from '../errors.js';
 import { readInput, readStdin, tibetHome, writeFileAtomic } from '../home.js';
 import {
   createStoredIdentity,
@@ -95,14 +100,7 @@ function hintFor(code: KeychainErrorCode, id: string | undefined): string | unde
 
 /** A KeychainError becomes a one-line UserError with its code; anything else passes. */
 function translate(e: unknown, id?: string): unknown {
-  if (!KeychainError.is(e)) return e;
-  const hint = hintFor(e.code, id);
-  return new UserError(e.message, {
-    exitCode: USAGE_CODES.includes(e.code) ? EXIT.usage : EXIT.failed,
-    code: e.code,
-    cause: e,
-    ...(hint ? { hint } : {}),
-  });
+  return KeychainError.is(e) ? refusal(e, USAGE_CODES, hintFor(e.code, id)) : e;
 }
 
 function invalid(code: KeychainErrorCode, message: string, hint?: string): UserError {
@@ -117,14 +115,6 @@ function checkSecretId(id: string): void {
       'INVALID_SECRET_ID',
       `"${id}" is not a secret id`,
       '3–96 of a-z 0-9 _ . - starting with a letter, e.g. sec_pypi_001',
-    );
-}
-
-function checkActor(id: string, what: string): void {
-  if (!isActorId(id))
-    throw usage(
-      `${what}: "${String(id)}" is not an actor id`,
-      'actor ids look like jis:<org>:<name>',
     );
 }
 
@@ -208,59 +198,6 @@ async function readMaterial(o: KcSource): Promise<Material> {
 
 // ------------------------------------------------------------------ the keychain, opened
 
-interface KeychainConfig {
-  format: 'tibet-keychain-config/1';
-  service: string;
-  log: string;
-}
-
-function configPath(home: string): string {
-  return join(home, 'keychain', 'config.json');
-}
-
-async function readConfig(home: string): Promise<KeychainConfig | undefined> {
-  let text: string;
-  try {
-    text = await readFile(configPath(home), 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw usage(
-      `cannot read ${configPath(home)}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
-    );
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch {
-    v = undefined;
-  }
-  const c = v as Partial<KeychainConfig> | undefined;
-  if (
-    c?.format !== 'tibet-keychain-config/1' ||
-    !isActorId(c.service) ||
-    (c.log !== undefined && !isActorId(c.log))
-  )
-    throw new UserError(`${configPath(home)} is not a keychain configuration`, {
-      code: 'CONFIG_INVALID',
-      hint: 'remove it and run `tkc init` again',
-    });
-  return c as KeychainConfig;
-}
-
-async function serviceId(home: string, o: KcCommon): Promise<string> {
-  if (o.service !== undefined) {
-    checkActor(o.service, '--service');
-    return o.service;
-  }
-  const c = await readConfig(home);
-  if (!c)
-    throw usage(
-      `no keychain in ${home}`,
-      'run `tkc init --org <org>` first, or pass --service <id>',
-    );
-  return c.service;
-}
-
 interface Session {
   kc: Keychain;
   /** The acting identity (`--as`), when the command has one. */
@@ -279,7 +216,7 @@ async function withKeychain<T>(
   fn: (s: Session) => Promise<T>,
 ): Promise<T> {
   const home = tibetHome();
-  const sid = await serviceId(home, o);
+  const sid = await keychainServiceId(home, o.service);
   if (as !== undefined) checkActor(as, '--as');
   const audit = await connect(o);
   let service: Identity | undefined;
@@ -420,7 +357,7 @@ export async function init(o: { org: string; log?: string; json?: boolean }): Pr
   const log = o.log ?? `jis:${o.org}:auditlog`;
   checkActor(log, '--log');
   const home = tibetHome();
-  const existing = await readConfig(home);
+  const existing = await readKeychainConfig(home);
   if (existing && existing.service !== service)
     throw new UserError(`${home} already has a keychain: ${existing.service}`, {
       code: 'KEYCHAIN_EXISTS',
@@ -455,11 +392,11 @@ export async function init(o: { org: string; log?: string; json?: boolean }): Pr
   const config: KeychainConfig = { format: 'tibet-keychain-config/1', service, log };
   const wroteConfig = existing?.log !== log;
   if (wroteConfig)
-    await writeFileAtomic(configPath(home), JSON.stringify(config, null, 2) + '\n', {
+    await writeFileAtomic(keychainConfigPath(home), JSON.stringify(config, null, 2) + '\n', {
       mode: 0o644,
     });
   if (o.json) {
-    printJson({ home, service, log, identities: made, config: configPath(home) });
+    printJson({ home, service, log, identities: made, config: keychainConfigPath(home) });
     return;
   }
   for (const m of made) {
@@ -470,7 +407,7 @@ export async function init(o: { org: string; log?: string; json?: boolean }): Pr
     out(`${m.created ? green('created') : dim('exists ')} ${bold(m.id)} (system)  ${dim(what)}`);
     if (m.created) out(`  private keys  ${m.key_file} ${dim('(encrypted)')}`);
   }
-  out(`${wroteConfig ? green('wrote  ') : dim('exists ')} ${configPath(home)}`);
+  out(`${wroteConfig ? green('wrote  ') : dim('exists ')} ${keychainConfigPath(home)}`);
   note(
     `next: run the log (\`tibet continuityd serve --as ${log} &\`), or pass --log-as ${log} to each command`,
   );

@@ -1,6 +1,4 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { isActorId, parseRfc3339, type Identity, type IdentityRegistry } from '@tibet/core';
+import { parseRfc3339, type Identity, type IdentityRegistry } from '@tibet/core';
 import { Keychain, KeychainError } from '@tibet/keychain';
 import {
   SamError,
@@ -17,7 +15,9 @@ import {
   type SamErrorCode,
   type SamVerdict,
 } from '@tibet/sam';
-import { EXIT, UserError, usage } from '../errors.js';
+import { checkActor } from '../checks.js';
+import { keychainServiceId } from '../config.js';
+import { EXIT, UserError, refusal, usage } from '../errors.js';
 import { readInput, tibetHome, writeFileAtomic } from '../home.js';
 import { loadPrivateIdentity, loadPublicIdentity } from '../identities.js';
 import { bold, dim, green, note, out, printJson, red } from '../output.js';
@@ -60,21 +60,8 @@ function hintFor(code: SamErrorCode): string | undefined {
 
 /** SamError and KeychainError leave as one-line UserErrors with their codes. */
 function translate(e: unknown): unknown {
-  if (SamError.is(e)) {
-    const hint = hintFor(e.code);
-    return new UserError(e.message, {
-      exitCode: USAGE_CODES.includes(e.code) ? EXIT.usage : EXIT.failed,
-      code: e.code,
-      cause: e,
-      ...(hint ? { hint } : {}),
-    });
-  }
-  if (KeychainError.is(e))
-    return new UserError(e.message, {
-      exitCode: e.code === 'INVALID_INPUT' ? EXIT.usage : EXIT.failed,
-      code: e.code,
-      cause: e,
-    });
+  if (SamError.is(e)) return refusal(e, USAGE_CODES, hintFor(e.code));
+  if (KeychainError.is(e)) return refusal(e, ['INVALID_INPUT']);
   return e;
 }
 
@@ -87,14 +74,6 @@ async function guarded<T>(fn: () => Promise<T>): Promise<T> {
 }
 
 // ------------------------------------------------------------------ arguments
-
-function checkActor(id: string, what: string): void {
-  if (!isActorId(id))
-    throw usage(
-      `${what}: "${String(id)}" is not an actor id`,
-      'actor ids look like jis:<org>:<name>',
-    );
-}
 
 function pairs(list: readonly string[] | undefined, what: string): [string, string][] {
   return (list ?? []).map((p) => {
@@ -130,31 +109,6 @@ async function maybeGateway<T>(
 ): Promise<T> {
   if (id === undefined) return fn(undefined);
   return withIdentity(id, (gw) => fn(gw));
-}
-
-// ------------------------------------------------------------------ the keychain
-
-async function serviceId(home: string, given: string | undefined): Promise<string> {
-  if (given !== undefined) {
-    checkActor(given, '--service');
-    return given;
-  }
-  const path = join(home, 'keychain', 'config.json');
-  let v: unknown;
-  try {
-    v = JSON.parse(await readFile(path, 'utf8'));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
-      throw usage(
-        `no keychain in ${home}`,
-        'run `tkc init --org <org>` first, or pass --service <id>',
-      );
-    throw new UserError(`${path} is not a keychain configuration`, { code: 'CONFIG_INVALID' });
-  }
-  const s = (v as { format?: unknown; service?: unknown } | null)?.service;
-  if ((v as { format?: unknown } | null)?.format !== 'tibet-keychain-config/1' || !isActorId(s))
-    throw new UserError(`${path} is not a keychain configuration`, { code: 'CONFIG_INVALID' });
-  return s;
 }
 
 // ------------------------------------------------------------------ output
@@ -226,7 +180,7 @@ export async function issue(secretId: string, o: SamIssueOpts): Promise<void> {
     ...(o.note?.length ? { notes: o.note } : {}),
   };
   const home = tibetHome();
-  const sid = await serviceId(home, o.service);
+  const sid = await keychainServiceId(home, o.service);
   const gateway =
     o.toGateway !== undefined ? await loadPublicIdentity(home, o.toGateway) : undefined;
   const audit = await connect(o);

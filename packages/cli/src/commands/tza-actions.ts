@@ -257,10 +257,19 @@ export async function verify(
 
 export async function open(
   file: string,
-  o: { as: string; entry?: string; stdout?: boolean; outDir?: string; trust?: string[] },
+  o: {
+    as: string;
+    entry?: string;
+    stdout?: boolean;
+    outDir?: string;
+    trust?: string[];
+    json?: boolean;
+  },
 ): Promise<void> {
   if (Boolean(o.stdout) === Boolean(o.outDir))
     throw usage('give exactly one of --stdout or --out-dir');
+  if (o.stdout && o.json)
+    throw usage('--json cannot be combined with --stdout (the content is all that goes there)');
   if (o.stdout && !o.entry) throw usage('--stdout needs --entry <name>');
   const bytes = await readBundle(file);
   const trust = await trustOf(o.trust);
@@ -281,7 +290,17 @@ export async function open(
         );
       } else {
         const written = await writeFilesUnder(o.outDir!, chosen);
-        note(`${green('opened')} ${written.length} entries into ${o.outDir}`);
+        if (o.json)
+          printJson({
+            opened: file,
+            out_dir: o.outDir,
+            entries: chosen.map((e, i) => ({
+              name: e.name,
+              size: e.data.length,
+              path: written[i],
+            })),
+          });
+        else note(`${green('opened')} ${written.length} entries into ${o.outDir}`);
       }
     } finally {
       opened.destroy();
@@ -337,6 +356,7 @@ export async function rewrap(
     signer: string[];
     out: string;
     trust?: string[];
+    json?: boolean;
   },
 ): Promise<void> {
   const bytes = await readBundle(file);
@@ -364,7 +384,17 @@ export async function rewrap(
     }
     await writeFileAtomic(o.out, next);
     const r = inspectTza(next);
-    note(`${green('rewrapped')} ${o.out}: recipients ${r.recipients.map((x) => x.id).join(', ')}`);
+    if (o.json)
+      printJson({
+        rewrapped: file,
+        out: o.out,
+        rekeyed: Boolean(o.rekey),
+        recipients: r.recipients.map((x) => x.id),
+      });
+    else
+      note(
+        `${green('rewrapped')} ${o.out}: recipients ${r.recipients.map((x) => x.id).join(', ')}`,
+      );
   } finally {
     me.destroy();
     for (const s of signers) s.destroy();

@@ -134,10 +134,11 @@ Exit codes: 0 valid, 1 invalid (the reason and its code are printed), 2 usage er
     .option('--stdout', 'write the (single) entry to stdout')
     .option('--out-dir <dir>', 'write entries under this folder (never overwrites)')
     .option('--trust <id|file>', 'require a trusted signer; repeatable', collect)
+    .option('--json', 'with --out-dir: print what was written as JSON (never the content)')
     .addHelpText(
       'after',
       `
-Exactly one of --stdout (with --entry) or --out-dir.
+Exactly one of --stdout (with --entry) or --out-dir; --json goes with --out-dir.
 
 Examples:
   $ tibet tza open token.tza --as jis:acme:bob --entry token --stdout
@@ -148,7 +149,14 @@ Exit codes: 0 opened, 1 refused (invalid, untrusted, not a recipient), 2 usage e
     .action(
       async (
         file: string,
-        o: { as: string; entry?: string; stdout?: boolean; outDir?: string; trust?: string[] },
+        o: {
+          as: string;
+          entry?: string;
+          stdout?: boolean;
+          outDir?: string;
+          trust?: string[];
+          json?: boolean;
+        },
       ) => (await import('./tza-actions.js')).open(file, o),
     );
 
@@ -188,6 +196,7 @@ Exit codes: 0 unpacked, 1 refused (invalid bundle, unsafe path, file exists), 2 
     .requiredOption('--signer <id|file>', 'who signs the new bundle; repeatable', collect)
     .requiredOption('-o, --out <file>', 'where to write the new bundle')
     .option('--trust <id|file>', 'require a trusted signer on the input; repeatable', collect)
+    .option('--json', 'print the new bundle and its recipients as JSON')
     .addHelpText(
       'after',
       `
@@ -213,6 +222,7 @@ Exit codes: 0 written, 1 refused, 2 usage error.`,
           signer: string[];
           out: string;
           trust?: string[];
+          json?: boolean;
         },
       ) => (await import('./tza-actions.js')).rewrap(file, o),
     );

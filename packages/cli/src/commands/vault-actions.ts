@@ -1,5 +1,4 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isActorId, parseRfc3339, utf8, wipe, type Identity } from '@tibet/core';
 import type { AuditClient } from '@tibet/continuityd';
@@ -14,7 +13,9 @@ import {
   type VaultErrorCode,
   type VaultInfo,
 } from '@tibet/vault';
-import { EXIT, UserError, usage } from '../errors.js';
+import { checkActor } from '../checks.js';
+import { keychainServiceId, readJsonConfig } from '../config.js';
+import { EXIT, UserError, refusal, usage } from '../errors.js';
 import { readInput, readStdin, tibetHome, writeFileAtomic } from '../home.js';
 import {
   createStoredIdentity,
@@ -69,30 +70,9 @@ function hintFor(code: VaultErrorCode, id: string | undefined): string | undefin
 }
 
 function translate(e: unknown, id?: string): unknown {
-  if (VaultError.is(e)) {
-    const hint = hintFor(e.code, id);
-    return new UserError(e.message, {
-      exitCode: USAGE_CODES.includes(e.code) ? EXIT.usage : EXIT.failed,
-      code: e.code,
-      cause: e,
-      ...(hint ? { hint } : {}),
-    });
-  }
-  if (KeychainError.is(e))
-    return new UserError(e.message, {
-      exitCode: e.code === 'INVALID_INPUT' ? EXIT.usage : EXIT.failed,
-      code: e.code,
-      cause: e,
-    });
+  if (VaultError.is(e)) return refusal(e, USAGE_CODES, hintFor(e.code, id));
+  if (KeychainError.is(e)) return refusal(e, ['INVALID_INPUT']);
   return e;
-}
-
-function checkActor(id: string, what: string): void {
-  if (!isActorId(id))
-    throw usage(
-      `${what}: "${String(id)}" is not an actor id`,
-      'actor ids look like jis:<org>:<name>',
-    );
 }
 
 function checkVaultId(id: string): void {
@@ -113,27 +93,13 @@ interface VaultConfig {
 
 const vaultConfigPath = (home: string): string => join(home, 'vault', 'config.json');
 
-async function readJsonFile(path: string): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw usage(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return null;
-  }
-}
-
 async function vaultIdentityId(home: string, o: VaultCommon): Promise<string> {
   if (o.vault !== undefined) {
     checkActor(o.vault, '--vault');
     return o.vault;
   }
-  const c = (await readJsonFile(vaultConfigPath(home))) as Partial<VaultConfig> | undefined | null;
+  const c = (await readJsonConfig(vaultConfigPath(home))) as
+    Partial<VaultConfig> | undefined | null;
   if (c === undefined)
     throw usage(
       `no vault in ${home}`,
@@ -145,21 +111,6 @@ async function vaultIdentityId(home: string, o: VaultCommon): Promise<string> {
       hint: 'remove it and run `tibet vault init` again',
     });
   return c.identity;
-}
-
-async function serviceId(home: string, o: VaultCommon): Promise<string> {
-  if (o.service !== undefined) {
-    checkActor(o.service, '--service');
-    return o.service;
-  }
-  const path = join(home, 'keychain', 'config.json');
-  const c = (await readJsonFile(path)) as
-    { format?: unknown; service?: unknown } | undefined | null;
-  if (c === undefined)
-    throw usage(`no keychain in ${home}`, 'run `tkc init --org <org>` first, or pass --service');
-  if (c?.format !== 'tibet-keychain-config/1' || !isActorId(c.service))
-    throw new UserError(`${path} is not a keychain configuration`, { code: 'CONFIG_INVALID' });
-  return c.service;
 }
 
 interface Session {
@@ -179,7 +130,7 @@ async function withVault<T>(
   fn: (s: Session) => Promise<T>,
 ): Promise<T> {
   const home = tibetHome();
-  const sid = await serviceId(home, o);
+  const sid = await keychainServiceId(home, o.service);
   const vid = await vaultIdentityId(home, o);
   if (as !== undefined) checkActor(as, '--as');
   const audit = await connect(o);
@@ -224,7 +175,7 @@ export async function watchInDaemon(
   report: (line: string) => void,
 ): Promise<{ done: Promise<void> }> {
   const home = tibetHome();
-  const service = await loadPrivateIdentity(home, await serviceId(home, {}));
+  const service = await loadPrivateIdentity(home, await keychainServiceId(home, undefined));
   const identity = await loadPrivateIdentity(home, await vaultIdentityId(home, {}));
   const directory = new HomeRegistry(home).registry;
   const keychain = new Keychain({ home, audit, service, directory });
@@ -298,7 +249,8 @@ export async function init(o: { org: string; json?: boolean }): Promise<void> {
   if (!isActorId(id))
     throw usage(`--org: "${o.org}" is not an organisation name`, 'e.g. --org acme');
   const home = tibetHome();
-  const existing = (await readJsonFile(vaultConfigPath(home))) as Partial<VaultConfig> | undefined;
+  const existing = (await readJsonConfig(vaultConfigPath(home))) as
+    Partial<VaultConfig> | undefined;
   if (existing?.identity !== undefined && existing.identity !== id)
     throw new UserError(`${home} already has a vault: ${String(existing.identity)}`, {
       code: 'VAULT_CONFIG_EXISTS',
