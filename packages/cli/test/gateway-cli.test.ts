@@ -553,6 +553,10 @@ describe('tibet gateway (built CLI, child processes, real daemons)', () => {
     );
     expect(h.adapters).toEqual(['http-egress', 'process', 'signer']);
     expect(h.exec_isolation).toBe('same-user');
+    // the human form says it too
+    expect(agent(['gateway', 'health', '--socket', info['socket'] as string]).out).toContain(
+      '/exec runs as the gateway’s own user',
+    );
   });
 
   if (!ROOT)

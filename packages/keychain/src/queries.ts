@@ -24,6 +24,7 @@ import {
   canonicalize,
   fromBase64,
   getProvider,
+  isActorId,
   toHex,
   tokenHash,
   utf8,
@@ -1759,11 +1760,24 @@ function assertSigning(secretId: string, r: Replay): void {
     throw new TypeError(`${secretId} is a ${t}, not a signing key (${SIGNING_TYPES.join(', ')})`);
 }
 
+const SEALED_BY_POLICY = 'sealed copy: named in policy.reveal';
+
+/**
+ * Actors the material is sealed to because the reveal policy names them (the keychain seals
+ * to owner, custodian and every id in `policy.reveal`), other than owner and custodian.
+ */
+function revealRecipients(s: SecretState): string[] {
+  return [...new Set(s.policy.reveal.filter((e) => isActorId(e)))].filter(
+    (id) => id !== s.owner_id && id !== s.custodian_id,
+  );
+}
+
 /**
  * Who could have signed with a signing key between `from` and `to` (with `anyType`, who could
  * have acted with any credential — e.g. published with a registry token): for every stretch of
  * constant state in the window (split at each event and at expiry), the holders of a sealed
- * copy (owner, custodian) and everyone the policy let reveal it or have it used for them.
+ * copy (owner, custodian, ids named in the reveal policy) and everyone the policy let reveal
+ * it or have it used for them.
  */
 export function whoCouldHaveSigned(
   secretId: string,
@@ -1845,6 +1859,12 @@ export function whoCouldHaveSigned(
           any = true;
         }
       }
+      // the material is sealed to every actor named in the reveal policy too
+      for (const who of revealRecipients(s)) {
+        add(who, { how: 'custody', rule: SEALED_BY_POLICY, ...span });
+        ev.add(st.v.established.policy, 'policy');
+        any = true;
+      }
     }
     for (const action of ['reveal', 'use'] as const) {
       const a = whoCouldFrom(secretId, st.v, new Date(st.from), action, {});
@@ -1874,6 +1894,8 @@ export function whoCouldHaveSigned(
       const who = s[ROLE_FIELD[role]];
       if (who) add(who, { how: 'custody-before', role, ...span });
     }
+    for (const who of revealRecipients(s))
+      add(who, { how: 'custody-before', rule: SEALED_BY_POLICY, ...span });
     if (e.event === 'secret-unsealed') {
       add(e.actor, { how: 'revealed-before', ...span, to: e.at });
       ev.add(e, 'revealed before the window');
@@ -2019,15 +2041,16 @@ export class KeychainTimeline {
     secretId: string,
     from: Date,
     to: Date,
+    o: { anyType?: boolean } = {},
   ): Promise<WhoCouldHaveSignedAnswer> {
-    return whoCouldHaveSigned(secretId, await this.events(secretId), from, to);
+    return whoCouldHaveSigned(secretId, await this.events(secretId), from, to, o);
   }
 
   async whoDidSign(
     secretId: string,
     from: Date,
     to: Date,
-    o: { targetPrefix?: string } = {},
+    o: { targetPrefix?: string; anyType?: boolean } = {},
   ): Promise<WhoDidSignAnswer> {
     return whoDidSign(secretId, await this.events(secretId), from, to, o);
   }

@@ -180,6 +180,44 @@ describe('signing keys', () => {
     await e.log.close();
   });
 
+  it('an actor named in the reveal policy holds a sealed copy: custody in the window and before it', async () => {
+    const e = await setup();
+    e.clock.set(at(8));
+    const pol = await e.kc.setPolicy({
+      actor: alice,
+      secretId: e.id,
+      policy: { reveal: ['role:owner', bob.id] },
+      reason: 'bob may see the key',
+    });
+    e.clock.set(at(9));
+    const w = await e.timeline.whoCouldHaveSigned(e.id, at(8.5), at(9.5));
+    const bobWays = w.actors.find((a) => a.actor === bob.id)!.ways;
+    // bob is custodian since 04:00; from 08:00 the policy names him too (a sealed copy either way)
+    expect(bobWays.filter((x) => x.how === 'custody').map((x) => x.rule ?? x.role)).toEqual([
+      'custodian',
+    ]);
+    // move custody away from bob: he still holds a copy through the policy
+    e.clock.set(at(10));
+    await e.kc.delegate({
+      actor: alice,
+      secretId: e.id,
+      role: 'custodian',
+      assignee: service.id,
+      authorityMode: 'admin',
+      reason: 'custody back to the keychain',
+    });
+    const w2 = await e.timeline.whoCouldHaveSigned(e.id, at(10.5), at(11), { anyType: true });
+    const b2 = w2.actors.find((a) => a.actor === bob.id)!.ways;
+    expect(b2.map((x) => [x.how, x.rule ?? x.role ?? null])).toEqual(
+      expect.arrayContaining([
+        ['custody', 'sealed copy: named in policy.reveal'],
+        ['custody-before', 'sealed copy: named in policy.reveal'],
+      ]),
+    );
+    expect(w2.evidence.map((x) => x.action_id)).toContain(pol.token.action_id);
+    await e.log.close();
+  });
+
   it('refuses the signing questions for a secret that is not a signing key', async () => {
     const e = await setup();
     await e.kc.add({

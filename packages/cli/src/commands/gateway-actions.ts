@@ -445,6 +445,12 @@ export async function health(o: GwTarget): Promise<void> {
   if (o.json) printJson(h);
   else
     out(
-      `${green('up')} ${h.gateway}  ${dim(`adapters ${h.adapters.join(', ')} · issuer ${h.issuer ?? '—'}`)}`,
+      `${green('up')} ${h.gateway}  ${dim(`adapters ${h.adapters.join(', ')} · issuer ${h.issuer ?? '—'}`)}${
+        h.exec_isolation === 'same-user'
+          ? `  ${red('/exec runs as the gateway’s own user')}`
+          : h.exec_isolation
+            ? dim(` · /exec ${h.exec_isolation}`)
+            : ''
+      }`,
     );
 }
