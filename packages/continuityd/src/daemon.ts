@@ -8,6 +8,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { chmod, unlink } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { readJsonBody, sendJson } from './http-json.js';
 import { ContinuityError } from './errors.js';
 import type { AuditLog } from './log.js';
 
@@ -47,20 +48,7 @@ const STATUS: Partial<Record<string, number>> = {
   LOG_CLOSED: 503,
 };
 
-function send(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  const data = Buffer.from(JSON.stringify(body));
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': String(data.length),
-    ...headers,
-  });
-  res.end(data);
-}
+const send = sendJson;
 
 function fail(res: ServerResponse, e: unknown): number {
   if (ContinuityError.is(e)) {
@@ -81,22 +69,12 @@ function fail(res: ServerResponse, e: unknown): number {
   return 500;
 }
 
-async function readBody(req: IncomingMessage, max: number): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > max)
-      throw new ContinuityError('DAEMON_PROTOCOL', `request body larger than ${max} bytes`);
-    chunks.push(c as Buffer);
-  }
-  if (size === 0) return undefined;
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
-  } catch (cause) {
-    throw new ContinuityError('DAEMON_PROTOCOL', 'request body is not JSON', { cause });
-  }
-}
+const readBody = (req: IncomingMessage, max: number): Promise<unknown> =>
+  readJsonBody(
+    req,
+    max,
+    (m, cause) => new ContinuityError('DAEMON_PROTOCOL', m, cause ? { cause } : {}),
+  );
 
 function optId(v: unknown, name: string): string | null | undefined {
   if (v === undefined) return undefined;

@@ -10,6 +10,7 @@ export { DaemonClient, EmbeddedClient } from './client.js';
 export { DiskIndex, INDEX_FORMAT } from './disk-index.js';
 export { queryLog, tailLog } from './query.js';
 export { serveLog } from './daemon.js';
+export { readJsonBody, sendJson } from './http-json.js';
 export { ContinuityError } from './errors.js';
 export {
   NumberedFiles,

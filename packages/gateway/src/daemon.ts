@@ -25,6 +25,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { chmod, unlink } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { toBase64, type Identity, type JsonValue } from '@tibet/core';
+import { readJsonBody, sendJson } from '@tibet/continuityd';
 import { SamError, issueCapsule, type ExecRequest } from '@tibet/sam';
 import { execIsolation } from './adapters/index.js';
 import { GatewayError, type GatewayErrorCode } from './errors.js';
@@ -87,21 +88,7 @@ const STATUS: Record<GatewayErrorCode, number> = {
 /** SamError codes that mean the capsule request itself was malformed. */
 const SAM_BAD_INPUT = ['INVALID_REQUEST', 'INVALID_CAPSULE'];
 
-function send(
-  res: ServerResponse,
-  status: number,
-  body: unknown,
-  headers: Record<string, string> = {},
-): void {
-  const data = Buffer.from(JSON.stringify(body));
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': String(data.length),
-    'cache-control': 'no-store',
-    ...headers,
-  });
-  res.end(data);
-}
+const send = sendJson;
 
 function fail(res: ServerResponse, e: unknown): number {
   if (GatewayError.is(e)) {
@@ -132,23 +119,13 @@ function fail(res: ServerResponse, e: unknown): number {
 }
 
 async function readBody(req: IncomingMessage, max: number): Promise<unknown> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > max)
-    throw new GatewayError('INVALID_REQUEST', `request body larger than ${max} bytes`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > max)
-      throw new GatewayError('INVALID_REQUEST', `request body larger than ${max} bytes`);
-    chunks.push(c as Buffer);
-  }
-  if (size === 0) throw new GatewayError('INVALID_REQUEST', 'request body is empty');
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
-  } catch (cause) {
-    throw new GatewayError('INVALID_REQUEST', 'request body is not JSON', { cause });
-  }
+  const v = await readJsonBody(
+    req,
+    max,
+    (m, cause) => new GatewayError('INVALID_REQUEST', m, cause ? { cause } : {}),
+  );
+  if (v === undefined) throw new GatewayError('INVALID_REQUEST', 'request body is empty');
+  return v;
 }
 
 const PROXY_KEYS = [
