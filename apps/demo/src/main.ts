@@ -404,19 +404,25 @@ async function main(): Promise<number> {
       return f;
     };
     mkdirSync(join(out, 'receipts'), { recursive: true });
-    agent([
-      'gateway',
-      'exec',
-      r(cap1),
-      '--as',
-      BOT,
-      '--socket',
-      r(gwSocket),
-      '--payload-file',
-      r(publish('1.4.0')),
-      '--receipt-out',
-      `receipts/${'publish-1.4.0.tza'}`,
-    ]);
+    /** The agent presents a capsule; the receipt it gets back is kept in receipts/. */
+    const execAs = (cap: string, version: string, receipt: string, o: { expect?: number } = {}) =>
+      agent(
+        [
+          'gateway',
+          'exec',
+          r(cap),
+          '--as',
+          BOT,
+          '--socket',
+          r(gwSocket),
+          '--payload-file',
+          r(publish(version)),
+          '--receipt-out',
+          `receipts/${receipt}`,
+        ],
+        o,
+      );
+    execAs(cap1, '1.4.0', 'publish-1.4.0.tza');
     const reqs = readFileSync(join(regDir, 'requests.jsonl'), 'utf8')
       .trim()
       .split('\n')
@@ -435,22 +441,7 @@ async function main(): Promise<number> {
       'The agent replays the capsule',
       'The one-shot id was consumed durably before the act: the replay is denied, with a receipt.',
     );
-    agent(
-      [
-        'gateway',
-        'exec',
-        r(cap1),
-        '--as',
-        BOT,
-        '--socket',
-        r(gwSocket),
-        '--payload-file',
-        r(publish('1.4.0-replay')),
-        '--receipt-out',
-        `receipts/${'replay-denied.tza'}`,
-      ],
-      { expect: 1 },
-    );
+    execAs(cap1, '1.4.0-replay', 'replay-denied.tza', { expect: 1 });
     await refresh();
 
     // ------------------------------------------------------------------ act 6
@@ -504,38 +495,11 @@ async function main(): Promise<number> {
       { input: tokens.v2 },
     );
     stage.say('The capsule the agent got before the leak was for version 1 of the secret: denied.');
-    agent(
-      [
-        'gateway',
-        'exec',
-        r(cap2),
-        '--as',
-        BOT,
-        '--socket',
-        r(gwSocket),
-        '--payload-file',
-        r(publish('1.4.1')),
-        '--receipt-out',
-        `receipts/${'old-version-denied.tza'}`,
-      ],
-      { expect: 1 },
-    );
+    execAs(cap2, '1.4.1', 'old-version-denied.tza', { expect: 1 });
     stage.say('A fresh capsule binds version 2, and the publish goes through with the new token.');
     const cap4 = join(agentHome, 'capsule-1.4.1-v2.tza');
     agent(reqArgs(`/upload/npm/${PKG}`, cap4, 'publish acme-lib 1.4.1 (after rotation)'));
-    agent([
-      'gateway',
-      'exec',
-      r(cap4),
-      '--as',
-      BOT,
-      '--socket',
-      r(gwSocket),
-      '--payload-file',
-      r(publish('1.4.1')),
-      '--receipt-out',
-      `receipts/${'publish-1.4.1.tza'}`,
-    ]);
+    execAs(cap4, '1.4.1', 'publish-1.4.1.tza');
     stage.tibet(['keychain', 'show', NPM]);
     await refresh();
 

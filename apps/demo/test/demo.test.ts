@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt } from '../../../test/support/build-dist.js';
 import { browserAvailable, launchBrowser } from '../../../test/support/browser.js';
+import { filesUnder } from '../../../test/support/files.js';
 
 const MAIN = join(import.meta.dirname, '..', 'dist', 'main.js');
 const PACKAGES = [
@@ -24,17 +25,6 @@ const PACKAGES = [
 ];
 const dirs: string[] = [];
 const tok = () => `npm_${randomBytes(27).toString('base64url')}`;
-
-function filesUnder(dir: string): string[] {
-  const out: string[] = [];
-  for (const f of readdirSync(dir)) {
-    const p = join(dir, f);
-    const st = statSync(p);
-    if (st.isDirectory()) out.push(...filesUnder(p));
-    else if (st.isFile()) out.push(p);
-  }
-  return out;
-}
 
 /** Every way the token could show: raw, hex, base64, base64url. */
 function containsSecret(b: Buffer, secrets: string[]): boolean {
