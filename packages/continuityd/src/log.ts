@@ -12,16 +12,20 @@ import { mkdir, open, readFile, readdir, rename, unlink, type FileHandle } from 
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
+  canonicalize,
   equalBytes,
   fromBase64,
   getProvider,
-  keyIdOf,
   parseToken,
   rfc3339,
+  signingInputOfCanonical,
   systemClock,
   toBase64,
+  toHex,
   tokenHash,
-  verifyToken,
+  tokenSigningInput,
+  utf8,
+  verifyParsedToken,
   type Clock,
   type CryptoProvider,
   type Identity,
@@ -42,7 +46,7 @@ import { MerkleFrontier, leafHash } from './merkle.js';
 import {
   OBJECT_ID,
   RECORD_VERSION,
-  encodeRecord,
+  encodeRecordWithTokenText,
   lineHash,
   parseRecord,
   type LogRecord,
@@ -419,7 +423,7 @@ export class AuditLog {
       await new Promise<void>((res) => this.#waiters.push(res));
       this.#checkOpen();
     }
-    const t = this.#validate(token, opts);
+    const { t, text } = this.#validate(token, opts);
     const objectId = opts.objectId ?? null;
     const continuityId = opts.continuityId ?? objectId ?? t.actor;
     const index = this.#nextIndex;
@@ -441,13 +445,13 @@ export class AuditLog {
       },
       token: t,
     };
-    const line = encodeRecord(record);
+    const line = encodeRecordWithTokenText(record, text);
     const bytes = new Uint8Array(line.length + 1);
     bytes.set(line);
     bytes[line.length] = 0x0a;
     const lh = lineHash(line, this.provider);
     const leaf = leafHash(line, this.provider);
-    const th = tokenHash(t, this.provider);
+    const th = `sha256:${toHex(this.provider.sha256(utf8(text)))}`;
     const entry: ActionEntry = { index, generation: t.generation, tokenHash: th };
     this.#nextIndex++;
     this.#lastLineHash = lh;
@@ -482,10 +486,18 @@ export class AuditLog {
     });
   }
 
-  #validate(token: unknown, opts: AppendOptions): TibetToken {
+  /**
+   * Parse and check one token; returns it with its RFC 8785 text. The token is serialised
+   * once: the signature is checked over that text's signing-input cut, and the same text is
+   * hashed (`tokenHash`) and written into the line, so the bytes verified are the bytes
+   * stored.
+   */
+  #validate(token: unknown, opts: AppendOptions): { t: TibetToken; text: string } {
     let t: TibetToken;
+    let text: string;
     try {
       t = parseToken(token);
+      text = canonicalize(t);
     } catch (e) {
       throw new ContinuityError('TOKEN_REJECTED', (e as Error).message, { cause: e });
     }
@@ -493,12 +505,16 @@ export class AuditLog {
     if (!key)
       throw new ContinuityError('ACTOR_UNKNOWN', `no registered key ${t.kid} for ${t.actor}`);
     try {
-      verifyToken(t, key, this.provider);
+      // checks that the key's id is the token's kid, then the signature
+      verifyParsedToken(
+        t,
+        key,
+        this.provider,
+        signingInputOfCanonical(text, t) ?? tokenSigningInput(t),
+      );
     } catch (e) {
       throw new ContinuityError('TOKEN_REJECTED', (e as Error).message, { cause: e });
     }
-    if (keyIdOf(key, this.provider) !== t.kid)
-      throw new ContinuityError('TOKEN_REJECTED', 'key id mismatch');
     for (const k of ['objectId', 'parentObjectId', 'continuityId'] as const) {
       const v = opts[k];
       if (v !== undefined && v !== null && !OBJECT_ID.test(v))
@@ -531,7 +547,7 @@ export class AuditLog {
         `token ${t.action_id}: generation ${t.generation}, expected ${want}`,
       );
     }
-    return t;
+    return { t, text };
   }
 
   #kick(): void {

@@ -3,6 +3,7 @@
  * perfect subtrees that make up the left-to-right decomposition of the tree): O(log n)
  * work and state per append, no rebuild at start.
  */
+import { hash } from 'node:crypto';
 import { concatBytes, getProvider, type CryptoProvider } from '@tibet/core';
 
 const LEAF = Uint8Array.of(0x00);
@@ -12,11 +13,20 @@ export function leafHash(entry: Uint8Array, p: CryptoProvider = getProvider()): 
   return p.sha256(concatBytes(LEAF, entry));
 }
 
+/** 0x01 ‖ left ‖ right, reused by nodeHash on the node backend (it is hashed at once). */
+const nodeInput = new Uint8Array(65);
+nodeInput[0] = 0x01;
+
 export function nodeHash(
   left: Uint8Array,
   right: Uint8Array,
   p: CryptoProvider = getProvider(),
 ): Uint8Array {
+  if (p.name === 'node' && left.length === 32 && right.length === 32) {
+    nodeInput.set(left, 1);
+    nodeInput.set(right, 33);
+    return new Uint8Array(hash('sha256', nodeInput, 'buffer'));
+  }
   return p.sha256(concatBytes(NODE, left, right));
 }
 

@@ -52,9 +52,47 @@ export function encodeRecord(r: LogRecord): Uint8Array {
   return utf8(canonicalize(r));
 }
 
+/**
+ * {@link encodeRecord} for a writer that already holds the token's RFC 8785 text
+ * (`tokenText === canonicalize(r.token)`): the same bytes, without serialising the token a
+ * second time. The members of a record in RFC 8785 order are `causal, index, prev,
+ * received_at, token, v`, and the RFC 8785 form of a nested object is its form on its own, so
+ * the line is assembled from the parts; `index` is a safe integer (its ECMAScript form is
+ * its decimal digits) and `received_at`/`prev` need no escapes (RFC 3339 text, hex or null).
+ */
+export function encodeRecordWithTokenText(r: LogRecord, tokenText: string): Uint8Array {
+  if (!Number.isSafeInteger(r.index) || r.index < 0) throw new RangeError('bad record index');
+  return utf8(
+    `{"causal":${canonicalize(r.causal)},"index":${r.index},"prev":${JSON.stringify(r.prev)},` +
+      `"received_at":${JSON.stringify(r.received_at)},"token":${tokenText},` +
+      `"v":${JSON.stringify(r.v)}}`,
+  );
+}
+
 export function lineHash(line: Uint8Array, p: CryptoProvider = getProvider()): string {
   return toHex(p.sha256(line));
 }
+
+const RECORD_KEYS: ReadonlySet<string> = new Set([
+  'v',
+  'index',
+  'prev',
+  'received_at',
+  'causal',
+  'token',
+]);
+const CAUSAL_KEYS = [
+  'actor_id',
+  'action_id',
+  'parent_action_id',
+  'object_id',
+  'parent_object_id',
+  'continuity_id',
+  'generation',
+  'causal_reason',
+] as const;
+const CAUSAL_KEY_SET: ReadonlySet<string> = new Set(CAUSAL_KEYS);
+const HEX64 = /^[0-9a-f]{64}$/;
 
 function bad(msg: string, index?: number): never {
   throw new ContinuityError(
@@ -82,9 +120,7 @@ export function parseRecord(line: Uint8Array, expectIndex?: number): LogRecord {
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) bad('not an object', expectIndex);
   const r = v as Record<string, unknown>;
-  for (const k of Object.keys(r))
-    if (!['v', 'index', 'prev', 'received_at', 'causal', 'token'].includes(k))
-      bad(`unknown field "${k}"`, expectIndex);
+  for (const k of Object.keys(r)) if (!RECORD_KEYS.has(k)) bad(`unknown field "${k}"`, expectIndex);
   if (r['v'] !== RECORD_VERSION) bad(`v must be ${RECORD_VERSION}`, expectIndex);
   const index = r['index'];
   if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0)
@@ -93,30 +129,22 @@ export function parseRecord(line: Uint8Array, expectIndex?: number): LogRecord {
     throw new ContinuityError('INDEX_MISMATCH', `line ${expectIndex} holds index ${index}`);
   }
   const prev = r['prev'];
-  if (index === 0 ? prev !== null : !(typeof prev === 'string' && /^[0-9a-f]{64}$/.test(prev)))
+  if (index === 0 ? prev !== null : !(typeof prev === 'string' && HEX64.test(prev)))
     bad('prev must be 64 hex (null at index 0)', index);
   if (!parseRfc3339(r['received_at'])) bad('received_at must be RFC 3339 UTC', index);
   let token: TibetToken;
   try {
-    token = parseToken(r['token']);
+    // the whole line is proven RFC 8785 text, so the token needs no second canonicality walk
+    token = parseToken(r['token'], { fromCanonicalJson: true });
   } catch (e) {
     bad(`token: ${(e as Error).message}`, index);
   }
   const c = r['causal'] as Record<string, unknown> | null;
   if (typeof c !== 'object' || c === null || Array.isArray(c))
     bad('causal must be an object', index);
-  const keys = [
-    'actor_id',
-    'action_id',
-    'parent_action_id',
-    'object_id',
-    'parent_object_id',
-    'continuity_id',
-    'generation',
-    'causal_reason',
-  ];
-  for (const k of Object.keys(c)) if (!keys.includes(k)) bad(`causal: unknown field "${k}"`, index);
-  for (const k of keys) if (!(k in c)) bad(`causal.${k} missing`, index);
+  for (const k of Object.keys(c))
+    if (!CAUSAL_KEY_SET.has(k)) bad(`causal: unknown field "${k}"`, index);
+  for (const k of CAUSAL_KEYS) if (!(k in c)) bad(`causal.${k} missing`, index);
   if (!isActorId(c['actor_id']) || c['actor_id'] !== token.actor)
     bad('causal.actor_id must equal token.actor', index);
   if (!isActionId(c['action_id']) || c['action_id'] !== token.action_id)

@@ -7,7 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import { canonicalize, fromUtf8, utf8 } from '@tibet/core';
-import { parseRecord } from '@tibet/continuityd';
+import { encodeRecord, parseRecord, type LogRecord } from '@tibet/continuityd';
+import { encodeRecordWithTokenText } from '../src/record.js';
 import { allLines, buildLog, cleanup, tmpDir } from './fixtures/helpers.js';
 
 const dirs: string[] = [];
@@ -112,4 +113,37 @@ describe('parseRecord: the canonical check agrees with re-serialising', () => {
       check(c.join(''));
     },
   );
+});
+
+describe('encodeRecordWithTokenText (the writer assembles the line around the token text)', () => {
+  const json: fc.Arbitrary<unknown> = fc.jsonValue({ maxDepth: 3 });
+  test.prop(
+    [
+      fc.nat({ max: Number.MAX_SAFE_INTEGER }),
+      fc.option(fc.stringMatching(/^[0-9a-f]{64}$/), { nil: null }),
+      fc.date({
+        min: new Date('0001-01-01T00:00:00Z'),
+        max: new Date('9999-12-31T23:59:59Z'),
+        noInvalidDate: true,
+      }),
+      fc.string({ unit: 'binary', maxLength: 40 }),
+      json,
+      json,
+    ],
+    { numRuns: 500 },
+  )('gives exactly encodeRecord’s bytes', (index, prev, at, reason, erin, eromheen) => {
+    const real = JSON.parse(lines[index % lines.length]!) as LogRecord;
+    const token = { ...real.token, erachter: reason || 'x', erin, eromheen } as LogRecord['token'];
+    const r: LogRecord = {
+      ...real,
+      index,
+      prev,
+      received_at: at.toISOString(),
+      causal: { ...real.causal, causal_reason: reason || 'x', object_id: reason ? null : 'a/b' },
+      token,
+    };
+    expect(fromUtf8(encodeRecordWithTokenText(r, canonicalize(r.token)))).toBe(
+      fromUtf8(encodeRecord(r)),
+    );
+  });
 });

@@ -202,14 +202,22 @@ export function parsePublicIdentity(
  */
 export class IdentityRegistry {
   readonly #byId = new Map<string, PublicIdentity[]>();
+  /** `actor \n kid` → the raw signing key, filled by add() (a lookup per token verified). */
+  readonly #byKid = new Map<string, Uint8Array>();
 
   constructor(readonly provider: CryptoProvider = getProvider()) {}
 
   add(identity: PublicIdentity | Identity): void {
     const pub = identity instanceof Identity ? identity.public : identity;
-    parsePublicIdentity(pub, this.provider);
+    const parsed = parsePublicIdentity(pub, this.provider);
     const list = this.#byId.get(pub.id) ?? [];
-    if (!list.some((p) => p.signing_key === pub.signing_key)) list.push(pub);
+    if (!list.some((p) => p.signing_key === pub.signing_key)) {
+      list.push(pub);
+      const kid = keyIdOf(parsed.signingKey, this.provider);
+      // the first key registered under a kid wins, as the linear search did
+      const k = `${pub.id}\n${kid}`;
+      if (!this.#byKid.has(k)) this.#byKid.set(k, parsed.signingKey.slice());
+    }
     this.#byId.set(pub.id, list);
   }
 
@@ -219,11 +227,7 @@ export class IdentityRegistry {
 
   /** The Ed25519 public key of `actor` whose key id is `kid`, if registered. */
   signingKey(actor: string, kid: string): Uint8Array | undefined {
-    for (const p of this.get(actor)) {
-      const k = fromBase64Url(p.signing_key);
-      if (keyIdOf(k, this.provider) === kid) return k;
-    }
-    return undefined;
+    return this.#byKid.get(`${actor}\n${kid}`)?.slice();
   }
 
   has(actor: string, publicKey: Uint8Array): boolean {

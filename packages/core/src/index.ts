@@ -91,6 +91,7 @@ export type {
   KeyResolver,
   MintOptions,
   MintTokenInput,
+  ParseTokenOptions,
   PolicyDecision,
   TibetToken,
   TokenBody,

@@ -112,6 +112,7 @@ describe('clocks', () => {
       '2026-01-01T00:00:00.1Z',
       '2026-01-01T23:59:59.123456789Z',
       '2024-02-29T12:00:00Z',
+      '2000-02-29T12:00:00Z',
       '0001-01-01T00:00:00Z',
     ]) {
       expect(parseRfc3339(s), s).toBeInstanceOf(Date);
@@ -126,6 +127,8 @@ describe('clocks', () => {
       '2026-01-01T00:00:00.Z',
       '2026-02-29T00:00:00Z',
       '2026-02-30T00:00:00Z',
+      '1900-02-29T00:00:00Z',
+      '2100-02-29T00:00:00Z',
       '2026-04-31T00:00:00Z',
       '2026-13-01T00:00:00Z',
       '2026-01-01T24:00:00Z',
@@ -138,6 +141,30 @@ describe('clocks', () => {
       expect(parseRfc3339(s), s).toBeUndefined();
     }
     for (const v of [null, 1, new Date()]) expect(parseRfc3339(v)).toBeUndefined();
+  });
+
+  // The reference: let Date parse it, and refuse what Date rolled over (02-30 → 03-02, 24:00).
+  const RFC = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z$/;
+  const referenceParse = (s: string): number | undefined => {
+    if (!RFC.test(s)) return undefined;
+    const d = new Date(s);
+    if (Number.isNaN(d.getTime())) return undefined;
+    return d.toISOString().slice(0, 19) === s.slice(0, 19) ? d.getTime() : undefined;
+  };
+  const pad = (n: number, w: number): string => String(n).padStart(w, '0');
+  test.prop([
+    fc.integer({ min: 0, max: 9999 }),
+    fc.integer({ min: 0, max: 13 }),
+    fc.integer({ min: 0, max: 32 }),
+    fc.integer({ min: 0, max: 25 }),
+    fc.integer({ min: 0, max: 61 }),
+    fc.integer({ min: 0, max: 61 }),
+    fc.option(fc.stringMatching(/^[0-9]{1,9}$/), { nil: undefined }),
+  ])('parseRfc3339 agrees with Date on every field combination', (y, mo, d, h, mi, s, frac) => {
+    const text = `${pad(y, 4)}-${pad(mo, 2)}-${pad(d, 2)}T${pad(h, 2)}:${pad(mi, 2)}:${pad(s, 2)}${
+      frac === undefined ? '' : `.${frac}`
+    }Z`;
+    expect(parseRfc3339(text)?.getTime(), text).toBe(referenceParse(text));
   });
 
   test.prop([
