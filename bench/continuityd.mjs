@@ -237,34 +237,48 @@ await alog.close();
 // ---------------------------------------------------------------- whole-log verify
 if (typeof cd.verifyLog === 'function') {
   const cores = os.cpus().length;
-  // floor: bare verifies of the same count on all cores
+  // floor: bare verifies of the log's own signatures (same keys, same signing inputs, same
+  // count) split over all cores, each worker with its keys imported beforehand
   const src = `
     const { parentPort, workerData } = require('node:worker_threads');
     const { createPublicKey, verify } = require('node:crypto');
-    const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: workerData.x }, format: 'jwk' });
-    const msg = Buffer.from(workerData.msg, 'base64'); const sig = Buffer.from(workerData.sig, 'base64');
-    for (let i = 0; i < workerData.n; i++) verify(null, msg, key, sig);
-    parentPort.postMessage('done');`;
-  const t = ordered[0];
-  const wd = {
-    x: Buffer.from(actors[0].signingPublicKey).toString('base64url'),
-    msg: Buffer.from(core.tokenSigningInput(t)).toString('base64'),
-    sig: Buffer.from(core.fromBase64Url(t.signature)).toString('base64'),
-    n: Math.ceil(N / cores),
-  };
-  const ft0 = now();
-  await Promise.all(
-    Array.from(
-      { length: cores },
-      () =>
+    const keys = new Map(workerData.keys.map(([id, x]) => [id, createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' })]));
+    parentPort.postMessage('ready');
+    parentPort.once('message', () => {
+      let bad = 0;
+      for (const [id, msg, sig] of workerData.jobs) if (!verify(null, msg, keys.get(id), sig)) bad++;
+      parentPort.postMessage(bad);
+    });`;
+  const keysWd = actors.map((a) => [a.id, Buffer.from(a.signingPublicKey).toString('base64url')]);
+  const jobs = Array.from({ length: cores }, () => []);
+  for (let i = 0; i < N; i++) {
+    const t = ordered[i];
+    jobs[i % cores].push([t.actor, core.tokenSigningInput(t), core.fromBase64Url(t.signature)]);
+  }
+  const workers = await Promise.all(
+    jobs.map(
+      (j) =>
         new Promise((res, rej) => {
-          const w = new Worker(src, { eval: true, workerData: wd });
-          w.once('message', res);
+          const w = new Worker(src, { eval: true, workerData: { keys: keysWd, jobs: j } });
+          w.once('message', () => res(w));
           w.once('error', rej);
         }),
     ),
   );
+  const ft0 = now();
+  const bad = await Promise.all(
+    workers.map(
+      (w) =>
+        new Promise((res, rej) => {
+          w.once('message', res);
+          w.once('error', rej);
+          w.postMessage('go');
+        }),
+    ),
+  );
   const floorRate = (N / (now() - ft0)) * 1000;
+  await Promise.all(workers.map((w) => w.terminate()));
+  if (bad.some((b) => b !== 0)) throw new Error('floor: a bare verify failed');
   const vt = now();
   const report = await cd.verifyLog(dir, { registry, logPublicKey: logKey.signingPublicKey });
   const vRate = (N / (now() - vt)) * 1000;
@@ -274,6 +288,9 @@ if (typeof cd.verifyLog === 'function') {
   log(`  verifyLog                             ${fmt(vRate)} lines/s`);
   log(
     `  bare Ed25519 verifies, ${cores} cores        ${fmt(floorRate)} /s   → ${pct(vRate, floorRate)}   goal ≥ 80 %: ${vRate >= 0.8 * floorRate ? 'MET' : 'NOT MET'}`,
+  );
+  log(
+    `    (the log's own ${N.toLocaleString('en-US')} signatures, keys imported before the clock starts)`,
   );
   log(`  projected for 1,000,000 lines          ${(1e6 / vRate).toFixed(0)} s`);
 } else {

@@ -149,10 +149,19 @@ export function parseBatch(batch: LineBatch): ParsedBatch {
   return { batch, records };
 }
 
-/** `actor \n kid` pairs of a parsed batch (for key look-ups). */
-export function keyPairs(p: ParsedBatch): string[] {
+/** `actor \n kid` pairs of a parsed batch that `has` does not know yet (for key look-ups). */
+export function keyPairs(p: ParsedBatch, has: (actor: string, kid: string) => boolean): string[] {
   const out = new Set<string>();
-  for (const r of p.records) if (typeof r !== 'string') out.add(`${r.token.actor}\n${r.token.kid}`);
+  let lastActor = '';
+  let lastKid = '';
+  for (const r of p.records) {
+    if (typeof r === 'string') continue;
+    const { actor, kid } = r.token;
+    if ((actor === lastActor && kid === lastKid) || has(actor, kid)) continue;
+    lastActor = actor;
+    lastKid = kid;
+    out.add(`${actor}\n${kid}`);
+  }
   return [...out];
 }
 
@@ -193,6 +202,17 @@ function hexToBytes(hex: string, out: Uint8Array, at: number): void {
   out.set(Buffer.from(hex, 'hex'), at);
 }
 
+/** Whether `hex` (64 lowercase hex, already validated) spells the 32 bytes of `b` at `at`. */
+function hexIs(hex: string, b: Uint8Array, at: number): boolean {
+  for (let k = 0; k < 32; k++) {
+    const hi = hex.charCodeAt(2 * k);
+    const lo = hex.charCodeAt(2 * k + 1);
+    const v = ((hi > 0x39 ? hi - 0x57 : hi - 0x30) << 4) | (lo > 0x39 ? lo - 0x57 : lo - 0x30);
+    if (v !== b[at + k]) return false;
+  }
+  return true;
+}
+
 function word(id: string, at: number): number {
   return parseInt(id.slice(at, at + 8), 16) >>> 0;
 }
@@ -226,7 +246,6 @@ export function finishBatch(
     sigInfo: [],
   };
   const lineIdx = new Map<string, number>();
-  let prevHex: string | null = null;
   let from = 0;
   for (let i = 0; i < n; i++) {
     const end = batch.ends[i]!;
@@ -235,9 +254,6 @@ export function finishBatch(
     sha.plain(r.lineHashes, 32 * i, line);
     sha.prefixed(r.leaves, 32 * i, LEAF_PREFIX, line);
     const rec = records[i]!;
-    const myHex = Buffer.from(r.lineHashes.buffer, 32 * i, 32).toString('hex');
-    const before = prevHex;
-    prevHex = myHex;
     if (typeof rec === 'string') {
       r.errs.push([i, rec]);
       r.flags[i] = SIG_NOT_CHECKED << 4;
@@ -246,7 +262,7 @@ export function finishBatch(
     const t = rec.token;
     let f = F_PARSED;
     if (i === 0) r.firstPrev = rec.prev;
-    else if (rec.prev === before) f |= F_PREV_OK;
+    else if (rec.prev !== null && hexIs(rec.prev, r.lineHashes, 32 * (i - 1))) f |= F_PREV_OK;
     r.num[3 * i] = rec.index;
     r.num[3 * i + 1] = Date.parse(rec.received_at);
     r.num[3 * i + 2] = t.generation;
@@ -298,14 +314,15 @@ export function keyCache(
   resolve: (actor: string, kid: string) => Uint8Array | undefined | null,
   provider: CryptoProvider,
 ): (actor: string, kid: string) => Uint8Array | undefined {
-  const cache = new Map<string, Uint8Array | null>();
+  const cache = new Map<string, Map<string, Uint8Array | null>>();
   return (actor, kid) => {
-    const k = `${actor}\n${kid}`;
-    let v = cache.get(k);
+    let byKid = cache.get(actor);
+    if (!byKid) cache.set(actor, (byKid = new Map<string, Uint8Array | null>()));
+    let v = byKid.get(kid);
     if (v === undefined) {
       const raw = resolve(actor, kid) ?? null;
       v = raw && raw.length === 32 && keyIdOf(raw, provider) === kid ? raw : null;
-      cache.set(k, v);
+      byKid.set(kid, v);
     }
     return v ?? undefined;
   };
@@ -336,19 +353,27 @@ function serve(): void {
   const data = workerData as VerifyWorkerData;
   const provider = getProvider(data.backend);
   const known = new Map<string, Uint8Array | null>();
+  const knownActors = new Map<string, Set<string>>();
+  const has = (actor: string, kid: string): boolean => knownActors.get(actor)?.has(kid) === true;
   const waiting = new Map<number, (keys: [string, Uint8Array | null][]) => void>();
   const keyOf = keyCache((actor, kid) => known.get(`${actor}\n${kid}`), provider);
   let chain: Promise<void> = Promise.resolve();
 
   async function handle(m: Extract<ToWorker, { t: 'batch' }>): Promise<void> {
     const parsed = parseBatch({ id: m.id, first: m.first, buf: m.buf, ends: m.ends });
-    const missing = keyPairs(parsed).filter((k) => !known.has(k));
+    const missing = keyPairs(parsed, has);
     if (missing.length) {
       const keys = await new Promise<[string, Uint8Array | null][]>((res) => {
         waiting.set(m.id, res);
         port.postMessage({ t: 'need', id: m.id, pairs: missing } satisfies FromWorker);
       });
-      for (const [k, v] of keys) known.set(k, v);
+      for (const [k, v] of keys) {
+        known.set(k, v);
+        const [actor = '', kid = ''] = k.split('\n');
+        let kids = knownActors.get(actor);
+        if (!kids) knownActors.set(actor, (kids = new Set()));
+        kids.add(kid);
+      }
     }
     const r = finishBatch(parsed, keyOf, provider);
     const transfer = [r.num, r.flags, r.ids, r.th, r.lineHashes, r.leaves, r.lineRef].map(
