@@ -49,6 +49,7 @@ import {
   encodeRecordWithTokenText,
   lineHash,
   parseRecord,
+  tokenSlices,
   type LogRecord,
 } from './record.js';
 
@@ -781,6 +782,16 @@ export async function latestCheckpoint(dir: string): Promise<SignedCheckpoint | 
 }
 
 /**
+ * `tokenHash` of a line's token, hashed from the token's own text in the line (parseRecord
+ * has accepted the line, so that text is the token's RFC 8785 form) instead of serialising
+ * the token again; falls back to serialising when the cut does not apply.
+ */
+function tokenHashOfLine(line: Uint8Array, t: TibetToken, provider: CryptoProvider): string {
+  const cut = tokenSlices(line, t);
+  return cut ? `sha256:${toHex(provider.sha256(cut.token))}` : tokenHash(t, provider);
+}
+
+/**
  * Bring a log folder to a consistent state after a crash: the torn tail of the last
  * segment (bytes after its last newline: never acknowledged) is cut off and synced; every
  * line after the persisted state is re-read (index, chain and record shape checked) to
@@ -882,7 +893,7 @@ export async function recover(
           leafHash: leaf,
           index: idx,
           generation: r.token.generation,
-          tokenHash: tokenHash(r.token, provider),
+          tokenHash: tokenHashOfLine(line, r.token, provider),
           actionId: r.token.action_id,
           actor: r.token.actor,
           objectId: r.causal.object_id,

@@ -163,3 +163,51 @@ export function parseRecord(line: Uint8Array, expectIndex?: number): LogRecord {
     bad('causal.continuity_id must be an id', index);
   return r as unknown as LogRecord;
 }
+
+const TOKEN_KEY = utf8(',"token":{');
+const RECORD_TAIL = utf8(`,"v":${JSON.stringify(RECORD_VERSION)}}`);
+const SIG_KEY = utf8(',"signature":"');
+const SIG_LEN = 86;
+
+function asBuffer(b: Uint8Array): Buffer {
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/**
+ * The token's canonical bytes and its signing input, cut out of the line's bytes.
+ *
+ * Sound only for a line that `parseRecord` accepted: the line is then the RFC 8785 form of
+ * the record, whose members are sorted (`causal, index, prev, received_at, token, v`), and
+ * the RFC 8785 form of an object nested in it is exactly the RFC 8785 form of that object
+ * on its own. So the token's canonical bytes run from the `{` after the first unescaped
+ * `,"token":` (nothing before it can hold an unescaped quote outside a member name, and
+ * parseRecord allows no other member named "token" before it) to the `}` before the final
+ * `,"v":"tibet-log/1"}`; and the token's signing input (RFC 8785 of the token without
+ * `signature`) is those bytes without the last `,"signature":"<86 chars>"` (the members
+ * after it, `timestamp` and `typ`, hold RFC 3339 text and a constant). This saves two
+ * re-serialisations per line; every cut is checked and any surprise falls back to the
+ * canonicalising functions, so the result is exact either way (a property test compares them).
+ */
+export function tokenSlices(
+  line: Uint8Array,
+  t: TibetToken,
+): { token: Uint8Array; signingInput: Uint8Array } | undefined {
+  const b = asBuffer(line);
+  const at = b.indexOf(TOKEN_KEY);
+  if (at < 0) return undefined;
+  const start = at + TOKEN_KEY.length - 1;
+  const end = line.length - RECORD_TAIL.length;
+  if (end <= start || line[end - 1] !== 0x7d) return undefined;
+  if (!asBuffer(line.subarray(end)).equals(RECORD_TAIL)) return undefined;
+  const token = line.subarray(start, end);
+  const tb = asBuffer(token);
+  const s = tb.lastIndexOf(SIG_KEY);
+  if (s < 0) return undefined;
+  const v = s + SIG_KEY.length;
+  if (token[v + SIG_LEN] !== 0x22) return undefined;
+  if (tb.toString('latin1', v, v + SIG_LEN) !== t.signature) return undefined;
+  const signingInput = new Uint8Array(token.length - (v + SIG_LEN + 1 - s));
+  signingInput.set(token.subarray(0, s));
+  signingInput.set(token.subarray(v + SIG_LEN + 1), s);
+  return { token, signingInput };
+}
