@@ -3,13 +3,20 @@
  * perfect subtrees that make up the left-to-right decomposition of the tree): O(log n)
  * work and state per append, no rebuild at start.
  */
-import { hash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { concatBytes, getProvider, type CryptoProvider } from '@tibet/core';
 
 const LEAF = Uint8Array.of(0x00);
 const NODE = Uint8Array.of(0x01);
 
 export function leafHash(entry: Uint8Array, p: CryptoProvider = getProvider()): Uint8Array {
+  if (p.name === 'node') {
+    // node:crypto hashes the prefix and the entry in place: no copy of the entry
+    const h = createHash('sha256');
+    h.update(LEAF);
+    h.update(entry);
+    return new Uint8Array(h.digest());
+  }
   return p.sha256(concatBytes(LEAF, entry));
 }
 

@@ -1,11 +1,8 @@
 /** Byte helpers. Every function returns a fresh `Uint8Array` (never a Node `Buffer`). */
 
-const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
-
+/** Lowercase hex (Buffer's encoder: one string, not one per byte). */
 export function toHex(bytes: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < bytes.length; i++) s += HEX[bytes[i]!];
-  return s;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
 /** Strict lowercase-or-uppercase hex of even length; throws TypeError otherwise. */
