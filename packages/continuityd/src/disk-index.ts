@@ -26,6 +26,7 @@ import {
   ftruncateSync,
   mkdirSync,
   openSync,
+  read as readCallback,
   readFileSync,
   readSync,
   readdirSync,
@@ -56,7 +57,9 @@ import { parseRecord, type LogRecord } from './record.js';
 
 const fdatasyncAsync = promisify(fdatasync);
 
-export const INDEX_FORMAT = 'tibet-log-index/1';
+export const INDEX_FORMAT = 'tibet-log-index/2';
+/** The format before level-2 runs: still read (it is a /2 index without them). */
+const INDEX_FORMAT_1 = 'tibet-log-index/1';
 const MANIFEST = 'MANIFEST.json';
 const OFFSETS = 'offsets.bin';
 const TIMES = 'times.bin';
@@ -66,9 +69,20 @@ const FENCE = 16;
 const DEFAULT_CHUNK = 2048;
 const DEFAULT_FAN_IN = 32;
 const DEFAULT_CACHE = 16 * 1024 * 1024;
+/** Level-1 runs that start a merge into a level-2 run. */
+const L2_TRIGGER = 4;
+/** Level-1 spans a level-2 run covers at most (16 × 65,536 records with the default sizes). */
+const L2_SPANS = 16;
+/** Records of a merged run at most: level-2 merges stop short of it. */
+const MAX_RUN_RECORDS = 2 ** 24;
 /** Entries of times.bin kept in memory before they are written out (between flushes). */
 const TIMES_SPILL = 4096;
 const SCAN_BLOCK = 1024 * 1024;
+/** Lines this close together in a segment are read together by `linesAt`, up to COALESCE_MAX. */
+const COALESCE_GAP = 16 * 1024;
+const COALESCE_MAX = 1024 * 1024;
+/** A read that takes longer than this (ms) came from the disk, not the OS page cache. */
+const SLOW_READ_MS = 0.075;
 const MAX_U48 = 2 ** 48 - 1;
 
 // ---------------------------------------------------------------------------------------
@@ -106,6 +120,12 @@ const LINE_ENTRY = 48;
 /** key offset (u32) · key length (u16) · first posting (u32) · posting count (u32) */
 const POSTING_ENTRY = 14;
 
+/** What a reader reads first of a run: the header page and a CRC table of up to 4,096 pages. */
+const HEAD_READ = 5 * PAGE;
+
+/** Whether this machine stores a Uint32Array little-endian, as the files do. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 const BLOOM_BLOCK = 64;
 const BLOOM_BITS_PER_KEY = 10;
 const BLOOM_PROBES = 7;
@@ -128,6 +148,12 @@ export interface DiskIndexOptions {
   onRebuild?: (reason: string) => void;
   /** Called for every log line read through the index (tests count them). */
   onLineRead?: (index: number) => void;
+  /**
+   * Issue the reads of {@link DiskIndex.linesAt} together from the start. By default they
+   * go one at a time while the OS page cache serves them (cheapest then), and together once
+   * two of them have come from the disk.
+   */
+  readsTogether?: boolean;
 }
 
 export interface IndexRange {
@@ -172,7 +198,7 @@ interface SegmentEnd {
 }
 
 interface Manifest {
-  format: typeof INDEX_FORMAT;
+  format: typeof INDEX_FORMAT | typeof INDEX_FORMAT_1;
   origin: string;
   log_key: string;
   index_id: string;
@@ -188,6 +214,13 @@ interface Manifest {
   last_leaf: string | null;
   /** Hex SHA-256 of the RFC 8785 form of the manifest without this member. */
   checksum: string;
+}
+
+/** A merge in progress into a run of `level`. */
+interface MergeJob {
+  level: number;
+  parts: Run[];
+  steps: Generator<undefined, RunInfo, undefined>;
 }
 
 interface Chunk {
@@ -237,6 +270,33 @@ function readFull(fd: number, buf: Uint8Array, pos: number, label: string): void
   }
 }
 
+/** {@link readFull} through the thread pool, so that many reads can be in flight at once. */
+function readFullAsync(fd: number, buf: Uint8Array, pos: number, label: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (o: number): void => {
+      readCallback(fd, buf, o, buf.length - o, pos + o, (err, n) => {
+        if (err) reject(err);
+        else if (n <= 0) reject(corrupt(`${label}: short read at byte ${pos + o}`));
+        else if (o + n < buf.length) step(o + n);
+        else resolve();
+      });
+    };
+    if (buf.length === 0) resolve();
+    else step(0);
+  });
+}
+
+/**
+ * Promise.all, but settling only once every promise has: reads still in flight must not
+ * outlive a failure (their descriptors would be closed under them). Throws the first error.
+ */
+async function settled<T>(all: readonly Promise<T>[]): Promise<T[]> {
+  const r = await Promise.allSettled(all);
+  const bad = r.find((x) => x.status === 'rejected');
+  if (bad) throw bad.reason;
+  return r.map((x) => (x as PromiseFulfilledResult<T>).value);
+}
+
 function writeFull(fd: number, buf: Uint8Array, pos: number): void {
   let o = 0;
   while (o < buf.length) {
@@ -248,6 +308,35 @@ function writeFull(fd: number, buf: Uint8Array, pos: number): void {
 
 function isErrno(e: unknown, code: string): boolean {
   return (e as NodeJS.ErrnoException | undefined)?.code === code;
+}
+
+/**
+ * Whether to keep reading synchronously: one read at a time is cheapest while the OS page
+ * cache holds the file (a few µs each), but from the disk (~0.1 ms each here) reads issued
+ * together through the thread pool finish several times sooner. Two reads that took longer
+ * than a cached read can decide for reading together; eight that did not, for reading one
+ * at a time without timing the rest (timing costs too, in a process that just started).
+ */
+class Pace {
+  #seen = 0;
+  #slow: number;
+  constructor(together = false) {
+    this.#slow = together ? 2 : 0;
+  }
+  get sync(): boolean {
+    return this.#slow < 2;
+  }
+  /** Whether reads are still being timed. */
+  get timing(): boolean {
+    return this.#slow < 2 && this.#seen < 9;
+  }
+  /**
+   * Note how long one read took (an index page; or a line with its offsets, opening the
+   * file not counted). The first is not counted: it also pays for warming the code up.
+   */
+  took(ms: number): void {
+    if (this.#seen++ > 0 && ms > SLOW_READ_MS) this.#slow++;
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -350,22 +439,74 @@ class PagedFile {
     this.#no = cache.fileNo();
   }
 
+  #key(p: number): number {
+    return this.#no * 2 ** 32 + p;
+  }
+
+  /** Check a page just read against its CRC and cache it. */
+  #admit(p: number, b: Buffer): Buffer {
+    if (this.crcs && p >= this.firstDataPage) {
+      const want = this.crcs[p - this.firstDataPage];
+      if (want === undefined || crc32(b) !== want)
+        throw corrupt(`${this.label}: page ${p} fails its checksum`);
+    }
+    this.cache.set(this.#key(p), b);
+    return b;
+  }
+
   #page(p: number, need: number): Buffer {
-    const key = this.#no * 2 ** 32 + p;
-    const hit = this.cache.get(key);
+    const hit = this.cache.get(this.#key(p));
     if (hit !== undefined && hit.length >= need) return hit;
     const start = p * PAGE;
     const len = Math.min(PAGE, this.size - start);
     if (len < need) throw corrupt(`${this.label}: read past the end`);
     const b = Buffer.allocUnsafe(len);
     readFull(this.fd, b, start, this.label);
-    if (this.crcs && p >= this.firstDataPage) {
-      const want = this.crcs[p - this.firstDataPage];
-      if (want === undefined || crc32(b) !== want)
-        throw corrupt(`${this.label}: page ${p} fails its checksum`);
+    return this.#admit(p, b);
+  }
+
+  /** The pages holding these byte positions that are not cached yet, once each, in order. */
+  missing(positions: Iterable<number>): number[] {
+    const want = new Set<number>();
+    for (const pos of positions) {
+      if (!(pos >= 0 && pos < this.size)) continue; // left to read() to refuse
+      const p = Math.floor(pos / PAGE);
+      const hit = this.cache.get(this.#key(p));
+      if (hit === undefined || hit.length < Math.min(PAGE, this.size - p * PAGE)) want.add(p);
     }
-    this.cache.set(key, b);
+    return [...want];
+  }
+
+  /** Pages [p0, p1] read directly (not through the cache), each checked against its CRC. */
+  readPages(p0: number, p1: number): Buffer {
+    const start = p0 * PAGE;
+    const end = Math.min(this.size, (p1 + 1) * PAGE);
+    if (!(p0 >= 0 && start < end)) throw corrupt(`${this.label}: read past the end`);
+    const b = Buffer.allocUnsafe(end - start);
+    readFull(this.fd, b, start, this.label);
+    if (this.crcs) {
+      for (let p = Math.max(p0, this.firstDataPage); p * PAGE < end; p++) {
+        const page = b.subarray((p - p0) * PAGE, Math.min(b.length, (p - p0 + 1) * PAGE));
+        const want = this.crcs[p - this.firstDataPage];
+        if (want === undefined || crc32(page) !== want)
+          throw corrupt(`${this.label}: page ${p} fails its checksum`);
+      }
+    }
     return b;
+  }
+
+  /**
+   * Read these pages all at once, through the thread pool (a cold page cache serves them in
+   * parallel); checked and cached as {@link read} would.
+   */
+  async loadAll(pages: readonly number[]): Promise<void> {
+    await settled(
+      pages.map(async (p) => {
+        const b = Buffer.allocUnsafe(Math.min(PAGE, this.size - p * PAGE));
+        await readFullAsync(this.fd, b, p * PAGE, this.label);
+        this.#admit(p, b);
+      }),
+    );
   }
 
   read(pos: number, len: number): Buffer {
@@ -478,6 +619,32 @@ function buildRun(c: Chunk, level: number, id: Buffer): Buffer {
   return assembleRun(sections, level, c.start, c.count, id);
 }
 
+/** Write the header page of a run: fields, section offsets and lengths, and its CRCs. */
+function writeRunHeader(
+  file: Buffer,
+  h: { level: number; start: number; count: number; id: Buffer; dataPages: number },
+  lens: readonly number[],
+  tableCrc: number,
+): void {
+  const tablePages = Math.ceil((h.dataPages * 4) / PAGE);
+  RUN_MAGIC.copy(file, 0);
+  file.writeUInt32LE(RUN_VERSION, 8);
+  file.writeUInt32LE(h.level, 12);
+  file.writeUIntLE(h.start, 16, 6);
+  file.writeUInt32LE(h.count, 24);
+  file.writeUInt32LE(h.dataPages, 28);
+  h.id.copy(file, 32);
+  file.writeUInt32LE(tablePages, 40);
+  let off = (1 + tablePages) * PAGE;
+  lens.forEach((l, i) => {
+    file.writeUInt32LE(off, H_SECTIONS + 8 * i);
+    file.writeUInt32LE(l, H_SECTIONS + 8 * i + 4);
+    off += l;
+  });
+  file.writeUInt32LE(tableCrc, 44);
+  file.writeUInt32LE(crc32(file.subarray(0, H_CRC)), H_CRC);
+}
+
 /** Header page, page CRC table, then the sections back to back. */
 function assembleRun(
   sections: readonly Buffer[],
@@ -492,31 +659,25 @@ function assembleRun(
   const tablePages = Math.ceil((dataPages * 4) / PAGE);
   const dataStart = (1 + tablePages) * PAGE;
   const file = Buffer.alloc(dataStart + dataLen);
-  RUN_MAGIC.copy(file, 0);
-  file.writeUInt32LE(RUN_VERSION, 8);
-  file.writeUInt32LE(level, 12);
-  file.writeUIntLE(start, 16, 6);
-  file.writeUInt32LE(count, 24);
-  file.writeUInt32LE(dataPages, 28);
-  id.copy(file, 32);
-  file.writeUInt32LE(tablePages, 40);
   let off = dataStart;
-  sections.forEach((s, i) => {
+  for (const s of sections) {
     s.copy(file, off);
-    file.writeUInt32LE(off, H_SECTIONS + 8 * i);
-    file.writeUInt32LE(s.length, H_SECTIONS + 8 * i + 4);
     off += s.length;
-  });
+  }
   for (let p = 0; p < dataPages; p++) {
     const a = dataStart + p * PAGE;
     file.writeUInt32LE(crc32(file.subarray(a, Math.min(a + PAGE, file.length))), PAGE + 4 * p);
   }
-  file.writeUInt32LE(crc32(file.subarray(PAGE, PAGE + dataPages * 4)), 44);
-  file.writeUInt32LE(crc32(file.subarray(0, H_CRC)), H_CRC);
+  writeRunHeader(
+    file,
+    { level, start, count, id, dataPages },
+    sections.map((s) => s.length),
+    crc32(file.subarray(PAGE, PAGE + dataPages * 4)),
+  );
   return file;
 }
 
-/** A run's bytes, read whole and checked, for merging. */
+/** A run's bytes, read whole and checked (the writer's open chunk, from the partial run). */
 interface RunBytes {
   start: number;
   count: number;
@@ -558,181 +719,374 @@ class ListHeap {
   }
 }
 
-/** Entries merged between two yields of {@link mergeRuns}. */
+/** Entries merged (or postings copied) between two yields of {@link mergeInto}. */
 const MERGE_STEP = 256;
+/** Bytes a merge reads of a source section at a time. */
+const MERGE_WINDOW = 64 * 1024;
+/** Bytes a merge buffers per output section, and copies per step when it assembles the run. */
+const MERGE_CHUNK = 256 * 1024;
 
 /**
- * Merge adjacent runs (in log order) into one run starting at `src[0].start`, working on
- * their bytes: a k-way merge of each sorted section, record offsets rebased. Where a key is
- * in several runs the later one wins (actions, line ends) or the postings are concatenated.
- * A generator that yields every {@link MERGE_STEP} entries, so that the writer can spread
- * a merge over many `add()` calls instead of pausing for it.
+ * One section of a run file read front to back in windows of whole pages, each page checked
+ * against its CRC (a merge reads its sources this way: memory stays a few windows per
+ * source, however large the runs).
  */
-function* mergeRuns(
-  src: readonly RunBytes[],
+class SectionReader {
+  #buf: Buffer = Buffer.alloc(0);
+  /** File position of #buf[0]. */
+  #at = 0;
+  constructor(
+    readonly file: PagedFile,
+    readonly off: number,
+    readonly length: number,
+    readonly label: string,
+  ) {}
+
+  /** `n` bytes at `pos` of the section (valid after later reads too). */
+  read(pos: number, n: number): Buffer {
+    if (!(pos >= 0 && n >= 0 && pos + n <= this.length))
+      throw corrupt(`${this.label}: a reference past the end of its section`);
+    const a = this.off + pos;
+    if (a < this.#at || a + n > this.#at + this.#buf.length) {
+      const end = Math.max(a + n, Math.min(this.off + this.length, a + MERGE_WINDOW));
+      const p0 = Math.floor(a / PAGE);
+      this.#buf = this.file.readPages(p0, Math.max(p0, Math.ceil(end / PAGE) - 1));
+      this.#at = p0 * PAGE;
+    }
+    return this.#buf.subarray(a - this.#at, a - this.#at + n);
+  }
+}
+
+/** An output section being written to a temporary file, buffered. */
+class SectionSink {
+  readonly #fd: number;
+  readonly #buf = Buffer.allocUnsafe(MERGE_CHUNK);
+  #n = 0;
+  #written = 0;
+  #closed = false;
+  constructor(readonly path: string) {
+    this.#fd = openSync(path, 'w', 0o644);
+  }
+  get length(): number {
+    return this.#written + this.#n;
+  }
+  write(b: Uint8Array): void {
+    if (this.#n + b.length > this.#buf.length) this.#flush();
+    if (b.length >= this.#buf.length) {
+      writeFull(this.#fd, b, this.#written);
+      this.#written += b.length;
+      return;
+    }
+    this.#buf.set(b, this.#n);
+    this.#n += b.length;
+  }
+  #flush(): void {
+    if (this.#n === 0) return;
+    writeFull(this.#fd, this.#buf.subarray(0, this.#n), this.#written);
+    this.#written += this.#n;
+    this.#n = 0;
+  }
+  /** Flush and close (once); the bytes stay in the file until {@link remove}. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#flush();
+    } finally {
+      closeSync(this.#fd);
+    }
+  }
+  /** Copy [pos, pos + n) of the (closed) file into `into`. */
+  readBack(into: Buffer, pos: number): void {
+    const fd = openSync(this.path, 'r');
+    try {
+      readFull(fd, into, pos, this.path);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  remove(): void {
+    rmSync(this.path, { force: true });
+  }
+}
+
+/** A Bloom filter filled key by key, sized for at most `upTo` keys. */
+class BloomBuilder {
+  readonly bytes: Buffer;
+  readonly #blocks: number;
+  constructor(upTo: number) {
+    this.#blocks = upTo > 0 ? Math.ceil((upTo * BLOOM_BITS_PER_KEY) / (BLOOM_BLOCK * 8)) : 0;
+    this.bytes = Buffer.alloc(this.#blocks * BLOOM_BLOCK);
+  }
+  add(key: Uint8Array): void {
+    const h = hashKey(key);
+    const base = (h.block % this.#blocks) * BLOOM_BLOCK;
+    for (const bit of h.bits) this.bytes[base + (bit >>> 3)]! |= 1 << (bit & 7);
+  }
+}
+
+/**
+ * Merge adjacent runs (in log order) into one run file `dir/name` starting at `parts[0]`'s
+ * first record: a k-way merge of each sorted section, record offsets rebased. Where a key is
+ * in several runs the later one wins (actions, line ends) or the postings are concatenated.
+ * It streams: the sources are read in windows, each output section goes to a temporary file,
+ * and the run is then assembled from them (header, page CRCs) into `name.tmp` and renamed.
+ * Each Bloom filter is sized for the keys of the sources (an upper bound of the merged keys:
+ * never fewer bits per key than a run built at once). A generator that yields every
+ * {@link MERGE_STEP} entries, so that the writer spreads a merge over many `add()` calls;
+ * returning early (`.return()`) removes its temporary files.
+ */
+function* mergeInto(
+  parts: readonly Run[],
   level: number,
   id: Buffer,
-): Generator<undefined, Buffer, undefined> {
-  const start = src[0]!.start;
+  dir: string,
+  name: string,
+): Generator<undefined, RunInfo, undefined> {
+  const start = parts[0]!.start;
   let count = 0;
-  for (const s of src) count += s.count;
-  const shift = src.map((s) => s.start - start);
-  const sections: Buffer[] = [];
-
-  // actions: fixed entries keyed by 8 bytes
-  {
-    const bufs = src.map((s) => s.sec(S_ACTIONS));
-    const pos = bufs.map(() => 0);
-    const hi = new Float64Array(src.length);
-    const lo = new Float64Array(src.length);
-    const load = (l: number): boolean => {
-      const o = pos[l]! * ACTION_ENTRY;
-      if (o >= bufs[l]!.length) return false;
-      hi[l] = bufs[l]!.readUInt32BE(o);
-      lo[l] = bufs[l]!.readUInt32BE(o + 4);
-      return true;
-    };
-    const heap = new ListHeap((a, b) =>
-      hi[a] !== hi[b] ? hi[a]! < hi[b]! : lo[a] !== lo[b] ? lo[a]! < lo[b]! : a < b,
-    );
-    let total = 0;
-    for (let l = 0; l < src.length; l++) {
-      total += bufs[l]!.length;
-      if (load(l)) heap.push(l);
-    }
-    const out = Buffer.allocUnsafe(total);
-    let k = 0;
-    let lastHi = -1;
-    let lastLo = -1;
-    for (let l = heap.pop(); l !== undefined; l = heap.pop()) {
-      const o = pos[l]! * ACTION_ENTRY;
-      const same = k > 0 && hi[l] === lastHi && lo[l] === lastLo;
-      const at = (same ? k - 1 : k++) * ACTION_ENTRY;
-      bufs[l]!.copy(out, at, o, o + ACTION_ENTRY);
-      out.writeUInt32LE(bufs[l]!.readUInt32LE(o + 8) + shift[l]!, at + 8);
-      lastHi = hi[l]!;
-      lastLo = lo[l]!;
-      pos[l]!++;
-      if (load(l)) heap.push(l);
-      if (k % MERGE_STEP === 0) yield;
-    }
-    const acts = out.subarray(0, k * ACTION_ENTRY);
-    sections[S_ACTION_BLOOM] = buildBloom(k, (i) =>
-      acts.subarray(i * ACTION_ENTRY, i * ACTION_ENTRY + 8),
-    );
-    sections[S_ACTIONS] = acts;
-  }
-
-  /** k-way merge of key tables; `emit` gets each distinct key with its holders, in run order. */
-  const mergeKeys = function* (
-    sTable: number,
-    sKeys: number,
-    width: number,
-    emit: (key: Buffer, holders: { l: number; e: Buffer }[]) => void,
-  ): Generator<undefined, void, undefined> {
-    const tables = src.map((s) => s.sec(sTable));
-    const blobs = src.map((s) => s.sec(sKeys));
-    const pos = tables.map(() => 0);
-    const cur: Buffer[] = [];
-    const load = (l: number): boolean => {
-      const o = pos[l]! * width;
-      const t = tables[l]!;
-      if (o >= t.length) return false;
-      const ko = t.readUInt32LE(o);
-      const kl = t.readUInt16LE(o + 4);
-      if (ko + kl > blobs[l]!.length) throw corrupt(`${src[l]!.name}: key out of range`);
-      cur[l] = blobs[l]!.subarray(ko, ko + kl);
-      return true;
-    };
-    const heap = new ListHeap((a, b) => {
-      const c = Buffer.compare(cur[a]!, cur[b]!);
-      return c !== 0 ? c < 0 : a < b;
-    });
-    for (let l = 0; l < src.length; l++) if (load(l)) heap.push(l);
-    let key: Buffer | undefined;
-    let done = 0;
-    let holders: { l: number; e: Buffer }[] = [];
-    for (let l = heap.pop(); l !== undefined; l = heap.pop()) {
-      const o = pos[l]! * width;
-      const e = tables[l]!.subarray(o, o + width);
-      if (key && key.equals(cur[l]!)) holders.push({ l, e });
-      else {
-        if (key) emit(key, holders);
-        key = cur[l]!;
-        holders = [{ l, e }];
-      }
-      pos[l]!++;
-      if (load(l)) heap.push(l);
-      if (++done % MERGE_STEP === 0) yield;
-    }
-    if (key) emit(key, holders);
+  for (const r of parts) count += r.info.count;
+  const shift = parts.map((r) => r.start - start);
+  const path = join(dir, name);
+  const sinks = new Map<number, SectionSink>();
+  const sinkFor = (s: number): SectionSink => {
+    let k = sinks.get(s);
+    if (!k) sinks.set(s, (k = new SectionSink(`${path}.tmp-${s}`)));
+    return k;
   };
-
-  // line ends: the latest run's entry per line
-  {
-    const keys: Buffer[] = [];
-    const entries: Buffer[] = [];
-    yield* mergeKeys(S_LINES, S_LINE_KEYS, LINE_ENTRY, (key, holders) => {
-      const { l, e } = holders[holders.length - 1]!;
-      const copy = Buffer.from(e);
-      copy.writeUInt32LE(e.readUInt32LE(6) + shift[l]!, 6);
-      keys.push(key);
-      entries.push(copy);
-    });
-    const table = Buffer.alloc(keys.length * LINE_ENTRY);
-    let kOff = 0;
-    keys.forEach((k, i) => {
-      const o = i * LINE_ENTRY;
-      entries[i]!.copy(table, o);
-      table.writeUInt32LE(kOff, o);
-      table.writeUInt16LE(k.length, o + 4);
-      kOff += k.length;
-    });
-    sections[S_LINE_BLOOM] = buildBloom(keys.length, (i) => keys[i]!);
-    sections[S_LINES] = table;
-    sections[S_LINE_KEYS] = Buffer.concat(keys);
-  }
-
-  // actors and objects: postings concatenated in run order (so still ascending)
-  for (const kind of ['actor', 'object'] as const) {
-    const [sBloom, sTable, sKeys, sPosts] = POSTING_SECTIONS[kind];
-    const posts = src.map((s) => s.sec(sPosts));
-    let total = 0;
-    for (const p of posts) total += p.length;
-    const outPosts = Buffer.allocUnsafe(total);
-    let n = 0;
-    const keys: Buffer[] = [];
-    const spans: [number, number][] = [];
-    yield* mergeKeys(sTable, sKeys, POSTING_ENTRY, (key, holders) => {
-      const first = n;
-      for (const { l, e } of holders) {
-        const p0 = e.readUInt32LE(6);
-        const c = e.readUInt32LE(10);
-        const p = posts[l]!;
-        if ((p0 + c) * 4 > p.length) throw corrupt(`${src[l]!.name}: postings out of range`);
-        for (let i = 0; i < c; i++)
-          outPosts.writeUInt32LE(p.readUInt32LE(4 * (p0 + i)) + shift[l]!, 4 * n++);
+  const blooms = new Map<number, Buffer>();
+  let work = 0;
+  let yielded = 0;
+  const due = (): boolean => {
+    if (work - yielded < MERGE_STEP) return false;
+    yielded = work;
+    return true;
+  };
+  let done = false;
+  try {
+    // actions: fixed entries keyed by 8 bytes
+    {
+      const src = parts.map((r) => r.reader(S_ACTIONS));
+      const n = src.map((s) => s.length / ACTION_ENTRY);
+      const pos = parts.map(() => 0);
+      const cur: Buffer[] = [];
+      const hi = new Float64Array(parts.length);
+      const lo = new Float64Array(parts.length);
+      const load = (l: number): boolean => {
+        if (pos[l]! >= n[l]!) return false;
+        const e = src[l]!.read(pos[l]! * ACTION_ENTRY, ACTION_ENTRY);
+        cur[l] = e;
+        hi[l] = e.readUInt32BE(0);
+        lo[l] = e.readUInt32BE(4);
+        return true;
+      };
+      const heap = new ListHeap((a, b) =>
+        hi[a] !== hi[b] ? hi[a]! < hi[b]! : lo[a] !== lo[b] ? lo[a]! < lo[b]! : a < b,
+      );
+      let total = 0;
+      for (let l = 0; l < parts.length; l++) {
+        total += n[l]!;
+        if (load(l)) heap.push(l);
       }
-      keys.push(key);
-      spans.push([first, n - first]);
-    });
-    const table = Buffer.alloc(keys.length * POSTING_ENTRY);
-    let kOff = 0;
-    keys.forEach((k, i) => {
-      const o = i * POSTING_ENTRY;
-      table.writeUInt32LE(kOff, o);
-      table.writeUInt16LE(k.length, o + 4);
-      table.writeUInt32LE(spans[i]![0], o + 6);
-      table.writeUInt32LE(spans[i]![1], o + 10);
-      kOff += k.length;
-    });
-    sections[sBloom] = buildBloom(keys.length, (i) => keys[i]!);
-    sections[sTable] = table;
-    sections[sKeys] = Buffer.concat(keys);
-    sections[sPosts] = outPosts.subarray(0, 4 * n);
+      const bloom = new BloomBuilder(total);
+      const out = sinkFor(S_ACTIONS);
+      let pending: Buffer | undefined;
+      for (let l = heap.pop(); l !== undefined; l = heap.pop()) {
+        const e = Buffer.from(cur[l]!);
+        e.writeUInt32LE(e.readUInt32LE(8) + shift[l]!, 8);
+        // the same action id in a later run replaces the earlier entry
+        if (!pending || pending.compare(e, 0, 8, 0, 8) !== 0) {
+          if (pending) {
+            out.write(pending);
+            bloom.add(pending.subarray(0, 8));
+          }
+        }
+        pending = e;
+        pos[l]!++;
+        if (load(l)) heap.push(l);
+        work++;
+        if (due()) yield;
+      }
+      if (pending) {
+        out.write(pending);
+        bloom.add(pending.subarray(0, 8));
+      }
+      blooms.set(S_ACTION_BLOOM, bloom.bytes);
+    }
+
+    /** k-way merge of key tables; `emit` gets each distinct key with its holders, in run order. */
+    const mergeKeys = function* (
+      sTable: number,
+      sKeys: number,
+      width: number,
+      emit: (key: Buffer, holders: { l: number; e: Buffer }[]) => void,
+    ): Generator<undefined, void, undefined> {
+      const tables = parts.map((r) => r.reader(sTable));
+      const blobs = parts.map((r) => r.reader(sKeys));
+      const n = tables.map((t) => t.length / width);
+      const pos = parts.map(() => 0);
+      const cur: Buffer[] = [];
+      const ent: Buffer[] = [];
+      const load = (l: number): boolean => {
+        if (pos[l]! >= n[l]!) return false;
+        const e = tables[l]!.read(pos[l]! * width, width);
+        ent[l] = e;
+        cur[l] = blobs[l]!.read(e.readUInt32LE(0), e.readUInt16LE(4));
+        return true;
+      };
+      const heap = new ListHeap((a, b) => {
+        const c = Buffer.compare(cur[a]!, cur[b]!);
+        return c !== 0 ? c < 0 : a < b;
+      });
+      for (let l = 0; l < parts.length; l++) if (load(l)) heap.push(l);
+      let key: Buffer | undefined;
+      let holders: { l: number; e: Buffer }[] = [];
+      for (let l = heap.pop(); l !== undefined; l = heap.pop()) {
+        if (key && key.equals(cur[l]!)) holders.push({ l, e: ent[l]! });
+        else {
+          if (key) emit(key, holders);
+          key = cur[l]!;
+          holders = [{ l, e: ent[l]! }];
+        }
+        pos[l]!++;
+        if (load(l)) heap.push(l);
+        work++;
+        if (due()) yield;
+      }
+      if (key) emit(key, holders);
+    };
+    const keyCount = (sTable: number, width: number): number =>
+      parts.reduce((s, r) => s + r.sectionLength(sTable) / width, 0);
+
+    // line ends: the latest run's entry per line
+    {
+      const table = sinkFor(S_LINES);
+      const keys = sinkFor(S_LINE_KEYS);
+      const bloom = new BloomBuilder(keyCount(S_LINES, LINE_ENTRY));
+      let kOff = 0;
+      yield* mergeKeys(S_LINES, S_LINE_KEYS, LINE_ENTRY, (key, holders) => {
+        const { l, e } = holders[holders.length - 1]!;
+        const t = Buffer.from(e);
+        t.writeUInt32LE(kOff, 0);
+        t.writeUInt16LE(key.length, 4);
+        t.writeUInt32LE(e.readUInt32LE(6) + shift[l]!, 6);
+        table.write(t);
+        keys.write(key);
+        bloom.add(key);
+        kOff += key.length;
+      });
+      blooms.set(S_LINE_BLOOM, bloom.bytes);
+    }
+
+    // actors and objects: postings concatenated in run order (so still ascending)
+    for (const kind of ['actor', 'object'] as const) {
+      const [sBloom, sTable, sKeys, sPosts] = POSTING_SECTIONS[kind];
+      const table = sinkFor(sTable);
+      const keys = sinkFor(sKeys);
+      const posts = sinkFor(sPosts);
+      const src = parts.map((r) => r.reader(sPosts));
+      const bloom = new BloomBuilder(keyCount(sTable, POSTING_ENTRY));
+      let kOff = 0;
+      let pOff = 0;
+      yield* mergeKeys(sTable, sKeys, POSTING_ENTRY, (key, holders) => {
+        const first = pOff;
+        for (const { l, e } of holders) {
+          const p0 = e.readUInt32LE(6);
+          const c = e.readUInt32LE(10);
+          for (let i = 0; i < c;) {
+            const take = Math.min(c - i, 1024);
+            const b = Buffer.from(src[l]!.read(4 * (p0 + i), 4 * take));
+            for (let j = 0; j < take; j++)
+              b.writeUInt32LE(b.readUInt32LE(4 * j) + shift[l]!, 4 * j);
+            posts.write(b);
+            i += take;
+          }
+          pOff += c;
+          work += c;
+        }
+        const t = Buffer.alloc(POSTING_ENTRY);
+        t.writeUInt32LE(kOff, 0);
+        t.writeUInt16LE(key.length, 4);
+        t.writeUInt32LE(first, 6);
+        t.writeUInt32LE(pOff - first, 10);
+        table.write(t);
+        keys.write(key);
+        bloom.add(key);
+        kOff += key.length;
+      });
+      blooms.set(sBloom, bloom.bytes);
+    }
+
+    // assemble: the sections back to back after the header page and the page CRC table
+    for (const k of sinks.values()) k.close();
+    const lens: number[] = [];
+    for (let s = 0; s < N_SECTIONS; s++)
+      lens.push(blooms.get(s)?.length ?? sinks.get(s)?.length ?? 0);
+    const dataLen = lens.reduce((a, b) => a + b, 0);
+    const dataPages = Math.ceil(dataLen / PAGE);
+    const tablePages = Math.ceil((dataPages * 4) / PAGE);
+    const dataStart = (1 + tablePages) * PAGE;
+    if (dataStart + dataLen > 0xffffffff) throw new RangeError(`${name}: a run over 4 GiB`);
+    const crcs = Buffer.alloc(dataPages * 4);
+    const tmp = `${path}.tmp`;
+    const fd = openSync(tmp, 'w', 0o644);
+    try {
+      let at = dataStart;
+      let pageNo = 0;
+      let pageFill = 0;
+      let pageCrc = 0;
+      const put = (b: Buffer): void => {
+        writeFull(fd, b, at);
+        at += b.length;
+        for (let i = 0; i < b.length;) {
+          const take = Math.min(PAGE - pageFill, b.length - i);
+          pageCrc = crc32(b.subarray(i, i + take), pageCrc);
+          pageFill += take;
+          i += take;
+          if (pageFill === PAGE) {
+            crcs.writeUInt32LE(pageCrc, 4 * pageNo++);
+            pageFill = 0;
+            pageCrc = 0;
+          }
+        }
+      };
+      const chunk = Buffer.allocUnsafe(MERGE_CHUNK);
+      for (let s = 0; s < N_SECTIONS; s++) {
+        const bloom = blooms.get(s);
+        if (bloom) put(bloom);
+        const k = sinks.get(s);
+        if (!k) continue;
+        for (let pos = 0; pos < k.length; pos += chunk.length) {
+          const view = chunk.subarray(0, Math.min(chunk.length, k.length - pos));
+          k.readBack(view, pos);
+          put(view);
+          // a step copies about as many bytes as MERGE_STEP entries take
+          work += Math.ceil(view.length / 64);
+          if (due()) yield;
+        }
+      }
+      if (pageFill > 0) crcs.writeUInt32LE(pageCrc, 4 * pageNo++);
+      writeFull(fd, crcs, PAGE);
+      const head = Buffer.alloc(PAGE);
+      writeRunHeader(head, { level, start, count, id, dataPages }, lens, crc32(crcs));
+      writeFull(fd, head, 0);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+    done = true;
+    return { name, level, start, count, bytes: dataStart + dataLen };
+  } finally {
+    for (const k of sinks.values()) {
+      try {
+        k.close();
+      } catch {
+        // a write that failed: the file goes anyway
+      }
+      k.remove();
+    }
+    if (!done) rmSync(`${path}.tmp`, { force: true });
   }
-  yield;
-  return assembleRun(sections, level, start, count, id);
 }
 
 type PostingKind = 'actor' | 'object';
@@ -770,8 +1124,10 @@ class Run {
       if (size !== info.bytes)
         throw corrupt(`${label}: ${size} bytes, manifest says ${info.bytes}`);
       if (size < PAGE) throw corrupt(`${label}: too short`);
-      const h = Buffer.allocUnsafe(HEADER_LEN);
-      readFull(fd, h, 0, label);
+      // one read for the header page and (usually all of) the page CRC table after it
+      const head = Buffer.allocUnsafe(Math.min(size, HEAD_READ));
+      readFull(fd, head, 0, label);
+      const h = head.subarray(0, HEADER_LEN);
       if (!h.subarray(0, 8).equals(RUN_MAGIC)) throw corrupt(`${label}: not a run file`);
       if (crc32(h.subarray(0, H_CRC)) !== h.readUInt32LE(H_CRC))
         throw corrupt(`${label}: header fails its checksum`);
@@ -793,12 +1149,17 @@ class Run {
           ? size === dataStart
           : size > dataStart + (dataPages - 1) * PAGE && size <= dataStart + dataPages * PAGE;
       if (!fits) throw corrupt(`${label}: size does not match its page count`);
-      const table = Buffer.allocUnsafe(dataPages * 4);
-      readFull(fd, table, PAGE, label);
+      let table: Buffer;
+      if (PAGE + dataPages * 4 <= head.length) table = head.subarray(PAGE, PAGE + dataPages * 4);
+      else {
+        table = Buffer.allocUnsafe(dataPages * 4);
+        readFull(fd, table, PAGE, label);
+      }
       if (crc32(table) !== h.readUInt32LE(44))
         throw corrupt(`${label}: page table fails its checksum`);
       const crcs = new Uint32Array(dataPages);
-      for (let p = 0; p < dataPages; p++) crcs[p] = table.readUInt32LE(4 * p);
+      if (LITTLE_ENDIAN) new Uint8Array(crcs.buffer).set(table);
+      else for (let p = 0; p < dataPages; p++) crcs[p] = table.readUInt32LE(4 * p);
       const off: number[] = [];
       const len: number[] = [];
       let expect = dataStart;
@@ -853,6 +1214,20 @@ class Run {
     } catch {
       // already closed
     }
+  }
+
+  /** Read one section front to back (for merging). */
+  reader(section: number): SectionReader {
+    return new SectionReader(
+      this.#f,
+      this.#off[section]!,
+      this.#len[section]!,
+      `${this.info.name} section ${section}`,
+    );
+  }
+
+  sectionLength(section: number): number {
+    return this.#len[section]!;
   }
 
   #bloom(section: number, h: KeyHash): boolean {
@@ -1064,7 +1439,11 @@ function parseManifest(text: string, p: CryptoProvider): Manifest {
     throw corrupt('MANIFEST.json is not JSON', e);
   }
   const m = v as Manifest;
-  if (typeof v !== 'object' || v === null || m.format !== INDEX_FORMAT)
+  if (
+    typeof v !== 'object' ||
+    v === null ||
+    (m.format !== INDEX_FORMAT && m.format !== INDEX_FORMAT_1)
+  )
     throw corrupt('MANIFEST.json has an unknown format');
   const { checksum, ...rest } = m;
   let sum: string;
@@ -1094,9 +1473,12 @@ function parseManifest(text: string, p: CryptoProvider): Manifest {
     (m.last_leaf === null ||
       (typeof m.last_leaf === 'string' && /^[0-9a-f]{64}$/.test(m.last_leaf)));
   if (!ok) throw corrupt('MANIFEST.json is malformed');
-  // runs tile [0, size): level-1 runs, then level-0 runs, then at most one partial run
+  // runs tile [0, size): level-2 runs (whole level-1 spans), then level-1 runs, then
+  // level-0 runs, then at most one partial run
   let at = 0;
+  let above = 2;
   const big = m.chunk * m.fan_in;
+  const maxLevel = m.format === INDEX_FORMAT_1 ? 1 : 2;
   m.runs.forEach((r, i) => {
     const good =
       typeof r === 'object' &&
@@ -1104,15 +1486,20 @@ function parseManifest(text: string, p: CryptoProvider): Manifest {
       isNat(r.start) &&
       isNat(r.count) &&
       isNat(r.bytes) &&
-      (r.level === 0 || r.level === 1) &&
+      (r.level === 0 || r.level === 1 || r.level === 2) &&
+      r.level <= maxLevel &&
+      r.level <= above &&
       r.start === at &&
-      (r.level === 1
-        ? r.count === big && r.start % big === 0
-        : r.start % m.chunk === 0 &&
-          r.count > 0 &&
-          (r.count === m.chunk || (r.count < m.chunk && i === m.runs.length - 1))) &&
+      (r.level === 2
+        ? r.count > 0 && r.count % big === 0 && r.start % big === 0 && r.count <= MAX_RUN_RECORDS
+        : r.level === 1
+          ? r.count === big && r.start % big === 0
+          : r.start % m.chunk === 0 &&
+            r.count > 0 &&
+            (r.count === m.chunk || (r.count < m.chunk && i === m.runs.length - 1))) &&
       r.name === runName(r.level, r.start, r.count, m.chunk);
     if (!good) throw corrupt(`MANIFEST.json: run ${i} is malformed`);
+    above = r.level;
     at += r.count;
   });
   if (at !== m.size) throw corrupt('MANIFEST.json: runs do not cover the index');
@@ -1131,6 +1518,7 @@ function parseManifest(text: string, p: CryptoProvider): Manifest {
 }
 
 function runName(level: number, start: number, count: number, chunk: number): string {
+  if (level === 2) return `L2-${pad16(start)}-${count}.run`;
   if (level === 1) return `L1-${pad16(start)}.run`;
   if (count === chunk) return `L0-${pad16(start)}.run`;
   return `P-${pad16(start)}-${count}.run`;
@@ -1221,10 +1609,8 @@ export class DiskIndex implements LogIndex {
   /** Leaf hash of the last record added: hex from the manifest, or the writer's bytes. */
   #lastLeaf: string | Uint8Array | null = null;
   #sealError: unknown;
-  /** A merge in progress: advanced a little by every add(), see #advanceMerge. */
-  #merging:
-    | { steps: Generator<undefined, Buffer, undefined>; parts: Run[]; start: number; count: number }
-    | undefined;
+  /** Merges in progress (at most one per level): advanced a little by every add(). */
+  #merges: MergeJob[] = [];
   // durable state
   #committed: Manifest | undefined;
   #committedPartial: string | undefined;
@@ -1244,6 +1630,10 @@ export class DiskIndex implements LogIndex {
   #timesCrc = 0;
   #timesPending: number[] = [];
   #segFds = new Map<number, number>();
+  /** Reads of log lines in flight (segment descriptors are not closed meanwhile). */
+  #inflight = 0;
+  /** The MANIFEST.json text this index was loaded from (undefined: there was none). */
+  #manifestText: string | undefined;
 
   constructor(dir: string, options: DiskIndexOptions = {}) {
     if (typeof dir !== 'string' || dir === '') throw new TypeError('"dir" expected a folder path');
@@ -1320,6 +1710,7 @@ export class DiskIndex implements LogIndex {
     } catch (e) {
       if (!isErrno(e, 'ENOENT')) throw e;
     }
+    this.#manifestText = text;
     if (text === undefined) {
       if (writer) this.#reset(undefined);
       return;
@@ -1425,7 +1816,7 @@ export class DiskIndex implements LogIndex {
     this.#fanIn = this.#o.fanIn ?? DEFAULT_FAN_IN;
     this.#runs = [];
     this.#unsealed = [];
-    this.#merging = undefined;
+    for (const m of [...this.#merges]) this.#dropMerge(m);
     this.#open = emptyChunk(0);
     this.#size = 0;
     this.#lastLeaf = null;
@@ -1453,6 +1844,22 @@ export class DiskIndex implements LogIndex {
     this.#offFd = this.#timesFd = undefined;
     this.#offFile = this.#timesFile = undefined;
     this.#segFds.clear();
+  }
+
+  /**
+   * For a reader: whether the index on disk changed since this reader loaded it (the writer
+   * flushed, merged or rebuilt it: `MANIFEST.json` was replaced), so that a reader kept open
+   * across queries knows to open a fresh one. False before the first load.
+   */
+  stale(): boolean {
+    if (!this.readOnly || !this.#loaded || this.#closed) return false;
+    let text: string | undefined;
+    try {
+      text = readFileSync(join(this.indexDir, MANIFEST), 'utf8');
+    } catch (e) {
+      if (!isErrno(e, 'ENOENT')) throw e;
+    }
+    return text !== this.#manifestText;
   }
 
   // ------------------------------------------------------------------ LogIndex
@@ -1596,58 +2003,85 @@ export class DiskIndex implements LogIndex {
     }
   }
 
-  /** Start merging the oldest `fanIn` level-0 runs, if there are that many. */
+  /**
+   * Start the merges that are due, at most one per level: the oldest `fanIn` level-0 runs
+   * into a level-1 run; and, once {@link L2_TRIGGER} level-1 runs exist, those (up to
+   * {@link L2_SPANS} of them) into a level-2 run, together with the last level-2 run while
+   * the result stays within `L2_SPANS` level-1 spans. So a lookup probes at most one
+   * level-2 run per ~1M records (with the default sizes), three level-1 runs and the
+   * level-0 runs; and each record is rewritten a bounded number of times (level 2: about
+   * 2.5 on average), however long the log.
+   */
   #merge(): void {
-    if (this.#merging) return;
-    const l0 = this.#runs.filter((r) => r.info.level === 0);
-    if (l0.length < this.#fanIn) return;
-    const parts = l0.slice(0, this.#fanIn);
-    this.#merging = {
-      steps: mergeRuns(
-        parts.map((r) => r.bytes()),
-        1,
-        this.#id,
-      ),
+    if (!this.#merges.some((m) => m.level === 1)) {
+      const l0 = this.#runs.filter((r) => r.info.level === 0);
+      if (l0.length >= this.#fanIn) this.#startMerge(1, l0.slice(0, this.#fanIn));
+    }
+    if (!this.#merges.some((m) => m.level === 2)) {
+      const span = this.#chunk * this.#fanIn;
+      const cap = Math.min(L2_SPANS, Math.floor(MAX_RUN_RECORDS / span));
+      const l1 = this.#runs.filter((r) => r.info.level === 1);
+      if (cap >= 2 && l1.length >= L2_TRIGGER) {
+        const parts = l1.slice(0, cap);
+        const l2 = this.#runs.filter((r) => r.info.level === 2);
+        const last = l2[l2.length - 1];
+        if (last && last.end === parts[0]!.start && last.info.count / span + parts.length <= cap)
+          parts.unshift(last);
+        this.#startMerge(2, parts);
+      }
+    }
+  }
+
+  #startMerge(level: number, parts: Run[]): void {
+    const start = parts[0]!.start;
+    const count = parts.reduce((n, r) => n + r.info.count, 0);
+    const name = runName(level, start, count, this.#chunk);
+    this.#merges.push({
+      level,
       parts,
-      start: parts[0]!.start,
-      count: parts.reduce((n, r) => n + r.info.count, 0),
-    };
+      steps: mergeInto(parts, level, this.#id, this.indexDir, name),
+    });
+  }
+
+  /** Stop a merge in progress (its temporary files are removed). */
+  #dropMerge(m: MergeJob): void {
+    this.#merges = this.#merges.filter((x) => x !== m);
+    try {
+      m.steps.return(undefined as unknown as RunInfo);
+    } catch {
+      // cleaning up is best effort: the next writer open removes what is left
+    }
   }
 
   /**
-   * Advance the merge in progress by `steps` × MERGE_STEP entries; when it is done, swap the
-   * merged run in for its parts. Until then the level-0 runs keep answering lookups. A
-   * failure drops the merge (the level-0 runs stay; it is tried again at the next seal).
+   * Advance each merge in progress by `steps` × MERGE_STEP entries (a level-2 merge, which
+   * is larger, twice that); when one is done, swap the merged run in for its parts. Until
+   * then the parts keep answering lookups. A failure drops the merge (the parts stay; it is
+   * tried again at the next seal).
    */
   #advanceMerge(steps: number): void {
-    const m = this.#merging;
-    if (!m) return;
-    try {
-      for (let i = 0; i < steps; i++) {
-        const r = m.steps.next();
-        if (!r.done) continue;
-        this.#merging = undefined;
-        const info = this.#writeBytes(
-          runName(1, m.start, m.count, this.#chunk),
-          r.value,
-          1,
-          m.start,
-          m.count,
-        );
-        const run = Run.open(this.indexDir, info, this.#cache, this.#id, false);
-        const at = this.#runs.indexOf(m.parts[0]!);
-        this.#runs.splice(at, m.parts.length, run);
-        for (const p of m.parts) {
-          p.close();
-          this.#obsolete.push(p.info.name);
-          this.#toSync.delete(p.info.name);
+    for (const m of [...this.#merges]) {
+      try {
+        for (let i = 0; i < steps * m.level; i++) {
+          const r = m.steps.next();
+          if (!r.done) continue;
+          this.#merges = this.#merges.filter((x) => x !== m);
+          this.#toSync.add(r.value.name);
+          const run = Run.open(this.indexDir, r.value, this.#cache, this.#id, false);
+          const at = this.#runs.indexOf(m.parts[0]!);
+          this.#runs.splice(at, m.parts.length, run);
+          for (const p of m.parts) {
+            p.close();
+            this.#obsolete.push(p.info.name);
+            this.#toSync.delete(p.info.name);
+          }
+          this.#merge();
+          break;
         }
-        this.#merge();
-        return;
+      } catch (e) {
+        this.#dropMerge(m);
+        this.#sealError = e;
       }
-    } catch (e) {
-      this.#merging = undefined;
-      this.#sealError = e;
     }
   }
 
@@ -1885,18 +2319,19 @@ export class DiskIndex implements LogIndex {
   async close(): Promise<void> {
     if (this.#closed) return;
     await this.#flushChain;
-    if (this.#merging && this.#committed) {
-      // finish a merge in progress and commit it, rather than leave fanIn level-0 runs to
-      // the next session. Never throws: AuditLog.close releases the lock after this.
+    if (this.#merges.length && this.#committed) {
+      // finish the merges in progress (and those they lead to) and commit them, rather than
+      // leave their parts to the next session. Never throws: AuditLog.close releases the
+      // lock after this.
       try {
-        while (this.#merging) this.#advanceMerge(64);
+        while (this.#merges.length) this.#advanceMerge(64);
         if (this.#sealError === undefined) await this.#flushOnce();
       } catch {
-        // the manifest still names the level-0 runs: nothing lost
+        // the manifest still names the parts: nothing lost
       }
     }
     this.#closed = true;
-    this.#merging = undefined;
+    for (const m of [...this.#merges]) this.#dropMerge(m);
     this.#closeFiles();
   }
 
@@ -1962,14 +2397,22 @@ export class DiskIndex implements LogIndex {
     }
     fd = openSync(join(this.dir, 'segments', segmentName(first)), 'r');
     this.#segFds.set(first, fd);
-    if (this.#segFds.size > 16) {
+    return fd;
+  }
+
+  /** Keep at most 16 segments open (least recently used closed), once no read is in flight. */
+  #trimSegFds(): void {
+    if (this.#inflight > 0) return;
+    while (this.#segFds.size > 16) {
       const oldest = this.#segFds.entries().next().value;
-      if (oldest) {
-        this.#segFds.delete(oldest[0]);
+      if (!oldest) break;
+      this.#segFds.delete(oldest[0]);
+      try {
         closeSync(oldest[1]);
+      } catch {
+        // already closed
       }
     }
-    return fd;
   }
 
   /** The bytes of line `index` (without its newline), by one positioned read. */
@@ -1978,7 +2421,8 @@ export class DiskIndex implements LogIndex {
     return this.#lineAt(index);
   }
 
-  #lineAt(index: number): Uint8Array {
+  /** Where line `index` is: its segment and the bytes [off, end) it takes, newline included. */
+  #span(index: number): { first: number; off: number; end: number } {
     if (!(Number.isSafeInteger(index) && index >= 0 && index < this.#offCount))
       throw new ContinuityError(
         'NOT_FOUND',
@@ -1988,12 +2432,106 @@ export class DiskIndex implements LogIndex {
     const off = this.#offset(index);
     const end = index + 1 < this.#offCount && index + 1 < next ? this.#offset(index + 1) : seg.end;
     if (!(end > off)) throw corrupt(`${OFFSETS}: line ${index} has no bytes`);
-    const buf = new Uint8Array(end - off);
-    readFull(this.#segFd(seg.first), buf, off, segmentName(seg.first));
+    return { first: seg.first, off, end };
+  }
+
+  /** The line without its newline, after checking that the index located it exactly. */
+  #checkLine(index: number, buf: Uint8Array): Uint8Array {
     this.#o.onLineRead?.(index);
     if (buf[buf.length - 1] !== 0x0a)
       throw corrupt(`${OFFSETS}: line ${index} does not end where the index says`);
     return buf.subarray(0, buf.length - 1);
+  }
+
+  #lineAt(index: number): Uint8Array {
+    const { first, off, end } = this.#span(index);
+    const buf = new Uint8Array(end - off);
+    readFull(this.#segFd(first), buf, off, segmentName(first));
+    this.#trimSegFds();
+    return this.#checkLine(index, buf);
+  }
+
+  /**
+   * The bytes of these lines (without their newlines), in the order given, read all at once:
+   * the offsets pages they need, then the lines, each batch issued together through the
+   * thread pool (a cold page cache serves them in parallel), lines close to each other in
+   * one read. Each line is checked as {@link lineAt} checks it.
+   */
+  async linesAt(indexes: readonly number[]): Promise<Uint8Array[]> {
+    this.#live();
+    const n = this.#offCount;
+    for (const i of indexes) {
+      if (!(Number.isSafeInteger(i) && i >= 0 && i < n))
+        throw new ContinuityError('NOT_FOUND', `no indexed line ${i} (${n} indexed)`);
+    }
+    const out = new Array<Uint8Array>(indexes.length);
+    const pace = new Pace(this.#o.readsTogether === true);
+    this.#inflight++;
+    try {
+      // one at a time while the OS page cache serves them
+      let k = 0;
+      for (; k < indexes.length && pace.sync; k++) {
+        const index = indexes[k]!;
+        if (!pace.timing) {
+          out[k] = this.#lineAt(index);
+          continue;
+        }
+        const t0 = performance.now();
+        const { first, off, end } = this.#span(index);
+        const t1 = performance.now();
+        const fd = this.#segFd(first);
+        const buf = new Uint8Array(end - off);
+        const t2 = performance.now();
+        readFull(fd, buf, off, segmentName(first));
+        pace.took(t1 - t0 + (performance.now() - t2));
+        out[k] = this.#checkLine(index, buf);
+      }
+      if (k < indexes.length) await this.#linesTogether(indexes.slice(k), out, k);
+      return out;
+    } finally {
+      this.#inflight--;
+      this.#trimSegFds();
+    }
+  }
+
+  /** The rest of {@link linesAt} once reads come from the disk: issued together. */
+  async #linesTogether(indexes: readonly number[], out: Uint8Array[], at: number): Promise<void> {
+    const n = this.#offCount;
+    const positions: number[] = [];
+    for (const i of indexes) {
+      positions.push(8 * i);
+      if (i + 1 < n) positions.push(8 * (i + 1));
+    }
+    await this.#offFile!.loadAll(this.#offFile!.missing(positions));
+    // neighbours (in one segment, close together) share one read
+    const spans = indexes.map((index, k) => ({ k, index, ...this.#span(index) }));
+    spans.sort((a, b) => a.first - b.first || a.off - b.off);
+    const reads: { first: number; off: number; end: number; of: typeof spans }[] = [];
+    for (const sp of spans) {
+      const last = reads[reads.length - 1];
+      if (
+        last &&
+        last.first === sp.first &&
+        sp.off >= last.off &&
+        sp.off - last.end <= COALESCE_GAP &&
+        Math.max(last.end, sp.end) - last.off <= COALESCE_MAX
+      ) {
+        last.end = Math.max(last.end, sp.end);
+        last.of.push(sp);
+      } else reads.push({ first: sp.first, off: sp.off, end: sp.end, of: [sp] });
+    }
+    const bufs = await settled(
+      reads.map(async (rd) => {
+        const buf = new Uint8Array(rd.end - rd.off);
+        await readFullAsync(this.#segFd(rd.first), buf, rd.off, segmentName(rd.first));
+        return buf;
+      }),
+    );
+    const got = new Array<Uint8Array>(indexes.length);
+    reads.forEach((rd, r) => {
+      for (const sp of rd.of) got[sp.k] = bufs[r]!.subarray(sp.off - rd.off, sp.end - rd.off);
+    });
+    indexes.forEach((index, k) => (out[at + k] = this.#checkLine(index, got[k]!)));
   }
 
   /** Read record `index` with one positioned read (a scan for lines not flushed yet). */

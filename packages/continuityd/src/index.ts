@@ -8,7 +8,7 @@ export {
 } from './checkpoint.js';
 export { DaemonClient, EmbeddedClient } from './client.js';
 export { DiskIndex, INDEX_FORMAT } from './disk-index.js';
-export { queryLog, tailLog } from './query.js';
+export { SHARED_READER_IDLE_MS, queryLog, tailLog } from './query.js';
 export { serveLog } from './daemon.js';
 export { readJsonBody, sendJson } from './http-json.js';
 export { ContinuityError } from './errors.js';

@@ -7,7 +7,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { isActionId, parseRfc3339 } from '@tibet/core';
 import { DiskIndex, type LogPosition } from './disk-index.js';
 import { ContinuityError } from './errors.js';
@@ -39,13 +39,29 @@ export interface QueryOptions {
   unindexed?: boolean;
   /** Called for every log line read (the index's point: few of them). */
   onLineRead?: (index: number) => void;
-  /** Index page cache for this query (default 4 MiB). */
+  /**
+   * Index page cache of a reader opened for this query alone (implies `shared: false`).
+   * The shared reader caches 4 MiB.
+   */
   cacheBytes?: number;
+  /**
+   * Use the process's reader of this folder's index (default true): opened by the first
+   * query, kept while queries use it and for {@link SHARED_READER_IDLE_MS} after the last,
+   * and replaced as soon as the index on disk changes (each query compares the index's
+   * `MANIFEST.json` with the one the reader loaded). `false`: open a reader for this query
+   * and close it after, as a one-off command would.
+   */
+  shared?: boolean;
 }
 
 export interface LogHit {
   index: number;
   record: LogRecord;
+  /**
+   * The line's bytes, without the newline: what `record` was parsed from (strictly, so they
+   * are its RFC 8785 form). Its SHA-256 is what the next line's `prev` holds.
+   */
+  line: Uint8Array;
 }
 
 export interface TailOptions {
@@ -160,12 +176,83 @@ class Postings {
   }
 }
 
+/** How long the shared reader of a folder stays open after its last query. */
+export const SHARED_READER_IDLE_MS = 5_000;
+const SHARED_CACHE = 4 * 1024 * 1024;
+
+/** A read-only index kept open across queries; closed when unused and idle, or replaced. */
+interface SharedReader {
+  key: string;
+  idx: DiskIndex;
+  users: number;
+  /** Replaced by a fresher reader (or failed): closed when its last user is done. */
+  retired: boolean;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+const sharedReaders = new Map<string, SharedReader>();
+
+function retire(s: SharedReader): void {
+  if (sharedReaders.get(s.key) === s) sharedReaders.delete(s.key);
+  s.retired = true;
+  if (s.timer !== undefined) clearTimeout(s.timer);
+  s.timer = undefined;
+  if (s.users === 0) void s.idx.close();
+}
+
+/** The folder's shared reader, fresh: a new one if the index on disk changed since. */
+function acquireReader(dir: string): SharedReader {
+  const key = resolve(dir);
+  let s = sharedReaders.get(key);
+  if (s) {
+    let stale: boolean;
+    try {
+      stale = s.idx.stale();
+    } catch {
+      stale = true;
+    }
+    if (stale) {
+      retire(s);
+      s = undefined;
+    }
+  }
+  if (!s) {
+    s = {
+      key,
+      idx: new DiskIndex(dir, { readOnly: true, cacheBytes: SHARED_CACHE }),
+      users: 0,
+      retired: false,
+      timer: undefined,
+    };
+    sharedReaders.set(key, s);
+  }
+  if (s.timer !== undefined) clearTimeout(s.timer);
+  s.timer = undefined;
+  s.users++;
+  return s;
+}
+
+function releaseReader(s: SharedReader, failed: boolean): void {
+  s.users--;
+  if (failed || s.retired) {
+    // a reader that failed (damage, a vanished folder) is not trusted with the next query
+    retire(s);
+    return;
+  }
+  if (s.users > 0) return;
+  const t = setTimeout(() => {
+    if (s.users === 0) retire(s);
+  }, SHARED_READER_IDLE_MS);
+  t.unref();
+  s.timer = t;
+}
+
 /**
- * Find records through the log's DiskIndex, reading only the lines that match (one
- * positioned read each) plus a handful for a time bound. Filters combine with AND; results
- * are in log order. Every returned line is parsed and checked against the query: an index
- * that disagrees with the log fails the query with `STATE_CORRUPT` rather than mislead.
- * Needs no lock: safe beside a running writer.
+ * Find records through the log's DiskIndex, reading only the lines that match (read
+ * together, close ones in one read) plus a handful for a time bound. Filters combine with
+ * AND; results are in log order. Every returned line is parsed and checked against the
+ * query: an index that disagrees with the log fails the query with `STATE_CORRUPT` rather
+ * than mislead. Needs no lock: safe beside a running writer.
  */
 export async function queryLog(
   dir: string,
@@ -174,101 +261,143 @@ export async function queryLog(
 ): Promise<LogHit[]> {
   const q = checkQuery(query);
   if (q.limit === 0) return [];
-  const idx = new DiskIndex(dir, {
-    readOnly: true,
-    cacheBytes: options.cacheBytes ?? 4 * 1024 * 1024,
-    ...(options.onLineRead ? { onLineRead: options.onLineRead } : {}),
-  });
+  const own = options.shared === false || options.cacheBytes !== undefined;
+  if (own) {
+    const idx = new DiskIndex(dir, {
+      readOnly: true,
+      cacheBytes: options.cacheBytes ?? SHARED_CACHE,
+    });
+    try {
+      return await queryWith(idx, dir, q, options);
+    } finally {
+      await idx.close();
+    }
+  }
+  const s = acquireReader(dir);
+  let failed = true;
   try {
-    const n = idx.readableSize;
-    const hits: LogHit[] = [];
-    const memo = new Map<number, LogRecord>();
-    const rec = (i: number): LogRecord => {
-      let r = memo.get(i);
-      if (!r) {
-        r = parseRecord(idx.lineAt(i), i);
-        memo.set(i, r);
-      }
-      return r;
-    };
-    const receivedAt = (i: number): number => Date.parse(rec(i).received_at);
-    let lo = Math.min(q.fromIndex, n);
-    let hi = n;
-    if (q.from !== undefined && lo < hi)
-      lo = Math.max(lo, idx.firstIndexAtOrAfter(q.from, receivedAt));
-    const keyed = q.actionId !== undefined || q.actor !== undefined || q.objectId !== undefined;
-    if (keyed && q.to !== undefined && lo < hi)
-      hi = Math.min(hi, idx.firstIndexAtOrAfter(q.to, receivedAt));
-
-    const claimed = (i: number, field: 'action id' | 'actor' | 'object'): void => {
-      const r = rec(i);
-      const ok =
-        field === 'action id'
-          ? r.causal.action_id === q.actionId
-          : field === 'actor'
-            ? r.causal.actor_id === q.actor
-            : r.causal.object_id === q.objectId;
-      if (!ok) throw disagrees(i, field);
-      if (matches(r, q)) hits.push({ index: i, record: r });
-    };
-
-    if (lo < hi) {
-      if (q.actionId !== undefined) {
-        const e = idx.action(q.actionId);
-        if (e && e.index >= lo && e.index < hi) claimed(e.index, 'action id');
-      } else if (q.actor !== undefined && q.objectId !== undefined) {
-        const a = new Postings(idx, 'object', q.objectId, lo, hi);
-        const b = new Postings(idx, 'actor', q.actor, lo, hi);
-        let x = lo;
-        while (hits.length < q.limit) {
-          const i = a.seek(x);
-          if (i === undefined) break;
-          const j = b.seek(i);
-          if (j === undefined) break;
-          if (i === j) {
-            claimed(i, 'object');
-            x = i + 1;
-          } else {
-            x = j;
-          }
-        }
-      } else if (q.actor !== undefined || q.objectId !== undefined) {
-        const kind = q.actor !== undefined ? 'actor' : 'object';
-        const key = (q.actor ?? q.objectId)!;
-        for (const i of idx.lookup(kind, key, { fromIndex: lo, toIndex: hi, limit: q.limit }))
-          claimed(i, kind);
-      } else {
-        for (let i = lo; i < hi && hits.length < q.limit; i++) {
-          const r = rec(i);
-          if (q.to !== undefined && Date.parse(r.received_at) >= q.to) break;
-          if (matches(r, q)) hits.push({ index: i, record: r });
-        }
-      }
-    }
-
-    if (options.unindexed !== false && hits.length < q.limit) {
-      try {
-        for await (const { index, line } of readLines(dir, idx.positionOf(n), { follow: false })) {
-          options.onLineRead?.(index);
-          const r = parseRecord(line, index);
-          if (index >= q.fromIndex && matches(r, q)) {
-            hits.push({ index, record: r });
-            if (hits.length >= q.limit) break;
-          }
-        }
-      } catch (e) {
-        // the writer never cuts durable (indexed) lines: a log shorter than its index is damage
-        if (ContinuityError.is(e) && e.code === 'CHAIN_BROKEN')
-          throw new ContinuityError('STATE_CORRUPT', `index: the log is shorter than its index`, {
-            cause: e,
-          });
-        throw e;
-      }
-    }
+    const hits = await queryWith(s.idx, dir, q, options);
+    failed = false;
     return hits;
   } finally {
-    await idx.close();
+    releaseReader(s, failed);
   }
+}
+
+async function queryWith(
+  idx: DiskIndex,
+  dir: string,
+  q: CheckedQuery,
+  options: QueryOptions,
+): Promise<LogHit[]> {
+  const n = idx.readableSize;
+  const hits: LogHit[] = [];
+  const memo = new Map<number, { record: LogRecord; line: Uint8Array }>();
+  const onLine = options.onLineRead;
+  const parsed = (i: number, line: Uint8Array): { record: LogRecord; line: Uint8Array } => {
+    onLine?.(i);
+    const v = { record: parseRecord(line, i), line };
+    memo.set(i, v);
+    return v;
+  };
+  const read = (i: number): { record: LogRecord; line: Uint8Array } =>
+    memo.get(i) ?? parsed(i, idx.lineAt(i));
+  /** Read (together) and parse the lines not read yet. */
+  const readAll = async (list: readonly number[]): Promise<void> => {
+    const todo = list.filter((i) => !memo.has(i));
+    if (todo.length < 2) {
+      for (const i of todo) read(i);
+      return;
+    }
+    const lines = await idx.linesAt(todo);
+    todo.forEach((i, k) => parsed(i, lines[k]!));
+  };
+  const rec = (i: number): LogRecord => read(i).record;
+  const receivedAt = (i: number): number => Date.parse(rec(i).received_at);
+  let lo = Math.min(q.fromIndex, n);
+  let hi = n;
+  if (q.from !== undefined && lo < hi)
+    lo = Math.max(lo, idx.firstIndexAtOrAfter(q.from, receivedAt));
+  const keyed = q.actionId !== undefined || q.actor !== undefined || q.objectId !== undefined;
+  if (keyed && q.to !== undefined && lo < hi)
+    hi = Math.min(hi, idx.firstIndexAtOrAfter(q.to, receivedAt));
+
+  const claimed = (i: number, field: 'action id' | 'actor' | 'object'): void => {
+    const r = rec(i);
+    const ok =
+      field === 'action id'
+        ? r.causal.action_id === q.actionId
+        : field === 'actor'
+          ? r.causal.actor_id === q.actor
+          : r.causal.object_id === q.objectId;
+    if (!ok) throw disagrees(i, field);
+    if (matches(r, q)) hits.push({ index: i, record: r, line: memo.get(i)!.line });
+  };
+
+  if (lo < hi) {
+    if (q.actionId !== undefined) {
+      const e = idx.action(q.actionId);
+      if (e && e.index >= lo && e.index < hi) claimed(e.index, 'action id');
+    } else if (q.actor !== undefined && q.objectId !== undefined) {
+      // the join needs only the postings: collect what may still be hits, then read those
+      // lines together (every index found is in [lo, hi), so all are hits unless
+      // received_at went backwards in the log)
+      const a = new Postings(idx, 'object', q.objectId, lo, hi);
+      const b = new Postings(idx, 'actor', q.actor, lo, hi);
+      let x = lo;
+      for (let done = false; !done && hits.length < q.limit;) {
+        const both: number[] = [];
+        while (both.length < q.limit - hits.length) {
+          const i = a.seek(x);
+          const j = i === undefined ? undefined : b.seek(i);
+          if (i === undefined || j === undefined) {
+            done = true;
+            break;
+          }
+          if (i === j) both.push(i);
+          x = i === j ? i + 1 : j;
+        }
+        await readAll(both);
+        for (const i of both) {
+          if (rec(i).causal.actor_id !== q.actor) throw disagrees(i, 'actor');
+          claimed(i, 'object');
+        }
+      }
+    } else if (q.actor !== undefined || q.objectId !== undefined) {
+      const kind = q.actor !== undefined ? 'actor' : 'object';
+      const key = (q.actor ?? q.objectId)!;
+      const list = idx.lookup(kind, key, { fromIndex: lo, toIndex: hi, limit: q.limit });
+      await readAll(list);
+      for (const i of list) claimed(i, kind);
+    } else {
+      for (let i = lo; i < hi && hits.length < q.limit; i++) {
+        const { record: r, line } = read(i);
+        if (q.to !== undefined && Date.parse(r.received_at) >= q.to) break;
+        if (matches(r, q)) hits.push({ index: i, record: r, line });
+      }
+    }
+  }
+
+  if (options.unindexed !== false && hits.length < q.limit) {
+    try {
+      for await (const { index, line } of readLines(dir, idx.positionOf(n), { follow: false })) {
+        options.onLineRead?.(index);
+        const r = parseRecord(line, index);
+        if (index >= q.fromIndex && matches(r, q)) {
+          hits.push({ index, record: r, line });
+          if (hits.length >= q.limit) break;
+        }
+      }
+    } catch (e) {
+      // the writer never cuts durable (indexed) lines: a log shorter than its index is damage
+      if (ContinuityError.is(e) && e.code === 'CHAIN_BROKEN')
+        throw new ContinuityError('STATE_CORRUPT', `index: the log is shorter than its index`, {
+          cause: e,
+        });
+      throw e;
+    }
+  }
+  return hits;
 }
 
 /**
@@ -303,7 +432,7 @@ export function tailLog(dir: string, options: TailOptions = {}): AsyncIterable<L
           `line ${index}: prev does not match line ${index - 1} as read before (the log was rewritten under the reader)`,
         );
       prevHash = lineHash(line);
-      if (index >= target) yield { index, record: r };
+      if (index >= target) yield { index, record: r, line };
     }
   }
   return run();

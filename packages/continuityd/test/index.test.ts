@@ -12,7 +12,16 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { IdentityRegistry, mintToken, type Identity, type TibetToken } from '@tibet/core';
+import {
+  IdentityRegistry,
+  canonicalize,
+  getProvider,
+  mintToken,
+  toHex,
+  utf8,
+  type Identity,
+  type TibetToken,
+} from '@tibet/core';
 import { manualClock, seededRandom, testIdentity } from '@tibet/core/testing';
 import {
   AuditLog,
@@ -139,6 +148,34 @@ function expectSameAnswers(mem: LogIndex, disk: LogIndex, steps: readonly Step[]
 
 const small: DiskIndexOptions = { chunkRecords: 8, fanIn: 4 };
 
+interface ManifestRun {
+  name: string;
+  level: number;
+  start: number;
+  count: number;
+}
+
+function manifestOf(
+  dir: string,
+): { format: string; runs: ManifestRun[] } & Record<string, unknown> {
+  return JSON.parse(readFileSync(join(dir, 'index', 'MANIFEST.json'), 'utf8')) as {
+    format: string;
+    runs: ManifestRun[];
+  };
+}
+
+/** Rewrite the manifest (with a valid checksum), as another version of the code could have. */
+function rewriteManifest(dir: string, edit: (m: Record<string, unknown>) => void): void {
+  const { checksum, ...body } = manifestOf(dir);
+  void checksum;
+  edit(body);
+  const sum = toHex(getProvider().sha256(utf8(canonicalize(body))));
+  writeFileSync(
+    join(dir, 'index', 'MANIFEST.json'),
+    JSON.stringify({ ...body, checksum: sum }, null, 1) + '\n',
+  );
+}
+
 async function openPair(
   dirMem: string,
   dirDisk: string,
@@ -168,6 +205,8 @@ describe('DiskIndex', () => {
       ['w2', 260, small],
       ['w3', 260, { chunkRecords: 5, fanIn: 3 }],
       ['w4', 700, { chunkRecords: 96, fanIn: 3 }],
+      // level-1 runs of 8 records: level-2 merges into runs of up to 16 × 8, several of them
+      ['w5', 700, { chunkRecords: 4, fanIn: 2 }],
     ];
     for (const [seed, count, opts] of cases) {
       const dm = tmp();
@@ -184,6 +223,23 @@ describe('DiskIndex', () => {
       expect(disk.root()).toEqual(mem.root());
       await mem.close();
       await disk.close();
+      // level-2 runs cover whole level-1 spans, at most 16 of them, before the level-1 runs
+      const span = opts.chunkRecords! * opts.fanIn!;
+      const runs = manifestOf(dd).runs;
+      const l2 = runs.filter((r) => r.level === 2);
+      if (count / span >= 8) expect(l2.length, seed).toBeGreaterThan(0);
+      if (count / span >= 40) expect(l2.length, seed).toBeGreaterThan(1);
+      for (const r of l2) {
+        expect(r.count % span).toBe(0);
+        expect(r.count / span).toBeLessThanOrEqual(16);
+      }
+      expect(runs.map((r) => r.level)).toEqual(
+        runs
+          .map((r) => r.level)
+          .sort()
+          .reverse(),
+      );
+      expect(runs.filter((r) => r.level === 1).length).toBeLessThan(4);
       const reopened = await openPair(dm, dd, opts);
       mem = reopened.mem;
       disk = reopened.disk;
@@ -458,7 +514,35 @@ describe('DiskIndex', () => {
       expect(await index.readRecordAt(i)).toEqual(await log.readRecord(i));
       expect(reads).toEqual([i]);
     }
+    // many lines at once: the same bytes, one at a time or issued together (neighbours in
+    // one read), in the order asked, repeats included
+    const together = new DiskIndex(dd, { readOnly: true, readsTogether: true });
+    const reader = new DiskIndex(dd, { readOnly: true });
+    const random = seededRandom('lines');
+    for (let n = 0; n < 30; n++) {
+      const want = Array.from(random(1 + (n % 25)), (b) => b % steps.length);
+      if (n % 3 === 0) want.push(...Array.from({ length: 12 }, (_, k) => (n + k) % steps.length));
+      const one = want.map((i) => Buffer.from(index.lineAt(i)));
+      reads.length = 0;
+      expect((await index.linesAt(want)).map((l) => Buffer.from(l))).toEqual(one);
+      expect([...reads].sort((a, b) => a - b)).toEqual([...want].sort((a, b) => a - b));
+      expect((await together.linesAt(want)).map((l) => Buffer.from(l))).toEqual(one);
+      expect((await reader.linesAt(want)).map((l) => Buffer.from(l))).toEqual(one);
+    }
+    expect(await index.linesAt([])).toEqual([]);
+    await expect(together.linesAt([0, steps.length])).rejects.toThrow(/no indexed line/);
+    await expect(together.linesAt([-1])).rejects.toThrow(/no indexed line/);
     await log.close();
+    // a line that does not end where the index says is refused, on either path
+    const seg = join(dd, 'segments', readdirSync(join(dd, 'segments')).sort()[0]!);
+    const text = readFileSync(seg);
+    const nl = text.indexOf(0x0a);
+    text[nl] = 0x20;
+    writeFileSync(seg, text);
+    for (const r of [reader, together])
+      await expect(r.linesAt([1, 0, 2])).rejects.toThrow(/does not end where the index says/);
+    await reader.close();
+    await together.close();
   });
 
   it('keeps a writer flat: in memory only the open chunk', async () => {
@@ -543,6 +627,87 @@ describe('DiskIndex', () => {
     expect(disk.stats.runs).toBeLessThan(900 / 80 + 5); // merged
     await disk.close();
     await lock.release();
+  });
+
+  it('reads an index of the previous format, and brings it up to date as the writer', async () => {
+    const dd = tmp();
+    const dm = tmp();
+    const steps = workload('format-1', 100);
+    const first = await openPair(dm, dd, small, { checkpointEvery: 0 });
+    const mem = first.mem;
+    let disk = first.disk;
+    await feed(mem, steps, 'a');
+    await feed(disk, steps, 'a'); // three level-1 spans: no level-2 run yet
+    await disk.close();
+    expect(manifestOf(dd).runs.some((r) => r.level === 2)).toBe(false);
+    rewriteManifest(dd, (m) => (m['format'] = 'tibet-log-index/1'));
+    const reader = new DiskIndex(dd, { readOnly: true });
+    expectSameAnswers(mem.index, reader, steps);
+    await reader.close();
+    // the writer takes it as it is (nothing replayed) and writes the new format
+    const reopened = await openPair(tmp(), dd, small, { checkpointEvery: 0 });
+    await reopened.mem.close();
+    disk = reopened.disk;
+    expect(reopened.index.added).toBe(0);
+    const more = workload('format-1b', 60, '2026-11-29T00:00:00.000Z').map((s) => ({
+      token: s.token,
+      opts: { ...s.opts, continuityId: `${s.opts.continuityId!}-b` },
+    }));
+    await feed(mem, more, 'b');
+    await feed(disk, more, 'b');
+    await disk.close();
+    const m = manifestOf(dd);
+    expect(m.format).toBe('tibet-log-index/2');
+    expect(m.runs.some((r) => r.level === 2)).toBe(true);
+    const fresh = new DiskIndex(dd, { readOnly: true });
+    expectSameAnswers(mem.index, fresh, [...steps, ...more]);
+    await fresh.close();
+    // a level-2 run is not something the previous format can name: damage, rebuilt
+    rewriteManifest(dd, (x) => (x['format'] = 'tibet-log-index/1'));
+    expect(() => new DiskIndex(dd, { readOnly: true }).indexedSize()).toThrow(/run 0 is malformed/);
+    const reasons: string[] = [];
+    const rebuilt = new CountingIndex(dd, { ...small, onRebuild: (r) => reasons.push(r) });
+    const again = await AuditLog.open({ dir: dd, signer: logKey, registry, index: rebuilt });
+    expect(reasons).toEqual([expect.stringMatching(/run 0 is malformed/)]);
+    expect(rebuilt.added).toBe(160);
+    expectSameAnswers(mem.index, again.index, [...steps, ...more]);
+    await again.close();
+    await mem.close();
+  });
+
+  it('after a crash during a level-2 merge: its temporary files go, its parts still answer', async () => {
+    const dd = tmp();
+    const dm = tmp();
+    const opts = { chunkRecords: 16, fanIn: 2 };
+    const { mem, disk } = await openPair(dm, dd, opts, { checkpointEvery: 0 });
+    const steps = workload('l2-crash', 140);
+    await feed(mem, steps.slice(0, 129), 'm');
+    // one record per add(): the 4th level-1 run (record 127) starts a level-2 merge of
+    // ~600 entries, advanced by two steps of 256 per add
+    for (const s of steps.slice(0, 129)) await disk.append(s.token, s.opts);
+    await disk.checkpoint();
+    const files = readdirSync(join(dd, 'index'));
+    expect(files.some((f) => /^L2-.*\.tmp-\d+$/.test(f))).toBe(true);
+    expect(manifestOf(dd).runs.filter((r) => r.level === 1).length).toBe(4);
+    // the process dies here
+    abandoned.push(disk);
+    unlinkSync(join(dd, 'LOCK'));
+    const index = new CountingIndex(dd, opts);
+    const again = await AuditLog.open({ dir: dd, signer: logKey, registry, index });
+    expect(index.added).toBe(0);
+    expect(readdirSync(join(dd, 'index')).filter((f) => f.includes('.tmp'))).toEqual([]);
+    expectSameAnswers(mem.index, again.index, steps.slice(0, 129));
+    await feed(mem, steps.slice(129), 'n');
+    for (const s of steps.slice(129)) await again.append(s.token, s.opts);
+    await again.close(); // finishes the merge it restarted
+    expect(manifestOf(dd).runs.map((r) => r.name)).toEqual([
+      'L2-0000000000000000-128.run',
+      'P-0000000000000128-12.run',
+    ]);
+    const fresh = new DiskIndex(dd, { readOnly: true });
+    expectSameAnswers(mem.index, fresh, steps);
+    await fresh.close();
+    await mem.close();
   });
 
   it('refuses bad arguments', () => {

@@ -197,6 +197,60 @@ describe('queryLog', () => {
     expect(await queryLog(dir, { limit: 0 })).toEqual([]);
   });
 
+  it('keeps one reader per folder open across queries, and replaces it when the index changes', async () => {
+    const dir = tmp();
+    const clock = manualClock('2026-11-28T12:00:00.000Z');
+    const steps = workload('shared', 120);
+    const log = await AuditLog.open({
+      dir,
+      signer: logKey,
+      registry,
+      clock,
+      checkpointEvery: 0,
+      index: new DiskIndex(dir, { chunkRecords: 8, fanIn: 2 }),
+    });
+    await appendAll(log, clock, steps.slice(0, 60));
+    await log.checkpoint();
+    const seg = readFileSync(join(dir, 'segments', '0000000000000000.jsonl'));
+    const lines = seg.toString('utf8').split('\n');
+    const all = async (): Promise<LogRecord[]> => {
+      const out: LogRecord[] = [];
+      for (let i = 0; i < log.size; i++) out.push(await log.readRecord(i));
+      return out;
+    };
+    const q = { objectId: 'obj-3' };
+    const first = await queryLog(dir, q, { unindexed: false });
+    expect(first.map((h) => h.index)).toEqual(expected(await all(), q));
+    // each hit comes with the bytes it was parsed from: the log's line
+    for (const h of first) expect(Buffer.from(h.line).toString('utf8')).toBe(lines[h.index]);
+    // the writer appends and flushes its index: the next query reads the new manifest (only
+    // the index can answer: the unindexed tail is not read)
+    await appendAll(log, clock, steps.slice(60));
+    await log.checkpoint();
+    const second = await queryLog(dir, q, { unindexed: false });
+    expect(second.map((h) => h.index)).toEqual(expected(await all(), q));
+    expect(second.length).toBeGreaterThan(first.length);
+    // a reader for this query alone answers the same
+    expect(await queryLog(dir, q, { shared: false })).toEqual(second);
+    expect(await queryLog(dir, q, { cacheBytes: 1 << 16 })).toEqual(second);
+    // a rebuilt index (a new manifest, new runs) is picked up as well
+    await log.close();
+    rmSync(join(dir, 'index'), { recursive: true });
+    const again = await AuditLog.open({
+      dir,
+      signer: logKey,
+      registry,
+      clock,
+      index: new DiskIndex(dir, { chunkRecords: 16, fanIn: 2 }),
+    });
+    const records = await all();
+    await again.close(); // the rebuilt index is flushed
+    expect(await queryLog(dir, q, { unindexed: false })).toEqual(second);
+    expect((await queryLog(dir, { actor: people[1]!.id })).map((h) => h.index)).toEqual(
+      expected(records, { actor: people[1]!.id }),
+    );
+  });
+
   it('fails closed when the index disagrees with the log', async () => {
     const dir = tmp();
     const clock = manualClock('2026-11-28T12:00:00.000Z');

@@ -40,6 +40,7 @@ import {
   DaemonClient,
   EmbeddedClient,
   MerkleFrontier,
+  RECORD_VERSION,
   encodeRecord,
   latestCheckpoint,
   leafHash,
@@ -105,6 +106,11 @@ export interface TimelineSource {
   byAction(actionId: string): Promise<LogRecord | undefined>;
   /** Problems found in the log while reading it (chain, indexes, checkpoint). */
   integrity?(): Promise<LogProblem[]>;
+  /**
+   * The hashes of a record this source returned, computed from the line's own bytes as it
+   * read them (undefined: not known, the record is re-encoded and hashed instead).
+   */
+  hashesOf?(record: LogRecord): RecordHashes | undefined;
 }
 
 /**
@@ -114,7 +120,61 @@ export interface TimelineSource {
 export type LogQueryFn = (
   dir: string,
   query: { objectId?: string; actionId?: string },
-) => Promise<{ index: number; record: LogRecord }[]>;
+) => Promise<{ index: number; record: LogRecord; line?: Uint8Array }[]>;
+
+/**
+ * The lines records were parsed from (strictly: a parsed line is the RFC 8785 form of its
+ * record), by record object, so that their hashes are taken from the bytes read instead of
+ * re-encoding the record; filled by the sources of this module as they read.
+ */
+class LineBytes {
+  readonly #lines = new WeakMap<LogRecord, Uint8Array | RecordHashes>();
+
+  constructor(readonly provider: CryptoProvider) {}
+
+  set(r: LogRecord, line: Uint8Array): void {
+    this.#lines.set(r, line);
+  }
+
+  hashesOf(r: LogRecord): RecordHashes | undefined {
+    const v = this.#lines.get(r);
+    if (v === undefined || !(v instanceof Uint8Array)) return v;
+    const h = hashesFromLine(v, r, this.provider);
+    this.#lines.set(r, h);
+    return h;
+  }
+}
+
+const RECORD_TAIL = utf8(`,"v":${JSON.stringify(RECORD_VERSION)}}`);
+
+/**
+ * Where the token is in its record's line. The line is canonical (the parser checked it):
+ * `{"causal":{…},"index":I,"prev":P,"received_at":R,"token":{…},"v":"tibet-log/1"}`, members
+ * in that order. The text from `,"index":` to `"token":` can only occur once: the causal
+ * block has no member named index, and inside a string every `"` is escaped (`\"`), so a
+ * `,"` there is not possible. The token's canonical form is its text in the line.
+ */
+function tokenBytesIn(line: Uint8Array, r: LogRecord): Uint8Array | undefined {
+  const b = Buffer.from(line.buffer, line.byteOffset, line.byteLength);
+  const end = b.length - RECORD_TAIL.length;
+  if (end <= 0 || !b.subarray(end).equals(RECORD_TAIL)) return undefined;
+  const head = `,"index":${JSON.stringify(r.index)},"prev":${JSON.stringify(r.prev)},"received_at":${JSON.stringify(r.received_at)},"token":`;
+  const at = b.indexOf(head, 0, 'utf8');
+  if (at < 0) return undefined;
+  const start = at + Buffer.byteLength(head);
+  if (!(start < end && b[start] === 0x7b && b[end - 1] === 0x7d)) return undefined;
+  return line.subarray(start, end);
+}
+
+/** The hashes of a record's line, from its bytes. */
+function hashesFromLine(line: Uint8Array, r: LogRecord, provider: CryptoProvider): RecordHashes {
+  const token = tokenBytesIn(line, r);
+  return {
+    line_hash: lineHash(line, provider),
+    leaf_hash: toHex(leafHash(line, provider)),
+    token_hash: token ? `sha256:${toHex(provider.sha256(token))}` : tokenHash(r.token, provider),
+  };
+}
 
 /** `queryLog`, when the installed `@tibet/continuityd` exports it. */
 function exportedQueryLog(): LogQueryFn | undefined {
@@ -213,7 +273,11 @@ async function readLogKey(
  * and the hash chain checked, and the Merkle root recomputed at the latest signed
  * checkpoint's size and compared with it.
  */
-async function scanFolder(dir: string, provider: CryptoProvider): Promise<LogScan> {
+async function scanFolder(
+  dir: string,
+  provider: CryptoProvider,
+  bytes: LineBytes,
+): Promise<LogScan> {
   const set = new RecordSet();
   let cp: SignedCheckpoint | undefined;
   let cpProblem: LogProblem | undefined;
@@ -250,6 +314,7 @@ async function scanFolder(dir: string, provider: CryptoProvider): Promise<LogSca
       let why: string | undefined;
       try {
         r = parseRecord(line);
+        bytes.set(r, line);
       } catch (e) {
         why = (e as Error).message;
       }
@@ -297,6 +362,7 @@ export class LogFolderSource implements TimelineSource {
   readonly provider: CryptoProvider;
   #query: LogQueryFn | undefined;
   #scan: { key: string; result: LogScan } | undefined;
+  readonly #bytes: LineBytes;
   /** How the last read was answered. */
   lastMode: 'index' | 'scan' | undefined;
 
@@ -304,6 +370,11 @@ export class LogFolderSource implements TimelineSource {
     this.dir = dir;
     this.provider = o.provider ?? getProvider();
     this.#query = o.query === false ? undefined : (o.query ?? exportedQueryLog());
+    this.#bytes = new LineBytes(this.provider);
+  }
+
+  hashesOf(record: LogRecord): RecordHashes | undefined {
+    return this.#bytes.hashesOf(record);
   }
 
   async #fingerprint(): Promise<string> {
@@ -325,7 +396,7 @@ export class LogFolderSource implements TimelineSource {
   async scan(): Promise<LogScan> {
     const key = await this.#fingerprint();
     if (this.#scan?.key !== key)
-      this.#scan = { key, result: await scanFolder(this.dir, this.provider) };
+      this.#scan = { key, result: await scanFolder(this.dir, this.provider, this.#bytes) };
     this.lastMode = 'scan';
     return this.#scan.result;
   }
@@ -335,6 +406,7 @@ export class LogFolderSource implements TimelineSource {
     try {
       const hits = await this.#query(this.dir, q);
       this.lastMode = 'index';
+      for (const h of hits) if (h.line) this.#bytes.set(h.record, h.line);
       return hits.map((h) => h.record);
     } catch (e) {
       // no index, or one that disagrees with the log: the scan reads the log itself
@@ -384,6 +456,7 @@ export class AuditClientSource implements TimelineSource {
   readonly provider: CryptoProvider;
   readonly #read: (index: number) => Promise<unknown>;
   readonly #set: RecordSet;
+  readonly #bytes: LineBytes;
   #next = 0;
 
   constructor(
@@ -392,6 +465,7 @@ export class AuditClientSource implements TimelineSource {
   ) {
     this.provider = o.provider ?? getProvider();
     this.#set = new RecordSet();
+    this.#bytes = new LineBytes(this.provider);
     if (o.readRecord) this.#read = o.readRecord;
     else if (client instanceof EmbeddedClient) this.#read = (i) => client.log.readRecord(i);
     else if (client instanceof DaemonClient)
@@ -416,6 +490,7 @@ export class AuditClientSource implements TimelineSource {
       let why: string | undefined;
       try {
         r = parseRecord(line);
+        this.#bytes.set(r, line);
       } catch (e) {
         why = (e as Error).message;
       }
@@ -438,6 +513,10 @@ export class AuditClientSource implements TimelineSource {
 
   async integrity(): Promise<LogProblem[]> {
     return [...(await this.#sync()).problems];
+  }
+
+  hashesOf(record: LogRecord): RecordHashes | undefined {
+    return this.#bytes.hashesOf(record);
   }
 }
 
@@ -1986,7 +2065,10 @@ export class KeychainTimeline {
 
   /** The secret's events in causal order. */
   async events(secretId: string): Promise<KeychainEvent[]> {
-    return secretLine(await this.source.eventsFor(secretId), secretId, this.provider).events;
+    const records = await this.source.eventsFor(secretId);
+    const src = this.source;
+    const hashes = src.hashesOf ? (r: LogRecord) => src.hashesOf!(r) : undefined;
+    return secretLine(records, secretId, this.provider, hashes).events;
   }
 
   async replay(secretId: string, until?: Date): Promise<Replay> {

@@ -7,6 +7,7 @@ import { manualClock, seededRandom, testIdentity } from '@tibet/core/testing';
 import {
   AuditLog,
   DaemonClient,
+  DiskIndex,
   EmbeddedClient,
   TreeStore,
   exportTlogProof,
@@ -20,6 +21,7 @@ import {
   AuditClientSource,
   KeychainTimeline,
   LogFolderSource,
+  secretLine,
   timelineSourceFor,
   type LogQueryFn,
 } from '../src/queries.js';
@@ -189,6 +191,62 @@ describe('timeline sources', () => {
     expect(
       (await indexed.byAction((await kc.state('sec_b_1')).last_rotation_action_id!))?.token.event,
     ).toBe('secret-rotated');
+    await log.close();
+  });
+
+  it('hashes each event from the line it read, the same as re-encoding it, whatever its strings hold', async () => {
+    const home = mkdtempSync(join(tmpdir(), 'tibet-kch-'));
+    dirs.push(home);
+    const directory = registry();
+    const clock = manualClock(T0);
+    const dir = join(home, 'log');
+    const log = await AuditLog.open({
+      dir,
+      signer: logKey,
+      registry: directory,
+      clock,
+      index: new DiskIndex(dir),
+    });
+    const kc = new Keychain({
+      home,
+      audit: new EmbeddedClient(log),
+      service,
+      directory,
+      clock,
+      random: seededRandom(home),
+    });
+    await work(kc, clock);
+    // reasons (in the causal block and the token) that look like the record's own members
+    const tricky = [
+      ',"index":7,"prev":null,"received_at":"2026-11-28T12:00:00.000Z","token":{',
+      '"token":{"a":1},"v":"tibet-log/1"}',
+      '\\",\\"index\\":1',
+      '\u2028 é 🔑 \n\t',
+    ];
+    for (const [i, reason] of tricky.entries()) {
+      clock.set(at(4 + i));
+      await kc.use({ actor: gw, secretId: 'sec_a_1', onBehalfOf: bot.id, reason });
+    }
+    await log.checkpoint();
+    const indexed = new LogFolderSource(dir);
+    const records = await indexed.eventsFor('sec_a_1');
+    expect(indexed.lastMode).toBe('index');
+    expect(records.map((r) => r.token.erachter)).toEqual(expect.arrayContaining(tricky));
+    const fromBytes = secretLine(records, 'sec_a_1', undefined, (r) => indexed.hashesOf(r));
+    expect(records.every((r) => indexed.hashesOf(r) !== undefined)).toBe(true);
+    // re-encoding each record: the hashes agree
+    expect(fromBytes).toEqual(secretLine(records, 'sec_a_1'));
+    expect(fromBytes.gaps).toEqual([]);
+    // and so do the timelines read by scanning the folder and through the daemon-less client
+    const scanned = new LogFolderSource(dir, { query: false });
+    const viaScan = await scanned.eventsFor('sec_a_1');
+    expect(viaScan.every((r) => scanned.hashesOf(r) !== undefined)).toBe(true);
+    expect(await new KeychainTimeline(scanned).events('sec_a_1')).toEqual(fromBytes.events);
+    expect(await new KeychainTimeline(indexed).events('sec_a_1')).toEqual(fromBytes.events);
+    const client = new AuditClientSource(kc.audit);
+    expect(await new KeychainTimeline(client).events('sec_a_1')).toEqual(fromBytes.events);
+    // a record the source did not read has no known hashes
+    expect(indexed.hashesOf(structuredClone(records[0]!))).toBeUndefined();
     await log.close();
   });
 
