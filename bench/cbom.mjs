@@ -214,15 +214,20 @@ let floorMs;
 }
 const ratio = (ms) => `${(ms / floorMs).toFixed(2)}× the floor`;
 
+// (the first run also starts the walk's worker threads; later runs find them waiting in the
+// walk's pool of idle workers, as a server or a test suite would)
 const best = async (runs, fn) => {
   let min = Infinity;
+  let first;
   let last;
   for (let i = 0; i < runs; i++) {
     const t = performance.now();
     last = await fn();
-    min = Math.min(min, performance.now() - t);
+    const ms = performance.now() - t;
+    first ??= ms;
+    min = Math.min(min, ms);
   }
-  return { min, last };
+  return { min, first, last };
 };
 
 console.log(
@@ -233,7 +238,7 @@ const html = typeof cbom.renderHtml === 'function';
   const dir = join(cache, 'secret');
   let walkMs = 0;
   let renderMs = 0;
-  const { min, last } = await best(3, async () => {
+  const { min, first, last } = await best(3, async () => {
     let t = performance.now();
     const g = await cbom.walk({
       logDir: join(dir, 'log'),
@@ -253,7 +258,7 @@ const html = typeof cbom.renderHtml === 'function';
     `   ${last.g.nodes.length} nodes, ${last.g.problems.length} problems, ${html ? 'HTML' : 'text + JSON (renderHtml not built)'} ${(last.size / 1e6).toFixed(1)} MB`,
   );
   console.log(
-    `   best of 3: ${min.toFixed(0)} ms (last run: walk ${walkMs.toFixed(0)} ms, render ${renderMs.toFixed(0)} ms) — goal 1000 ms: ${min < 1000 ? 'MET' : 'NOT MET'}`,
+    `   best of 3: ${min.toFixed(0)} ms (first run ${first.toFixed(0)} ms; last run: walk ${walkMs.toFixed(0)} ms, render ${renderMs.toFixed(0)} ms) — goal 1000 ms: ${min < 1000 ? 'MET' : 'NOT MET'}`,
   );
   console.log(`   ${ratio(min)} (${EVENTS.toLocaleString('en')} signatures verified)`);
 }
@@ -265,7 +270,7 @@ console.log(
   const dir = join(cache, 'home');
   let walkMs = 0;
   let exportMs = 0;
-  const { min, last } = await best(2, async () => {
+  const { min, first, last } = await best(2, async () => {
     let t = performance.now();
     const g = await cbom.walk({
       logDir: join(dir, 'log'),
@@ -283,7 +288,7 @@ console.log(
     `   ${last.g.secrets.length} secrets, ${last.g.nodes.length} events, document ${(last.size / 1e6).toFixed(1)} MB`,
   );
   console.log(
-    `   best of 2: ${min.toFixed(0)} ms (last run: walk ${walkMs.toFixed(0)} ms, export ${exportMs.toFixed(0)} ms) — goal 5000 ms: ${min < 5000 ? 'MET' : 'NOT MET'}`,
+    `   best of 2: ${min.toFixed(0)} ms (first run ${first.toFixed(0)} ms; last run: walk ${walkMs.toFixed(0)} ms, export ${exportMs.toFixed(0)} ms) — goal 5000 ms: ${min < 5000 ? 'MET' : 'NOT MET'}`,
   );
   console.log(`   ${ratio(min)} (${SECRETS.toLocaleString('en')} signatures verified)`);
 }

@@ -23,7 +23,8 @@ export const UI_JS = String.raw`(function () {
   var STATUS_TEXT = { pass: 'verified', fail: 'failed', unknown: 'not checked', pending: 'checking' };
 
   var dataEl = document.getElementById('tibet-data');
-  var DATA = JSON.parse(dataEl.textContent);
+  var linesEl = document.getElementById('tibet-lines');
+  var DATA = V.expandData(JSON.parse(dataEl.textContent), linesEl ? linesEl.textContent : '');
   var nodes = [];
   var index = Object.create(null);
   var edges = [];

@@ -530,7 +530,9 @@ export const VERIFY_JS = String.raw`var TibetVerify = (function () {
 
   /**
    * The page carries a log event's token once, inside its log line, when the two are the
-   * same text: token_in_line = [start, end] in the line. Put the token back on the node.
+   * same text: token_in_line = [start, end] in the line. Put the token back on the node, and
+   * what the page shows of the event (action, actor, event, reason, decisions, ...) where the
+   * node leaves it out: then it is the token's.
    */
   function expandNode(n) {
     if (isObject(n) && n.token === undefined && Array.isArray(n.token_in_line) && isObject(n.source) && typeof n.source.line === 'string') {
@@ -541,7 +543,45 @@ export const VERIFY_JS = String.raw`var TibetVerify = (function () {
       }
       delete n.token_in_line;
     }
+    if (isObject(n) && isObject(n.token)) {
+      for (var i = 0; i < SHOWN.length; i++) if (n[SHOWN[i][0]] === undefined) n[SHOWN[i][0]] = n.token[SHOWN[i][1]];
+      if (n.decisions === undefined) n.decisions = n.token.policy;
+    }
     return n;
+  }
+
+  function entry(list, k) {
+    return typeof k === 'number' && Number.isInteger(k) && k >= 0 && k < list.length ? list[k] : undefined;
+  }
+  /**
+   * The page's data as renderHtml writes it: each log line once, verbatim, in the lines block
+   * (a node names its line by number: in_lines), each proof hash once (inclusion.hash_refs
+   * index data.hashes), each log token once, inside its line. Put it all back on the nodes
+   * (in place), so that they are GraphNodes again.
+   */
+  function expandData(data, linesText) {
+    if (!isObject(data) || !Array.isArray(data.nodes)) return data;
+    var lines = typeof linesText === 'string' && linesText.length ? linesText.split('\n') : [];
+    var table = Array.isArray(data.hashes) ? data.hashes : [];
+    for (var i = 0; i < data.nodes.length; i++) {
+      var n = data.nodes[i];
+      if (!isObject(n)) continue;
+      if (n.in_lines !== undefined) {
+        if (isObject(n.source) && n.source.line === undefined) n.source.line = entry(lines, n.in_lines);
+        delete n.in_lines;
+      }
+      var inc = n.inclusion;
+      if (isObject(inc) && inc.hash_refs !== undefined) {
+        if (inc.hashes === undefined && Array.isArray(inc.hash_refs))
+          inc.hashes = inc.hash_refs.map(function (k) {
+            return entry(table, k);
+          });
+        delete inc.hash_refs;
+      }
+      expandNode(n);
+    }
+    delete data.hashes;
+    return data;
   }
 
   /**
@@ -737,6 +777,7 @@ export const VERIFY_JS = String.raw`var TibetVerify = (function () {
     edVerify: edVerify,
     edKeyProblem: edKeyProblem,
     expandNode: expandNode,
+    expandData: expandData,
     createVerifier: createVerifier,
     toHex: toHex,
     b64dec: b64dec,

@@ -6,17 +6,19 @@
  * inclusion proof and the C2SP checkpoint's signature (see docs/cbom.md, "The HTML timeline").
  *
  * `renderHtml` is a single O(n) string build: the graph goes into the page as one JSON block
- * (escaped so that no text in it can end the script element), and the page's script reads it
- * with JSON.parse and inserts every value with textContent.
+ * (escaped so that no text in it can end the script element) and the log lines verbatim in a
+ * plain-text block beside it; the page's script reads them with JSON.parse and split, and
+ * inserts every value with textContent.
  */
 import { getProvider, toBase64, utf8 } from '@tibet/core';
 import { RECORD_VERSION } from '@tibet/continuityd';
 import { PAGE_CSS, UI_JS } from './html-client.js';
 import { VERIFY_JS } from './html-verify.js';
 import type { CausalGraph, GraphActor, GraphLog, GraphNode } from './model.js';
+import { tokenInLine } from './token-lines.js';
 
 /** Format tag of the JSON block inside the page. */
-export const HTML_FORMAT = 'tibet-cbom-html/1';
+export const HTML_FORMAT = 'tibet-cbom-html/2';
 
 export interface RenderHtmlOptions {
   /** The page title (default: "CBOM timeline — <subject kind> <subject id>"). */
@@ -38,6 +40,7 @@ function escapeHtml(s: string): string {
 }
 
 const JSON_UNSAFE = /[<>&\u2028\u2029]/g;
+const JSON_UNSAFE_ONE = /[<>&\u2028\u2029]/;
 
 /**
  * JSON text that is safe inside a `<script type="application/json">` element: `<`, `>`, `&`,
@@ -48,6 +51,7 @@ const JSON_UNSAFE = /[<>&\u2028\u2029]/g;
 export function jsonForScript(value: unknown): string {
   const text = JSON.stringify(value) as string | undefined;
   if (text === undefined) throw new TypeError('value is not JSON-serialisable');
+  if (!JSON_UNSAFE_ONE.test(text)) return text;
   return text.replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
@@ -83,25 +87,139 @@ function checkGraph(graph: unknown): asserts graph is CausalGraph {
 
 const LINE_TAIL = `,"v":"${RECORD_VERSION}"}`;
 
+/** What the page shows of an event and the token member it must equal (see html-verify.ts). */
+const SHOWN: readonly (readonly [keyof GraphNode, string])[] = [
+  ['action_id', 'action_id'],
+  ['parent_action_id', 'parent_action_id'],
+  ['event', 'event'],
+  ['actor', 'actor'],
+  ['actor_class', 'actor_class'],
+  ['timestamp', 'timestamp'],
+  ['generation', 'generation'],
+  ['reason', 'erachter'],
+];
+
 /**
- * A log event's token is also inside its log line, as the line's `token` member. When the
- * line holds exactly the token's JSON text (as it does for everything the walker read from
- * the log), the page carries it once: `token_in_line: [start, end]` names where it is in
- * the line, and the page's script parses it from there. Any difference keeps both.
+ * A line goes into the lines block only when the HTML parser hands its text back unchanged
+ * and it cannot end the element: no `<`, no newline (the separator), no CR or NUL (which the
+ * parser rewrites). Any other line stays a JSON string in the data block.
  */
-function compact(
-  n: GraphNode,
-): GraphNode | (Omit<GraphNode, 'token'> & { token_in_line: [number, number] }) {
-  if (n.source.kind !== 'log' || typeof n.source.line !== 'string') return n;
-  const line = n.source.line;
-  if (!line.endsWith(LINE_TAIL)) return n;
-  const t = JSON.stringify(n.token);
-  const end = line.length - LINE_TAIL.length;
-  const start = end - t.length;
-  if (start < 10 || line.slice(start - 9, start) !== ',"token":' || !line.startsWith(t, start))
-    return n;
-  const { token: _token, ...rest } = n;
-  return { ...rest, token_in_line: [start, end] };
+function lineSafe(line: string): boolean {
+  return (
+    line.indexOf('<') < 0 &&
+    line.indexOf('\n') < 0 &&
+    line.indexOf('\r') < 0 &&
+    line.indexOf('\0') < 0
+  );
+}
+
+/** The page's data for a graph: each line, proof hash and token once. */
+class PageData {
+  readonly lines: string[] = [];
+  readonly hashes: string[] = [];
+  readonly #hashAt = new Map<string, number>();
+
+  #prev: readonly unknown[] = [];
+  #prevRefs: number[] = [];
+
+  /** The table numbers of a proof's hashes (undefined unless they are all strings). */
+  #hashRefs(hashes: readonly unknown[]): number[] | undefined {
+    const refs = new Array<number>(hashes.length);
+    for (let j = 0; j < hashes.length; j++) {
+      const h = hashes[j];
+      if (typeof h !== 'string') return undefined;
+      // the next event's proof mostly repeats the upper levels of the one before
+      if (this.#prev[j] === h) {
+        refs[j] = this.#prevRefs[j]!;
+        continue;
+      }
+      let k = this.#hashAt.get(h);
+      if (k === undefined) {
+        k = this.hashes.push(h) - 1;
+        this.#hashAt.set(h, k);
+      }
+      refs[j] = k;
+    }
+    this.#prev = hashes;
+    this.#prevRefs = refs;
+    return refs;
+  }
+
+  /**
+   * A node as the page carries it. A log line goes into the lines block (`in_lines`: its
+   * number there) and its proof hashes into one table (`inclusion.hash_refs`). When the line
+   * holds exactly the token's JSON text (the walk says so for the frozen tokens it parsed
+   * from their lines; any other token is compared by its JSON text), the token is carried
+   * once, inside its line
+   * (`token_in_line: [start, end]`); what the page shows that is the token's (action, actor,
+   * event, reason, decisions, …) is then left out too, and the page takes it from the token.
+   * Any difference keeps the value. The page's script (`expandData`) puts everything back.
+   */
+  node(n: GraphNode): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    const src = n.source;
+    const t = n.token;
+    let line: string | undefined;
+    let tokenAt: [number, number] | undefined;
+    if (src.kind === 'log' && typeof src.line === 'string') {
+      line = src.line;
+      tokenAt = tokenInLine(t, line);
+      if (!tokenAt && typeof t === 'object' && t !== null && line.endsWith(LINE_TAIL)) {
+        const text = JSON.stringify(t);
+        const end = line.length - LINE_TAIL.length;
+        const start = end - text.length;
+        // (slice and ===: V8 compares flat strings with memcmp, startsWith character by character)
+        if (
+          start >= 10 &&
+          line.slice(start - 9, start) === ',"token":' &&
+          line.slice(start, end) === text
+        )
+          tokenAt = [start, end];
+      }
+    }
+    for (const key in n) {
+      if (!Object.hasOwn(n, key)) continue;
+      const k = key as keyof GraphNode;
+      const v = n[k];
+      switch (k) {
+        case 'token':
+          if (!tokenAt) out[k] = v;
+          continue;
+        case 'decisions':
+          // (the walk's decisions are its token's policy; a copy's are compared by JSON text)
+          if (!tokenAt || (v !== t.policy && JSON.stringify(v) !== JSON.stringify(t.policy)))
+            out[k] = v;
+          continue;
+        case 'source':
+          if (line !== undefined && lineSafe(line)) {
+            const { line: _line, ...rest } = src as typeof src & { line: string };
+            out[k] = rest;
+            out['in_lines'] = this.lines.push(line) - 1;
+          } else out[k] = v;
+          continue;
+        case 'inclusion': {
+          const inc = v as GraphNode['inclusion'];
+          const refs = inc && Array.isArray(inc.hashes) ? this.#hashRefs(inc.hashes) : undefined;
+          if (refs) {
+            const { hashes: _hashes, ...rest } = inc!;
+            out[k] = { ...rest, hash_refs: refs };
+          } else out[k] = v;
+          continue;
+        }
+        default:
+          if (tokenAt && shownFromToken(k, v, t)) continue;
+          out[k] = v;
+      }
+    }
+    if (tokenAt) out['token_in_line'] = tokenAt;
+    return out;
+  }
+}
+
+function shownFromToken(k: keyof GraphNode, v: unknown, t: GraphNode['token']): boolean {
+  for (const [field, member] of SHOWN)
+    if (field === k) return v === (t as unknown as Record<string, unknown>)[member];
+  return false;
 }
 
 let cached: { script: string; scriptHash: string; styleHash: string } | undefined;
@@ -133,12 +251,13 @@ export function renderHtml(graph: CausalGraph, o: RenderHtmlOptions = {}): strin
   const live = o.liveUrl === undefined ? null : checkLiveUrl(o.liveUrl);
   const title = o.title ?? `CBOM timeline \u2014 ${graph.subject.kind} ${graph.subject.id}`;
   const { script, scriptHash, styleHash } = assets();
+  const page = new PageData();
   const data = jsonForScript({
     format: HTML_FORMAT,
     title,
     subject: graph.subject,
     generated_at: graph.generated_at,
-    nodes: graph.nodes.map(compact),
+    nodes: graph.nodes.map((n) => page.node(n)),
     edges: graph.edges,
     actors: graph.actors,
     // the model's fields only: a walker may attach more (such as a secret's whole state)
@@ -153,7 +272,9 @@ export function renderHtml(graph: CausalGraph, o: RenderHtmlOptions = {}): strin
     log: graph.log,
     problems: graph.problems,
     live: live ? live.url : null,
+    hashes: page.hashes,
   });
+  const lines = page.lines.join('\n');
   const csp = [
     "default-src 'none'",
     `script-src ${scriptHash}`,
@@ -188,7 +309,7 @@ export function renderHtml(graph: CausalGraph, o: RenderHtmlOptions = {}): strin
 </div>
 </header>
 <div id="nocrypto" class="warnbox" role="alert" hidden></div>
-<noscript><div class="warnbox">This page draws and verifies its timeline with its inline JavaScript. With scripts off, the events are in the JSON block at the end of this file.</div></noscript>
+<noscript><div class="warnbox">This page draws and verifies its timeline with its inline JavaScript. With scripts off, the events are in the JSON block at the end of this file, and their log lines after it.</div></noscript>
 <ul id="legend" aria-label="Legend"></ul>
 <main>
 <div id="view"><div class="row"><div id="lanes" aria-label="Actors"></div><svg id="tl" role="group" aria-label="Causal timeline: one lane per actor, events left to right in causal order" width="0" height="0"><defs><marker id="arrow-parent" viewBox="0 0 10 10" refX="8" refY="5" markerUnits="userSpaceOnUse" markerWidth="16" markerHeight="16" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker><marker id="arrow-prev" viewBox="0 0 10 10" refX="8" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs><g id="lanebg"></g><g id="bands"></g><g id="edges"></g><g id="nodes"></g></svg></div></div>
@@ -204,6 +325,7 @@ export function renderHtml(graph: CausalGraph, o: RenderHtmlOptions = {}): strin
 </section>
 </footer>
 <script type="application/json" id="tibet-data">${data}</script>
+<script type="text/plain" id="tibet-lines">${lines}</script>
 <script>${script}</script>
 </body>
 </html>

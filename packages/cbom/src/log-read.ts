@@ -31,6 +31,14 @@ export interface LogKeyInfo {
   public_key: string;
 }
 
+/** What {@link loadLog} reports while it reads. */
+export interface LoadHooks {
+  /** Lines in the segments read so far (called before they are parsed). */
+  lines?(count: number): void;
+  /** A valid record, as soon as it is read. */
+  record?(line: LogLine): void;
+}
+
 /** One line of the log as read. */
 export interface LogLine {
   position: number;
@@ -48,6 +56,20 @@ export interface LogLine {
   exact: boolean;
   /** Its position on its continuity line (set for valid records). */
   onLine: number;
+  /** The line's bytes as read (a view into its segment). */
+  bytes: Uint8Array;
+  /** `sha256:<hex>` of the record's token, once computed (see walk.ts `lineTokenHash`). */
+  tokenHash?: string;
+  /** Where the record's token is in the line, once found (null: not in the usual shape). */
+  span?: TokenSpan | null;
+}
+
+/** Where a log line's token is: in its text, and in its bytes (−1 when they differ). */
+export interface TokenSpan {
+  start: number;
+  end: number;
+  byteStart: number;
+  byteEnd: number;
 }
 
 export interface LoadedLog {
@@ -163,8 +185,15 @@ function path(
  * Read a whole log folder. Never throws for a damaged log: every problem (a malformed line,
  * a break of the line-hash chain, a missing segment, a checkpoint that does not verify or
  * does not match the lines) is listed; `LOG_UNREADABLE` only when there is no log here.
+ * `hooks.record` is called with each valid record's line as soon as it is read (the walk
+ * queues its signature check there, so that workers verify while the rest is still being
+ * read); `hooks.lines` with the number of lines read so far, before they are parsed.
  */
-export async function loadLog(dir: string, p: CryptoProvider): Promise<LoadedLog> {
+export async function loadLog(
+  dir: string,
+  p: CryptoProvider,
+  hooks: LoadHooks = {},
+): Promise<LoadedLog> {
   const key = await readLogKey(dir);
   let segments: { first: number; path: string }[];
   try {
@@ -196,6 +225,7 @@ export async function loadLog(dir: string, p: CryptoProvider): Promise<LoadedLog
         detail: `segment ${seg.path} starts at ${seg.first}, expected ${position}`,
       });
     const { lines: raw } = splitLines(new Uint8Array(await readFile(seg.path)));
+    hooks.lines?.(position + raw.length);
     for (const bytes of raw) {
       const hash = lineHash(bytes, p);
       let record: LogRecord | undefined;
@@ -223,6 +253,7 @@ export async function loadLog(dir: string, p: CryptoProvider): Promise<LoadedLog
         record,
         exact,
         onLine: -1,
+        bytes,
       };
       lines.push(line);
       if (record) {
@@ -256,6 +287,7 @@ export async function loadLog(dir: string, p: CryptoProvider): Promise<LoadedLog
           if (ol) ol.push(line);
           else byObject.set(o, [line]);
         }
+        hooks.record?.(line);
       }
       prevHash = hash;
       position++;

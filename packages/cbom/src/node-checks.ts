@@ -2,14 +2,18 @@
  * The expensive per-node checks of a walk — each token's Ed25519 signature and each log
  * line's RFC 9162 inclusion proof — run over worker threads and the calling thread together.
  *
- * The jobs are packed into shared memory; every thread (the workers and, once it has nothing
- * else to do, the caller) claims chunks of them from one atomic counter, so no thread idles
- * while another still has work, and a result is written by the one thread that claimed the
- * job. A worker that fails or dies leaves its unfinished jobs unmarked; the caller then runs
- * them itself. The checks themselves are the same functions the inline path calls
- * (`provider.ed25519Verify`, `verifyInclusion`), on the same bytes.
+ * The walk queues checks as soon as it knows them (a log token's signature while the log is
+ * still being read, the inclusion proofs once the tree is rebuilt); they are packed into
+ * shared memory in batches, and each batch is handed to the workers as it fills, so the
+ * workers verify while the calling thread goes on reading, replaying and building the graph.
+ * Within a batch every thread (the workers and, at the end, the caller) claims chunks from one
+ * atomic counter, so no thread idles while another still has work, and a result is written by
+ * the one thread that claimed the job. A worker that fails or dies leaves its unfinished jobs
+ * unmarked; the caller then runs them itself. The checks themselves are the same functions the
+ * inline path calls (`provider.ed25519Verify`, `verifyInclusion`), on the same bytes.
  *
- * This module is also the worker entry: loaded by a Worker it serves one run and exits.
+ * This module is also the worker entry: loaded by a Worker it serves walks, one after the
+ * other, until it is stopped (idle workers wait in a pool for a short while, see `Helper`).
  */
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -20,7 +24,12 @@ import { verifyInclusion } from '@tibet/continuityd';
 
 /** One node's checks: a signature (when a key was found), an inclusion proof (when cut). */
 export interface NodeCheckJob {
-  sig?: { key: Uint8Array; input: Uint8Array; signature: Uint8Array };
+  sig?: {
+    key: Uint8Array;
+    /** The signing input, whole or in parts that are verified as their concatenation. */
+    input: Uint8Array | readonly Uint8Array[];
+    signature: Uint8Array;
+  };
   inclusion?: { leaf: Uint8Array; index: number; proof: readonly Uint8Array[] };
 }
 
@@ -32,6 +41,8 @@ export const INC_OK = 8;
 
 /** Jobs per claim. */
 const CHUNK = 32;
+/** Jobs per batch handed to the workers. */
+const BATCH = 512;
 /** Below this many jobs the workers' start-up costs more than they save. */
 export const MIN_PARALLEL_JOBS = 512;
 
@@ -55,43 +66,100 @@ interface Shared {
 interface WorkerInput {
   kind: 'tibet-cbom-node-checks';
   backend: BackendName;
-  shared: Shared;
 }
 
-function sab(bytes: number): SharedArrayBuffer {
-  return new SharedArrayBuffer(Math.max(8, bytes));
+/** To a worker: a batch to help with, or "tell me when you are through with walk `end`". */
+type ToWorker = { batch: Shared } | { end: number };
+/** From a worker: through with every batch of walk `done`. */
+type FromWorker = { done: number };
+
+/** Bytes for `n` elements of `size` bytes, rounded up to a multiple of 8. */
+function aligned(n: number, size: number): number {
+  return Math.ceil((n * size) / 8) * 8;
 }
 
-function pack(jobs: readonly NodeCheckJob[], root: Uint8Array | undefined, size: number): Shared {
+/** Views carved out of one SharedArrayBuffer (one allocation per batch), each 8-aligned. */
+class Arena {
+  readonly #buf: SharedArrayBuffer;
+  #at = 0;
+  constructor(bytes: number) {
+    this.#buf = new SharedArrayBuffer(Math.max(8, bytes));
+  }
+  #next(n: number, size: number): number {
+    const at = this.#at;
+    this.#at += aligned(n, size);
+    return at;
+  }
+  u8(n: number): Uint8Array {
+    return new Uint8Array(this.#buf, this.#next(n, 1), n);
+  }
+  i32(n: number): Int32Array {
+    return new Int32Array(this.#buf, this.#next(n, 4), n);
+  }
+  u32(n: number): Uint32Array {
+    return new Uint32Array(this.#buf, this.#next(n, 4), n);
+  }
+  f64(n: number): Float64Array {
+    return new Float64Array(this.#buf, this.#next(n, 8), n);
+  }
+}
+
+function inputLength(input: Uint8Array | readonly Uint8Array[]): number {
+  if (input instanceof Uint8Array) return input.length;
+  let n = 0;
+  for (const part of input) n += part.length;
+  return n;
+}
+
+function pack(
+  jobs: readonly NodeCheckJob[],
+  checkpoint: { root: Uint8Array; size: number } | undefined,
+): Shared {
   const n = jobs.length;
   const keyList: Uint8Array[] = [];
   const keyAt = new Map<Uint8Array, number>();
   let inLen = 0;
   let prCount = 0;
   for (const j of jobs) {
-    if (j.sig) inLen += j.sig.input.length;
+    if (j.sig) inLen += inputLength(j.sig.input);
     if (j.inclusion) prCount += j.inclusion.proof.length;
   }
+  const root = checkpoint?.root;
+  const B = aligned;
+  const a = new Arena(
+    B(1, 4) +
+      B(n, 1) +
+      B(n, 4) +
+      B(n + 1, 8) +
+      B(inLen, 1) +
+      B(64 * n, 1) +
+      B(n, 8) +
+      B(32 * n, 1) +
+      B(n + 1, 4) +
+      B(32 * prCount, 1) +
+      B(32, 1),
+  );
   const s: Shared = {
     n,
-    counter: new Int32Array(sab(4)),
-    status: new Uint8Array(sab(n)),
-    keyIdx: new Int32Array(sab(4 * n)),
+    counter: a.i32(1),
+    status: a.u8(n),
+    keyIdx: a.i32(n),
     keys: new Uint8Array(0),
-    inOff: new Float64Array(sab(8 * (n + 1))),
-    inBytes: new Uint8Array(sab(inLen)),
-    sigs: new Uint8Array(sab(64 * n)),
-    incIdx: new Float64Array(sab(8 * n)),
-    leaves: new Uint8Array(sab(32 * n)),
-    prOff: new Uint32Array(sab(4 * (n + 1))),
-    prBytes: new Uint8Array(sab(32 * prCount)),
-    root: new Uint8Array(sab(32)),
-    size,
+    inOff: a.f64(n + 1),
+    inBytes: a.u8(inLen),
+    sigs: a.u8(64 * n),
+    incIdx: a.f64(n),
+    leaves: a.u8(32 * n),
+    prOff: a.u32(n + 1),
+    prBytes: a.u8(32 * prCount),
+    root: a.u8(32),
+    size: checkpoint?.size ?? 0,
   };
   if (root) s.root.set(root);
   let off = 0;
   let pr = 0;
-  jobs.forEach((j, i) => {
+  for (let i = 0; i < n; i++) {
+    const j = jobs[i]!;
     s.inOff[i] = off;
     s.prOff[i] = pr;
     s.keyIdx[i] = -1;
@@ -103,19 +171,27 @@ function pack(jobs: readonly NodeCheckJob[], root: Uint8Array | undefined, size:
         keyAt.set(j.sig.key, k);
       }
       s.keyIdx[i] = k;
-      s.inBytes.set(j.sig.input, off);
-      off += j.sig.input.length;
+      const input = j.sig.input;
+      if (input instanceof Uint8Array) {
+        s.inBytes.set(input, off);
+        off += input.length;
+      } else
+        for (const part of input) {
+          s.inBytes.set(part, off);
+          off += part.length;
+        }
       if (j.sig.signature.length === 64) s.sigs.set(j.sig.signature, 64 * i);
+      else s.keyIdx[i] = -2; // a signature that is not 64 bytes never verifies
     }
     if (j.inclusion && root) {
       s.incIdx[i] = j.inclusion.index;
       s.leaves.set(j.inclusion.leaf, 32 * i);
       for (const h of j.inclusion.proof) s.prBytes.set(h, 32 * pr++);
     }
-  });
+  }
   s.inOff[n] = off;
   s.prOff[n] = pr;
-  s.keys = new Uint8Array(sab(32 * keyList.length));
+  s.keys = new Arena(32 * keyList.length).u8(32 * keyList.length);
   keyList.forEach((k, i) => s.keys.set(k, 32 * i));
   return s;
 }
@@ -136,7 +212,7 @@ function runJob(s: Shared, i: number, p: CryptoProvider): void {
       ok = false;
     }
     bits |= SIG_DONE | (ok ? SIG_OK : 0);
-  }
+  } else if (k === -2) bits |= SIG_DONE;
   const idx = s.incIdx[i]!;
   if (idx >= 0) {
     const proof: Uint8Array[] = [];
@@ -174,73 +250,252 @@ function workerScript(): URL | undefined {
   return undefined;
 }
 
-/** A run of node checks in progress. */
-export interface NodeCheckRun {
-  /**
-   * Help with the remaining jobs on this thread, wait for the workers, run whatever a failed
-   * worker left, and return each job's result bits ({@link SIG_OK}, {@link INC_OK}, …).
-   */
-  finish(): Promise<Uint8Array>;
-  /** Worker threads started. */
-  readonly workers: number;
+/**
+ * A worker thread. Between walks it waits in a small pool (per backend) for {@link IDLE_MS},
+ * so that walks in quick succession (a server, a test suite) do not each pay its start-up of
+ * tens of milliseconds; then it is stopped. It never keeps the process alive while idle.
+ */
+class Helper {
+  readonly worker: Worker;
+  #alive = true;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #waits = new Map<number, () => void>();
+
+  constructor(
+    script: URL,
+    readonly backend: BackendName,
+  ) {
+    this.worker = new Worker(script, {
+      workerData: { kind: 'tibet-cbom-node-checks', backend } satisfies WorkerInput,
+    });
+    this.worker.unref();
+    this.worker.on('message', (m: FromWorker) => {
+      this.#waits.get(m.done)?.();
+      this.#waits.delete(m.done);
+    });
+    const gone = (): void => {
+      this.#alive = false;
+      for (const w of this.#waits.values()) w();
+      this.#waits.clear();
+      this.#leavePool();
+    };
+    this.worker.once('error', gone);
+    this.worker.once('exit', gone);
+  }
+
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  post(m: ToWorker): void {
+    if (!this.#alive) return;
+    try {
+      this.worker.postMessage(m);
+    } catch {
+      // a worker that cannot take the message leaves those jobs to the caller
+    }
+  }
+
+  /** Resolves when the worker is through with every batch of walk `run` (or is gone). */
+  through(run: number): Promise<void> {
+    if (!this.#alive) return Promise.resolve();
+    this.worker.ref(); // the walk waits for it
+    const p = new Promise<void>((resolve) => this.#waits.set(run, resolve));
+    this.post({ end: run });
+    return p.then(() => {
+      this.worker.unref();
+    });
+  }
+
+  /** Back to the pool, or stopped when the pool is full. */
+  release(): void {
+    if (!this.#alive) return;
+    const list = pool.get(this.backend) ?? [];
+    pool.set(this.backend, list);
+    if (list.length >= MAX_WORKERS) {
+      this.stop();
+      return;
+    }
+    list.push(this);
+    this.#timer = setTimeout(() => this.stop(), IDLE_MS);
+    this.#timer.unref();
+  }
+
+  /** Out of the pool for a walk. */
+  take(): this {
+    clearTimeout(this.#timer);
+    this.#leavePool();
+    return this;
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#leavePool();
+    this.#alive = false;
+    void this.worker.terminate();
+  }
+
+  #leavePool(): void {
+    const list = pool.get(this.backend);
+    const i = list ? list.indexOf(this) : -1;
+    if (i >= 0) list!.splice(i, 1);
+  }
 }
 
+/** At most this many workers per walk, and in the pool. */
+const MAX_WORKERS = 7;
+/** How long an idle worker waits in the pool for the next walk. */
+const IDLE_MS = 2000;
+const pool = new Map<BackendName, Helper[]>();
+let runs = 0;
+
 /**
- * Start checking `jobs`. Workers are used only with one of the stock crypto backends (a
- * caller's own provider is used inline, on this thread, for every job), when there are at
- * least {@link MIN_PARALLEL_JOBS} jobs and `workers` (default: cores − 1, at most 7) is above 0.
- * `root`/`size` are the checkpoint every inclusion proof is checked against.
+ * A queue of node checks for one walk. {@link NodeChecks.add} returns the job's number;
+ * {@link NodeChecks.finish} returns every job's result bits ({@link SIG_OK}, {@link INC_OK}, …)
+ * by that number. Workers are used only with one of the stock crypto backends (a caller's own
+ * provider is used inline, on this thread, for every job), once at least
+ * {@link MIN_PARALLEL_JOBS} jobs are queued, and when `workers` (default: cores − 1, at most 7)
+ * is above 0.
  */
-export function startNodeChecks(
-  jobs: readonly NodeCheckJob[],
-  p: CryptoProvider,
-  checkpoint: { root: Uint8Array; size: number } | undefined,
-  workers?: number,
-): NodeCheckRun {
-  const s = pack(jobs, checkpoint?.root, checkpoint?.size ?? 0);
-  const stock = p === getProvider(p.name);
-  const want = workers ?? Math.min(7, availableParallelism() - 1);
-  const script = stock && want > 0 && jobs.length >= MIN_PARALLEL_JOBS ? workerScript() : undefined;
-  const n = script ? Math.min(want, Math.ceil(jobs.length / CHUNK)) : 0;
-  const ended: Promise<void>[] = [];
-  for (let i = 0; i < n; i++) {
-    let w: Worker;
-    try {
-      w = new Worker(script!, {
-        workerData: {
-          kind: 'tibet-cbom-node-checks',
-          backend: p.name,
-          shared: s,
-        } satisfies WorkerInput,
-      });
-    } catch {
-      break;
-    }
-    ended.push(
-      new Promise<void>((resolve) => {
-        w.once('message', () => resolve());
-        w.once('error', () => resolve());
-        w.once('exit', () => resolve());
-      }),
-    );
+export class NodeChecks {
+  readonly #p: CryptoProvider;
+  readonly #want: number;
+  #checkpoint: { root: Uint8Array; size: number } | undefined;
+  #pending: NodeCheckJob[] = [];
+  readonly #batches: Shared[] = [];
+  #count = 0;
+  #helpers: Helper[] | undefined;
+  #closed = false;
+
+  constructor(p: CryptoProvider, workers?: number) {
+    this.#p = p;
+    const stock = p === getProvider(p.name);
+    this.#want = stock
+      ? Math.min(MAX_WORKERS, workers ?? Math.min(MAX_WORKERS, availableParallelism() - 1))
+      : 0;
   }
-  return {
-    workers: ended.length,
-    async finish(): Promise<Uint8Array> {
-      drain(s, p);
-      await Promise.all(ended);
-      const out = new Uint8Array(s.n);
+
+  /** Worker threads started so far. */
+  get workers(): number {
+    return this.#helpers?.length ?? 0;
+  }
+
+  /** Jobs queued so far. */
+  get size(): number {
+    return this.#count;
+  }
+
+  /** The checkpoint that inclusion proofs queued from now on are checked against. */
+  setCheckpoint(checkpoint: { root: Uint8Array; size: number } | undefined): void {
+    this.flush();
+    this.#checkpoint = checkpoint;
+  }
+
+  /** Queue one node's checks; returns the job's number. */
+  add(job: NodeCheckJob): number {
+    if (this.#closed) throw new Error('node checks already finished');
+    const id = this.#count++;
+    this.#pending.push(job);
+    if (this.#pending.length >= BATCH) this.flush();
+    return id;
+  }
+
+  /**
+   * Start the workers now, before {@link MIN_PARALLEL_JOBS} jobs are queued, when the caller
+   * expects that many: they take tens of milliseconds to load. If fewer come, `finish` stops
+   * them and runs every job on this thread.
+   */
+  prestart(): void {
+    if (!this.#helpers && this.#want > 0 && !this.#closed) this.#start();
+  }
+
+  /** Hand the jobs queued so far to the workers (starting them once there are enough). */
+  flush(): void {
+    if (!this.#pending.length) return;
+    const s = pack(this.#pending, this.#checkpoint);
+    this.#pending = [];
+    this.#batches.push(s);
+    if (this.#helpers) for (const h of this.#helpers) h.post({ batch: s });
+    else if (this.#want > 0 && this.#count >= MIN_PARALLEL_JOBS) this.#start();
+  }
+
+  #start(): void {
+    const script = workerScript();
+    const helpers: Helper[] = [];
+    this.#helpers = helpers;
+    if (!script) return;
+    const backend = this.#p.name;
+    const idle = pool.get(backend) ?? [];
+    while (helpers.length < this.#want) {
+      const h = idle.find((x) => x.alive);
+      if (h) helpers.push(h.take());
+      else
+        try {
+          helpers.push(new Helper(script, backend));
+        } catch {
+          break;
+        }
+    }
+    for (const h of helpers) for (const s of this.#batches) h.post({ batch: s });
+  }
+
+  /**
+   * Help with the remaining jobs on this thread, wait for the workers, run whatever a failed
+   * worker left, and return each job's result bits.
+   */
+  async finish(): Promise<Uint8Array> {
+    this.flush();
+    this.#closed = true;
+    const p = this.#p;
+    let helpers = this.#helpers ?? [];
+    if (this.#count < MIN_PARALLEL_JOBS) {
+      // started early for jobs that did not come: not worth waiting for (a job one of them
+      // claimed and did not finish is run below)
+      for (const h of helpers) h.release();
+      helpers = [];
+    }
+    for (const s of this.#batches) drain(s, p);
+    const run = ++runs;
+    await Promise.all(helpers.map((h) => h.through(run)));
+    for (const h of helpers) h.release();
+    const out = new Uint8Array(this.#count);
+    let at = 0;
+    for (const s of this.#batches) {
       for (let i = 0; i < s.n; i++) {
         let bits = Atomics.load(s.status, i);
         if (!(bits & 0x80)) {
           runJob(s, i, p); // claimed by a worker that did not finish it
           bits = Atomics.load(s.status, i);
         }
-        out[i] = bits & 0x7f;
+        out[at + i] = bits & 0x7f;
       }
-      return out;
-    },
-  };
+      at += s.n;
+    }
+    return out;
+  }
+
+  /** Stop the workers without waiting for their jobs (the walk failed). */
+  cancel(): void {
+    this.#closed = true;
+    for (const h of this.#helpers ?? []) h.stop();
+  }
+}
+
+/**
+ * Check `jobs` at once: {@link NodeChecks} with every job queued up front. `root`/`size` are
+ * the checkpoint every inclusion proof is checked against.
+ */
+export function startNodeChecks(
+  jobs: readonly NodeCheckJob[],
+  p: CryptoProvider,
+  checkpoint: { root: Uint8Array; size: number } | undefined,
+  workers?: number,
+): NodeChecks {
+  const c = new NodeChecks(p, workers);
+  c.setCheckpoint(checkpoint);
+  for (const j of jobs) c.add(j);
+  c.flush();
+  return c;
 }
 
 if (
@@ -248,7 +503,10 @@ if (
   parentPort &&
   (workerData as Partial<WorkerInput> | null)?.kind === 'tibet-cbom-node-checks'
 ) {
-  const d = workerData as WorkerInput;
-  drain(d.shared, getProvider(d.backend));
-  parentPort.postMessage('done');
+  const port = parentPort;
+  const p = getProvider((workerData as WorkerInput).backend);
+  port.on('message', (m: ToWorker) => {
+    if ('end' in m) port.postMessage({ done: m.end } satisfies FromWorker);
+    else drain(m.batch, p);
+  });
 }

@@ -16,6 +16,7 @@ import {
   getProvider,
   keyIdOf,
   signingInputOfCanonical,
+  TOKEN_TYPE,
   toBase64Url,
   toHex,
   tokenHash,
@@ -40,8 +41,15 @@ import {
 import { loadBundle, loadBundleBytes, type GraphBundle, type LoadedBundle } from './bundles.js';
 import { markOf, secretOf, summaryOf } from './describe.js';
 import { CbomError } from './errors.js';
-import { loadLog, type LoadedLog, type LogLine } from './log-read.js';
-import { INC_OK, SIG_DONE, SIG_OK, startNodeChecks, type NodeCheckJob } from './node-checks.js';
+import {
+  loadLog,
+  type LoadHooks,
+  type LoadedLog,
+  type LogLine,
+  type TokenSpan,
+} from './log-read.js';
+import { INC_OK, MIN_PARALLEL_JOBS, NodeChecks, SIG_DONE, SIG_OK } from './node-checks.js';
+import { noteTokenInLine } from './token-lines.js';
 import type {
   CausalGraph,
   CheckStatus,
@@ -85,9 +93,9 @@ export interface WalkOptions {
   provider?: CryptoProvider;
   /**
    * Worker threads that share the signature and inclusion-proof checks with the calling
-   * thread (default: cores − 1, at most 7; 0 = all on the calling thread). Used only for
-   * graphs of at least 512 log events and with a stock crypto backend; the checks are the
-   * same either way.
+   * thread (default: cores − 1, at most 7; 0 = all on the calling thread). Used only with a
+   * stock crypto backend, and started once the log has 512 lines or 512 checks are queued
+   * (idle ones wait 2 s for the next walk); the checks are the same either way.
    */
   workers?: number;
 }
@@ -136,9 +144,25 @@ export async function walk(o: WalkOptions): Promise<WalkResult> {
   if (!o.directory || typeof o.directory.signingKey !== 'function')
     throw new TypeError('"directory" expected an IdentityRegistry');
   const p = o.provider ?? getProvider();
-  let subject = classifySubject(o.subject);
+  const subject = classifySubject(o.subject);
   if (!SUBJECT_KINDS.includes(subject.kind))
     throw new TypeError(`"subject.kind" must be one of ${SUBJECT_KINDS.join(', ')}`);
+  const checks = new NodeChecks(p, o.workers);
+  try {
+    return await walkWith(o, p, subject, checks);
+  } catch (e) {
+    checks.cancel();
+    throw e;
+  }
+}
+
+async function walkWith(
+  o: WalkOptions,
+  p: CryptoProvider,
+  first: GraphSubject,
+  checks: NodeChecks,
+): Promise<WalkResult> {
+  let subject = first;
   const logDir = o.logDir ?? (o.home ? join(o.home, 'log') : undefined);
   const keychainDir =
     o.keychainDir ??
@@ -146,9 +170,64 @@ export async function walk(o: WalkOptions): Promise<WalkResult> {
   const storeMode = o.store ?? 'full';
   const problems: GraphProblem[] = [];
 
+  // ---- the signature check of a log token, queued for the worker threads. The lines certain
+  // to be in the graph (every line for a home, the secret's own line for a secret) are queued
+  // while the log is still being read; the rest of the graph once it is chosen. A token whose
+  // key is missing, or whose key id is not its kid, takes the inline path when its node is built.
+  // (one lookup per key: a registry hands out a fresh copy of the key on every call)
+  const keys = new Map<string, Map<string, Uint8Array | undefined>>();
+  const keyOf = (t: TibetToken): Uint8Array | undefined => {
+    let byKid = keys.get(t.actor);
+    if (!byKid) keys.set(t.actor, (byKid = new Map<string, Uint8Array | undefined>()));
+    let key = byKid.get(t.kid);
+    if (key === undefined && !byKid.has(t.kid)) {
+      key = o.directory.signingKey(t.actor, t.kid);
+      byKid.set(t.kid, key);
+    }
+    return key;
+  };
+  const kidOf = new Map<Uint8Array, string>();
+  const sigJob = new Map<number, number>(); // log position → job
+  const queueSignature = (line: LogLine): void => {
+    const t = line.record!.token;
+    const key = keyOf(t);
+    if (!key) return;
+    let kid = kidOf.get(key);
+    if (kid === undefined) {
+      kid = keyIdOf(key, p);
+      kidOf.set(key, kid);
+    }
+    if (kid !== t.kid) return;
+    let signature: Uint8Array;
+    try {
+      signature = fromBase64Url(t.signature, 'signature');
+    } catch {
+      return;
+    }
+    const input = signingInputOfLine(line) ?? tokenSigningInput(t);
+    sigJob.set(line.position, checks.add({ sig: { key, input, signature } }));
+  };
+  const early: LoadHooks =
+    subject.kind === 'home' || subject.kind === 'secret'
+      ? {
+          lines(count) {
+            if (count >= MIN_PARALLEL_JOBS) checks.prestart();
+          },
+          record:
+            subject.kind === 'home'
+              ? queueSignature
+              : (line): void => {
+                  if (line.record!.causal.object_id === subject.id) queueSignature(line);
+                },
+        }
+      : {};
+
   // ---- sources
   const log: LoadedLog | undefined =
-    logDir && (o.logDir !== undefined || existsSync(logDir)) ? await loadLog(logDir, p) : undefined;
+    logDir && (o.logDir !== undefined || existsSync(logDir))
+      ? await loadLog(logDir, p, early)
+      : undefined;
+  checks.flush();
   if (log) problems.push(...log.problems);
   const bundleFiles = [...(o.bundles ?? [])];
   if ((subject.kind === 'bundle' || subject.kind === 'capsule') && existsSync(subject.id))
@@ -224,9 +303,10 @@ export async function walk(o: WalkOptions): Promise<WalkResult> {
   };
   const th = new WeakMap<TibetToken, string>();
   const hashOf = (t: TibetToken, line?: LogLine): string => {
+    if (line?.record?.token === t) return lineTokenHash(line, p);
     let h = th.get(t);
     if (h === undefined) {
-      h = (line && tokenHashFromLine(line, p)) ?? tokenHash(t, p);
+      h = tokenHash(t, p);
       th.set(t, h);
     }
     return h;
@@ -386,54 +466,27 @@ export async function walk(o: WalkOptions): Promise<WalkResult> {
   const cp = log?.checkpoint;
   const cpOk = Boolean(log?.checkpointValid && log.rootMatches);
 
-  // ---- the expensive checks first, spread over worker threads: each log token's signature
-  // (its signing input cut from its canonical line: parseRecord has checked the structure)
-  // and each log line's inclusion proof. Bundle tokens and anything unusual (a key whose id
-  // is not the kid) take the inline path below.
-  const keys = picked.map((c) => o.directory.signingKey(c.token.actor, c.token.kid));
-  const kidOf = new Map<Uint8Array, string>();
-  const jobs: NodeCheckJob[] = [];
-  const jobOf: (number | undefined)[] = [];
-  const proofs: (Uint8Array[] | undefined)[] = [];
-  picked.forEach((c, i) => {
-    const t = c.token;
-    const job: NodeCheckJob = {};
-    const key = keys[i];
-    if (key && c.record && c.line) {
-      let kid = kidOf.get(key);
-      if (kid === undefined) {
-        kid = keyIdOf(key, p);
-        kidOf.set(key, kid);
-      }
-      if (kid === t.kid) {
-        let signature: Uint8Array | undefined;
-        try {
-          signature = fromBase64Url(t.signature, 'signature');
-        } catch {
-          signature = undefined;
-        }
-        const text = tokenTextOfLine(c.line);
-        if (signature)
-          job.sig = {
-            key,
-            input: (text !== undefined && signingInputOfCanonical(text, t)) || tokenSigningInput(t),
-            signature,
-          };
-      }
-    }
+  // ---- the rest of the expensive checks, for the worker threads: the signature of each log
+  // token not queued while reading, and each log line's inclusion proof. Bundle tokens and
+  // anything unusual (a key whose id is not the kid) take the inline path below.
+  const n = picked.length;
+  const incJob: (number | undefined)[] = new Array<number | undefined>(n);
+  const proofs: (Uint8Array[] | undefined)[] = new Array<Uint8Array[] | undefined>(n);
+  for (const c of picked)
+    if (c.line && c.record && !sigJob.has(c.line.position)) queueSignature(c.line);
+  checks.setCheckpoint(cp ? { root: cp.rootHash, size: cp.size } : undefined);
+  for (let i = 0; i < n; i++) {
+    const c = picked[i]!;
     if (c.line && cp && log && c.line.position < cp.size) {
       const proof = log.inclusion(c.line.position);
       proofs[i] = proof;
-      if (proof) job.inclusion = { leaf: c.line.leaf, index: c.line.position, proof };
+      if (proof)
+        incJob[i] = checks.add({
+          inclusion: { leaf: c.line.leaf, index: c.line.position, proof },
+        });
     }
-    if (job.sig || job.inclusion) jobOf[i] = jobs.push(job) - 1;
-  });
-  const run = startNodeChecks(
-    jobs,
-    p,
-    cp ? { root: cp.rootHash, size: cp.size } : undefined,
-    o.workers,
-  );
+  }
+  checks.flush();
 
   // ---- meanwhile on this thread: which secrets the graph holds, and their replays
   if (subject.kind !== 'secret')
@@ -442,8 +495,8 @@ export async function walk(o: WalkOptions): Promise<WalkResult> {
       if (sid) secretIds.add(sid);
     }
   if (subject.kind === 'home' && keychainDir)
-    for (const n of await readdir(join(keychainDir, 'secrets')).catch(() => [] as string[]))
-      if (SECRET_ID.test(n)) secretIds.add(n);
+    for (const name of await readdir(join(keychainDir, 'secrets')).catch(() => [] as string[]))
+      if (SECRET_ID.test(name)) secretIds.add(name);
   const replays = new Map<string, { records: LogRecord[]; r: Replay }>();
   for (const id of [...secretIds].sort()) {
     const lines = (log?.byObject.get(id) ?? []).filter((l) => l.record);
@@ -453,49 +506,51 @@ export async function walk(o: WalkOptions): Promise<WalkResult> {
     const known = (r: LogRecord): RecordHashes | undefined => {
       const l = lineOf.get(r);
       if (!l?.exact) return undefined;
-      return { line_hash: l.hash, leaf_hash: toHex(l.leaf), token_hash: hashOf(r.token, l) };
+      return { line_hash: l.hash, leaf_hash: hexString(l.leaf), token_hash: lineTokenHash(l, p) };
     };
     const records = lines.map((l) => l.record!);
     replays.set(id, { records, r: replay(secretLine(records, id, p, known).events) });
   }
 
-  const results = await run.finish();
-  const nodes: GraphNode[] = picked.map((c, i) => {
-    const job = jobOf[i];
-    const bits = job === undefined ? 0 : results[job]!;
+  // ---- and every node, but for the results of the checks the workers are running: what it
+  // shows, its links, the causal-time rule, its proof; and the signatures that take the inline
+  // path. Its problems wait (in `later`) so that they are listed in the same order as ever:
+  // the node's signature first.
+  const hexOf = new Map<Uint8Array, string>(); // proof hashes repeat (the tree's upper nodes)
+  const hex = (h: Uint8Array): string => {
+    let x = hexOf.get(h);
+    if (x === undefined) {
+      x = hexString(h);
+      hexOf.set(h, x);
+    }
+    return x;
+  };
+  const later: GraphProblem[][] = new Array<GraphProblem[]>(n);
+  const inline: ('pass' | 'fail' | 'no-key' | undefined)[] = new Array<
+    'pass' | 'fail' | 'no-key' | undefined
+  >(n);
+  const nodes: GraphNode[] = new Array<GraphNode>(n);
+  for (let i = 0; i < n; i++) {
+    const c = picked[i]!;
     const t = c.token;
     const detail: string[] = [];
+    const mine: GraphProblem[] = [];
+    later[i] = mine;
     const problem = (code: string, d: string, severity: 'error' | 'warning' = 'error'): void => {
-      problems.push({ code, severity, action_id: t.action_id, detail: d });
+      mine.push({ code, severity, action_id: t.action_id, detail: d });
       detail.push(d);
     };
-    // signature
-    let signature: CheckStatus = 'pass';
-    const key = keys[i];
-    if (bits & SIG_DONE) {
-      if (!(bits & SIG_OK)) {
-        signature = 'fail';
-        problem(
-          'SIGNATURE_INVALID',
-          `the signature of ${t.action_id} by ${t.actor} does not verify`,
-        );
-      }
-    } else if (!key) {
-      signature = 'fail';
-      problem(
-        'SIGNATURE_UNKNOWN_KEY',
-        `no key ${t.kid} of ${t.actor} in the directory: the signature cannot be checked`,
-      );
-    } else {
-      try {
-        verifyToken(t, key, p);
-      } catch {
-        signature = 'fail';
-        problem(
-          'SIGNATURE_INVALID',
-          `the signature of ${t.action_id} by ${t.actor} does not verify`,
-        );
-      }
+    // signature: on a worker, or here
+    const key = keyOf(t);
+    if (c.line === undefined || !sigJob.has(c.line.position)) {
+      if (!key) inline[i] = 'no-key';
+      else
+        try {
+          verifyToken(t, key, p);
+          inline[i] = 'pass';
+        } catch {
+          inline[i] = 'fail';
+        }
     }
     if (!actors.has(t.actor))
       actors.set(t.actor, {
@@ -602,9 +657,9 @@ export async function walk(o: WalkOptions): Promise<WalkResult> {
         );
       }
     }
-    // inclusion
+    // inclusion: what can be said before the proof is checked
     let inclusion: GraphNode['inclusion'] = null;
-    let inc: CheckStatus;
+    let inc: CheckStatus = 'fail';
     if (!c.line) {
       inc = 'warn';
       detail.push(`not in the log: carried by ${c.source.kind === 'bundle' ? c.source.file : '?'}`);
@@ -616,19 +671,13 @@ export async function walk(o: WalkOptions): Promise<WalkResult> {
       detail.push(`log line ${c.line.position} is after the latest checkpoint (size ${cp.size})`);
     } else {
       const proof = proofs[i];
-      inc = 'fail';
-      if (proof) {
-        inclusion = { index: c.line.position, tree_size: cp.size, hashes: proof.map(toHex) };
-        inc = bits & INC_OK && cpOk ? 'pass' : 'fail';
-      }
-      if (inc === 'fail')
-        detail.push(
-          !log.checkpointValid
-            ? 'the checkpoint does not verify under the log key'
-            : `log line ${c.line.position} is not included under the checkpoint's root`,
-        );
+      if (proof) inclusion = { index: c.line.position, tree_size: cp.size, hashes: proof.map(hex) };
     }
-    return {
+    if (c.line) {
+      const sp = tokenSpan(c.line);
+      if (sp) noteTokenInLine(t, c.line.text, sp.start, sp.end);
+    }
+    nodes[i] = {
       action_id: t.action_id,
       parent_action_id: t.parent_action_id,
       event: t.event,
@@ -644,9 +693,57 @@ export async function walk(o: WalkOptions): Promise<WalkResult> {
       token: t,
       source: c.source,
       inclusion,
-      checks: { signature, chain, inclusion: inc, detail },
+      checks: { signature: 'pass', chain, inclusion: inc, detail },
     };
-  });
+  }
+
+  // ---- the workers' results: each node's signature and inclusion, and its problems in order
+  const results = await checks.finish();
+  for (let i = 0; i < n; i++) {
+    const c = picked[i]!;
+    const t = c.token;
+    const node = nodes[i]!;
+    const detail = node.checks.detail;
+    let signature: CheckStatus = 'pass';
+    let sigProblem: GraphProblem | undefined;
+    const job = c.line ? sigJob.get(c.line.position) : undefined;
+    const bits = job === undefined ? 0 : results[job]!;
+    const status = job === undefined ? inline[i] : bits & SIG_OK ? 'pass' : 'fail';
+    if (status === 'no-key') {
+      signature = 'fail';
+      sigProblem = {
+        code: 'SIGNATURE_UNKNOWN_KEY',
+        severity: 'error',
+        action_id: t.action_id,
+        detail: `no key ${t.kid} of ${t.actor} in the directory: the signature cannot be checked`,
+      };
+    } else if (status !== 'pass' || (job !== undefined && !(bits & SIG_DONE))) {
+      signature = 'fail';
+      sigProblem = {
+        code: 'SIGNATURE_INVALID',
+        severity: 'error',
+        action_id: t.action_id,
+        detail: `the signature of ${t.action_id} by ${t.actor} does not verify`,
+      };
+    }
+    if (sigProblem) {
+      problems.push(sigProblem);
+      detail.unshift(sigProblem.detail);
+    }
+    for (const x of later[i]!) problems.push(x);
+    node.checks.signature = signature;
+    if (node.checks.inclusion === 'fail') {
+      const ij = incJob[i];
+      const ok = ij !== undefined && results[ij]! & INC_OK && cpOk;
+      if (ok) node.checks.inclusion = 'pass';
+      else
+        detail.push(
+          !log!.checkpointValid
+            ? 'the checkpoint does not verify under the log key'
+            : `log line ${c.line!.position} is not included under the checkpoint's root`,
+        );
+    }
+  }
 
   // ---- secrets: replayed (above) from their own line with the keychain's state machine
   const bundles: GraphBundle[] = loaded.map((b) => b.info);
@@ -705,26 +802,96 @@ export async function walk(o: WalkOptions): Promise<WalkResult> {
   return graph;
 }
 
-const LINE_END = ',"v":"tibet-log/1"}';
-
-/**
- * The token hash of a log line's token without re-canonicalizing it: the line is the RFC 8785
- * form of the record (checked by `parseRecord`), whose members sort as causal, index, prev,
- * received_at, token, v — so the token's canonical text is the slice between `,"token":` and
- * the fixed `,"v":"tibet-log/1"}`. (A `"` inside a string is always escaped, so the markers
- * cannot occur inside values.) Undefined when the line does not have that shape.
- */
-function tokenHashFromLine(line: LogLine, p: CryptoProvider): string | undefined {
-  const text = tokenTextOfLine(line);
-  return text === undefined ? undefined : `sha256:${toHex(p.sha256(utf8(text)))}`;
+/** Lowercase hex, as `toHex` writes it, in one flat string (Buffer's encoder). */
+function hexString(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.length).toString('hex');
 }
 
-/** The token's RFC 8785 text cut out of its log line (see {@link tokenHashFromLine}). */
-function tokenTextOfLine(line: LogLine): string | undefined {
+const LINE_END = ',"v":"tibet-log/1"}';
+const TOKEN_MEMBER = ',"token":{';
+const TOKEN_MEMBER_BYTES = Buffer.from(TOKEN_MEMBER, 'latin1');
+
+/**
+ * Where a log line's token is, without re-canonicalizing it: the line is the RFC 8785 form of
+ * the record (checked by `parseRecord`), whose members sort as causal, index, prev,
+ * received_at, token, v — so the token's canonical text is the slice between `,"token":` and
+ * the fixed `,"v":"tibet-log/1"}`. (A `"` inside a string is always escaped, so the markers
+ * cannot occur inside values.) `start`/`end` index the line's text; `byteStart`/`byteEnd` its
+ * bytes, when they are exactly the UTF-8 of the text (`exact`), else `byteStart` is −1. Both
+ * markers are ASCII, and UTF-8 encodes ASCII characters, and only them, as single bytes below
+ * 0x80, so the first marker in the bytes is the first marker in the text, and the tail after
+ * the token is as many bytes as characters. Undefined when the line does not have that shape.
+ */
+function tokenSpan(line: LogLine): TokenSpan | undefined {
+  if (line.span === undefined) line.span = findTokenSpan(line) ?? null;
+  return line.span ?? undefined;
+}
+
+function findTokenSpan(line: LogLine): TokenSpan | undefined {
   const text = line.text;
-  const start = text.indexOf(',"token":{');
-  if (start < 0 || !text.endsWith(LINE_END) || !line.record) return undefined;
-  return text.slice(start + 9, text.length - LINE_END.length);
+  if (!line.record || !text.endsWith(LINE_END)) return undefined;
+  const at = text.indexOf(TOKEN_MEMBER);
+  if (at < 0) return undefined;
+  const b = line.bytes;
+  let byteStart = -1;
+  if (line.exact) {
+    if (b.length === text.length)
+      byteStart = at + 9; // as many bytes as UTF-16 code units: every character is ASCII
+    else {
+      const k = Buffer.from(b.buffer, b.byteOffset, b.length).indexOf(TOKEN_MEMBER_BYTES);
+      if (k >= 0) byteStart = k + 9;
+    }
+  }
+  return {
+    start: at + 9,
+    end: text.length - LINE_END.length,
+    byteStart,
+    byteEnd: b.length - LINE_END.length,
+  };
+}
+
+/**
+ * `sha256:<hex>` of a log line's token (its `tokenHash`), hashed from the line itself (see
+ * {@link tokenSpan}) and kept on the line.
+ */
+export function lineTokenHash(line: LogLine, p: CryptoProvider): string {
+  if (line.tokenHash !== undefined) return line.tokenHash;
+  const sp = tokenSpan(line);
+  const h = !sp
+    ? tokenHash(line.record!.token, p)
+    : `sha256:${hexString(
+        p.sha256(
+          sp.byteStart >= 0
+            ? line.bytes.subarray(sp.byteStart, sp.byteEnd)
+            : utf8(line.text.slice(sp.start, sp.end)),
+        ),
+      )}`;
+  line.tokenHash = h;
+  return h;
+}
+
+/**
+ * The signing input of a log line's token, cut from the line: `signingInputOfCanonical` of the
+ * token's text (the text without its `signature` member), taken straight from the line's
+ * bytes as two parts when they are exactly its UTF-8 — the token's bytes up to the
+ * signature member, then the `timestamp` and `typ` members, whose characters are all ASCII
+ * (the timestamp is RFC 3339), so that the byte positions follow from the text's.
+ * Undefined when the line does not have that shape (the caller then re-serialises the token).
+ */
+export function signingInputOfLine(line: LogLine): Uint8Array | Uint8Array[] | undefined {
+  const sp = tokenSpan(line);
+  if (!sp) return undefined;
+  const t = line.record!.token;
+  const text = line.text;
+  if (sp.byteStart < 0) return signingInputOfCanonical(text.slice(sp.start, sp.end), t);
+  const after = `,"timestamp":${JSON.stringify(t.timestamp)},"typ":"${TOKEN_TYPE}"}`;
+  const member = `,"signature":"${t.signature}"`;
+  const cut = sp.end - after.length - member.length;
+  if (cut <= sp.start || !text.startsWith(after, sp.end - after.length)) return undefined;
+  if (!text.startsWith(member, cut)) return undefined;
+  const b = line.bytes;
+  const tail = sp.byteEnd - after.length;
+  return [b.subarray(sp.byteStart, tail - member.length), b.subarray(tail, sp.byteEnd)];
 }
 
 function replayProblem(x: ReplayProblem): GraphProblem {

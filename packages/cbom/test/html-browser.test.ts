@@ -222,9 +222,10 @@ describe.skipIf(!available)('the HTML timeline in Chromium', () => {
     expect(await p.textContent('#panel-title')).toBe('secret-exposed');
     await p.keyboard.press('Escape');
     expect(await p.isVisible('#panel')).toBe(false);
+    // the page's three script elements (data, log lines, code) and nothing injected
     expect(
       await p.evaluate(() => [document.scripts.length, document.querySelectorAll('img').length]),
-    ).toEqual([2, 0]);
+    ).toEqual([3, 0]);
     expect(o.dialogs).toEqual([]);
     // the CSP is in force: a script element added later (not the page's own) does not run
     const violated = await p.evaluate<string>(`new Promise((resolve) => {

@@ -62,6 +62,7 @@ interface TibetVerify {
   toHex(b: Uint8Array): string;
   edVerify(pub: Uint8Array, sig: Uint8Array, msg: Uint8Array): Promise<boolean>;
   expandNode(n: unknown): unknown;
+  expandData(data: unknown, lines: string): { nodes: unknown[] };
 }
 
 /** The page's verifier, from the very text the page inlines; `crypto` can be replaced. */
@@ -561,16 +562,20 @@ describe('renderHtml', () => {
     if (!m) throw new Error('no data block');
     return JSON.parse(m[1]!) as Record<string, unknown>;
   };
+  const linesOf = (page: string): string => {
+    const m = /<script type="text\/plain" id="tibet-lines">([^]*?)<\/script>/.exec(page);
+    if (!m) throw new Error('no lines block');
+    return m[1]!;
+  };
 
   it('references nothing outside the file', () => {
     // the only URL is the SVG namespace the script passes to createElementNS (never fetched)
     const urls = html.match(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>)]*/gi) ?? [];
     expect(new Set(urls)).toEqual(new Set(['http://www.w3.org/2000/svg']));
     // markup and code (the data block is JSON text, where "src=" is just characters)
-    const code = html.replace(
-      /(<script type="application\/json" id="tibet-data">)[^]*?(<\/script>)/,
-      '$1$2',
-    );
+    const code = html
+      .replace(/(<script type="application\/json" id="tibet-data">)[^]*?(<\/script>)/, '$1$2')
+      .replace(/(<script type="text\/plain" id="tibet-lines">)[^]*?(<\/script>)/, '$1$2');
     expect(code.length).toBeLessThan(html.length);
     expect(code.match(/\bsrc\s*=/gi)).toBeNull();
     expect(code.match(/\bhref\s*=\s*"[^"]*"/gi)).toEqual(['href="data:,"']);
@@ -587,6 +592,12 @@ describe('renderHtml', () => {
       .exec(html)![1]!
       .replace(/&#39;/g, "'");
     const scripts = [...html.matchAll(/<script>([^]*?)<\/script>/g)].map((m) => m[1]!);
+    // the other two script elements are data, which no browser runs
+    expect([...html.matchAll(/<script( [^>]*)?>/g)].map((m) => m[1])).toEqual([
+      ' type="application/json" id="tibet-data"',
+      ' type="text/plain" id="tibet-lines"',
+      undefined,
+    ]);
     expect(scripts).toEqual([`${VERIFY_JS}\n${UI_JS}`]);
     const b64 = (s: string) => createHash('sha256').update(s, 'utf8').digest('base64');
     expect(csp).toContain(`script-src 'sha256-${b64(scripts[0]!)}'`);
@@ -598,25 +609,57 @@ describe('renderHtml', () => {
 
   it('embeds the graph as JSON that no text can break out of', () => {
     expect(graph.nodes.some((n) => n.reason.includes(INJECTION))).toBe(true);
-    expect(html.match(/<script/g)).toHaveLength(2);
-    expect(html.match(/<\/script>/g)).toHaveLength(2);
+    expect(html.match(/<script/g)).toHaveLength(3);
+    expect(html.match(/<\/script>/g)).toHaveLength(3);
     expect(html.includes('<img')).toBe(false);
     expect(html.includes(INJECTION)).toBe(false);
     const data = dataOf(html);
     expect(data['format']).toBe(HTML_FORMAT);
-    // each log event's token is carried once, inside its line, and comes back unchanged
+    // each log line is carried once, verbatim, in the lines block; each log event's token once,
+    // inside its line; what the page shows that is the token's, not at all; each proof hash
+    // once. The page's expandData gives the graph's nodes back unchanged.
     const nodes = data['nodes'] as Record<string, unknown>[];
     expect(nodes.every((n) => n['token'] === undefined && Array.isArray(n['token_in_line']))).toBe(
       true,
     );
-    expect(nodes.map((n) => TV.expandNode(n))).toEqual(JSON.parse(JSON.stringify(graph.nodes)));
-    // a token that is not its line's text is carried whole
+    expect(nodes.every((n) => n['actor'] === undefined && n['decisions'] === undefined)).toBe(true);
+    const lines = linesOf(html);
+    const logLines = graph.nodes.flatMap((n) => (n.source.kind === 'log' ? [n.source.line] : []));
+    // (a line with "<" in it, such as the one whose erachter is INJECTION, stays in the JSON)
+    expect(logLines.some((l) => l.includes(INJECTION))).toBe(true);
+    expect(lines.split('\n')).toEqual(logLines.filter((l) => !l.includes('<')));
+    expect(nodes.filter((n) => typeof n['in_lines'] === 'number')).toHaveLength(
+      lines.split('\n').length,
+    );
+    expect(new Set(data['hashes'] as string[]).size).toBe((data['hashes'] as string[]).length);
+    expect(TV.expandData(dataOf(html), lines).nodes).toEqual(
+      JSON.parse(JSON.stringify(graph.nodes)),
+    );
+    // a token that is not its line's text is carried whole, with what the page shows of it
     const g = clone(graph);
     g.nodes[2]!.token.erachter = 'changed';
-    const again = dataOf(renderHtml(g))['nodes'] as Record<string, unknown>[];
+    const page2 = renderHtml(g);
+    const again = dataOf(page2)['nodes'] as Record<string, unknown>[];
     expect(again[2]!['token']).toEqual(g.nodes[2]!.token);
     expect(again[2]!['token_in_line']).toBeUndefined();
+    expect(again[2]!['reason']).toBe(g.nodes[2]!.reason);
     expect(again.filter((n) => n['token'] === undefined)).toHaveLength(graph.nodes.length - 1);
+    expect(TV.expandData(dataOf(page2), linesOf(page2)).nodes).toEqual(
+      JSON.parse(JSON.stringify(g.nodes)),
+    );
+    // a line the HTML parser would not give back as it is stays a JSON string
+    const h = clone(graph);
+    const src = h.nodes[1]!.source;
+    if (src.kind !== 'log') throw new Error('expected a log event');
+    src.line = src.line.replace('"index":', '"x":"a<b\r\u0000c\nd","index":');
+    const page3 = renderHtml(h);
+    const third = dataOf(page3)['nodes'] as Record<string, unknown>[];
+    expect((third[1]!['source'] as { line: string }).line).toBe(src.line);
+    expect(third[1]!['in_lines']).toBeUndefined();
+    expect(linesOf(page3).split('\n')).toHaveLength(lines.split('\n').length - 1);
+    expect(TV.expandData(dataOf(page3), linesOf(page3)).nodes).toEqual(
+      JSON.parse(JSON.stringify(h.nodes)),
+    );
     expect(data['edges']).toEqual(graph.edges);
     expect(data['log']).toEqual(graph.log);
     expect(data['live']).toBeNull();
@@ -632,6 +675,19 @@ describe('renderHtml', () => {
     const tricky = '\u2028\u2029</script><!--<script>&amp;';
     expect(JSON.parse(jsonForScript({ s: tricky })) as unknown).toEqual({ s: tricky });
     expect(jsonForScript({ s: tricky })).not.toMatch(/[<>&\u2028\u2029]/);
+  });
+
+  it('a walked graph and a copy of it give the same page (the walk freezes the tokens it read)', () => {
+    const t = graph.nodes[0]!.token;
+    expect(Object.isFrozen(t) && Object.isFrozen(t.policy) && Object.isFrozen(t.erin)).toBe(true);
+    expect(() => {
+      (t as { erachter: string }).erachter = 'changed';
+    }).toThrow(TypeError);
+    // the walk's tokens are carried in their lines without being serialised again; a copy's
+    // are compared by their JSON text: the pages are the same
+    const copy = clone(graph);
+    expect(Object.isFrozen(copy.nodes[0]!.token)).toBe(false);
+    expect(renderHtml(copy)).toBe(html);
   });
 
   it('escapes the title', () => {

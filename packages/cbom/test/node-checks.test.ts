@@ -1,17 +1,37 @@
 /**
  * The walk's signature and inclusion checks give the same graph on worker threads as on the
- * calling thread — for a sound log and for one with a forged signature.
+ * calling thread — for a sound log and for one with a forged signature; the signing inputs
+ * and token hashes it cuts from the log lines are the re-serialised ones; the queue of checks
+ * gives each job its own result however the jobs arrive.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IdentityRegistry, fixedClock, getProvider, mintToken, systemClock } from '@tibet/core';
+import {
+  IdentityRegistry,
+  concatBytes,
+  fixedClock,
+  fromBase64Url,
+  getProvider,
+  mintToken,
+  systemClock,
+  tokenHash,
+  tokenSigningInput,
+} from '@tibet/core';
 import { seededRandom, testIdentity } from '@tibet/core/testing';
 import { AuditLog, listSegments } from '@tibet/continuityd';
 import { ensureBuilt } from '../../../test/support/build-dist.js';
 import { walk } from '../src/index.js';
-import { MIN_PARALLEL_JOBS, startNodeChecks } from '../src/node-checks.js';
+import { loadLog, type LogLine } from '../src/log-read.js';
+import {
+  MIN_PARALLEL_JOBS,
+  NodeChecks,
+  SIG_DONE,
+  SIG_OK,
+  startNodeChecks,
+} from '../src/node-checks.js';
+import { lineTokenHash, signingInputOfLine } from '../src/walk.js';
 
 const alice = testIdentity('jis:acme:alice', 'human');
 const logKey = testIdentity('jis:acme:auditlog', 'system');
@@ -40,7 +60,8 @@ beforeAll(async () => {
         actor: alice.id,
         actorClass: 'human',
         event: 'secret-imported',
-        erachter: `test secret ${i}`,
+        // every fifth reason is not ASCII: its line's bytes and characters differ in number
+        erachter: i % 5 ? `test secret ${i}` : `tëst sécret ${i} — 🔑 «Schlüssel»`,
         erin: { secret_id: id, secret_type: 'api_key', version: 1 },
         eraan: [{ object_id: id }],
       },
@@ -73,6 +94,74 @@ describe('node checks on worker threads', () => {
     expect(await big.finish()).toHaveLength(MIN_PARALLEL_JOBS);
     const small = startNodeChecks([{}], getProvider(), undefined, 1);
     expect(small.workers).toBe(0);
+  });
+
+  it('cuts from each log line the signing input and token hash the token re-serialised has', async () => {
+    const p = getProvider();
+    const log = await loadLog(dir, p);
+    expect(log.lines).toHaveLength(N);
+    const whole = (x: Uint8Array | Uint8Array[] | undefined): Uint8Array | undefined =>
+      x === undefined || x instanceof Uint8Array ? x : concatBytes(...x);
+    let parts = 0;
+    for (const line of log.lines) {
+      const t = line.record!.token;
+      const input = signingInputOfLine(line);
+      if (Array.isArray(input)) parts++;
+      expect(whole(input)).toEqual(tokenSigningInput(t));
+      expect(lineTokenHash(line, p)).toBe(tokenHash(t, p));
+    }
+    expect(parts).toBe(N); // straight from the bytes, non-ASCII lines included
+    expect(log.lines.filter((l) => l.bytes.length !== l.text.length)).toHaveLength(
+      Math.ceil(N / 5),
+    );
+    // a line whose bytes are not exactly its text (a byte order mark the decoder dropped):
+    // cut from the text instead, with the same result
+    const { tokenHash: _hash, span: _span, ...src } = log.lines[5]!;
+    const bom: LogLine = {
+      ...src,
+      bytes: concatBytes(Uint8Array.of(0xef, 0xbb, 0xbf), src.bytes),
+      exact: false,
+    };
+    expect(whole(signingInputOfLine(bom))).toEqual(tokenSigningInput(src.record!.token));
+    expect(lineTokenHash(bom, p)).toBe(tokenHash(src.record!.token, p));
+    // a line not in the usual shape is left to re-serialisation
+    expect(signingInputOfLine({ ...src, text: `${src.text} ` })).toBeUndefined();
+  });
+
+  it('each job gets its own result, however the jobs arrive (streamed, in batches, early start)', async () => {
+    const p = getProvider();
+    const t = mintToken(
+      { actor: alice.id, actorClass: 'human', event: 'x', erachter: 'queue test' },
+      alice,
+      { clock: fixedClock(now), random: seededRandom('cbom-queue') },
+    );
+    const input = tokenSigningInput(t);
+    const good = fromBase64Url(t.signature, 'signature');
+    const bad = good.slice();
+    bad[7] = bad[7]! ^ 1;
+    const key = alice.signingPublicKey;
+    const run = async (n: number, workers: number, early: boolean) => {
+      const c = new NodeChecks(p, workers);
+      if (early) c.prestart();
+      const want: boolean[] = [];
+      for (let i = 0; i < n; i++) {
+        const ok = i % 7 !== 3;
+        want.push(ok);
+        // a signing input whole, or in parts
+        const parts = i % 2 ? input : [input.subarray(0, 100), input.subarray(100)];
+        expect(c.add({ sig: { key, input: parts, signature: ok ? good : bad } })).toBe(i);
+        if (i === 700) c.flush();
+      }
+      const started = c.workers;
+      const bits = await c.finish();
+      expect(Array.from(bits, (b) => (b & SIG_DONE ? Boolean(b & SIG_OK) : null))).toEqual(want);
+      return started;
+    };
+    expect(await run(1_300, 1, false)).toBe(1);
+    expect(await run(1_300, 1, true)).toBe(1);
+    expect(await run(100, 1, true)).toBe(1); // started early, stopped unused
+    expect(await run(100, 1, false)).toBe(0);
+    expect(await run(600, 0, true)).toBe(0);
   });
 
   it('a sound log: every signature and inclusion proof passes, the same graph either way', async () => {
