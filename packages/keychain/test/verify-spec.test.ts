@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_POLICY, LIFECYCLE_STATES, apply, decide, type SecretState } from '@tibet/keychain';
-import type { ApplyInput, Operation, Request } from '../src/state.js';
+import { cloneState, type ApplyInput, type Operation, type Request } from '../src/state.js';
 
 const OWNER = 'jis:acme:alice';
 const CUSTODIAN = 'jis:acme:keychain';
@@ -121,5 +121,30 @@ function docTable(): string[][] {
 describe('docs/keychain.md', () => {
   it('shows the state machine as decide and apply implement it', () => {
     expect(docTable()).toEqual(stateMachineTable());
+  });
+});
+
+describe('cloneState (what apply copies before changing a state)', () => {
+  it('equals structuredClone and shares no container with the original', () => {
+    for (const ls of LIFECYCLE_STATES) {
+      const s = stateIn(ls);
+      s.notes.push('a note');
+      const c = cloneState(s);
+      expect(c).toStrictEqual(structuredClone(s));
+      // every nested container is a new one: changing the copy leaves the original as it was
+      const before = structuredClone(s);
+      c.notes.push('x');
+      c.versions[0]!.state = 'destroyed';
+      c.versions.push({ ...c.versions[0]! });
+      c.policy.reveal.push('jis:acme:mallory');
+      c.policy.use.length = 0;
+      c.policy.targets.push('/x');
+      c.policy.lanes.push('y');
+      c.policy.max_capsule_ttl_s = 1;
+      c.pending_handoff!.assignee = 'jis:acme:mallory';
+      c.transitions[0]!.at = 'never';
+      c.transitions.push({ ...c.transitions[0]! });
+      expect(s).toStrictEqual(before);
+    }
   });
 });
