@@ -196,11 +196,12 @@ export function openEntry(
   return out;
 }
 
+/** Wrap the data key to one recipient; `info` is {@link wrapInfo} of the bundle id. */
 function wrapKey(
   p: CryptoProvider,
   r: RecipientKey,
   dek: Uint8Array,
-  bundleId: string,
+  info: Uint8Array,
   random: Random,
 ): TzaRecipient {
   if (!isActorId(r.id))
@@ -208,36 +209,38 @@ function wrapKey(
   if (!(r.encryptionKey instanceof Uint8Array) || r.encryptionKey.length !== 32) {
     throw new RangeError(`"recipient.encryptionKey" expected 32 bytes`);
   }
-  const { enc, ciphertext } = hpkeSeal(p, r.encryptionKey, dek, {
-    info: wrapInfo(bundleId),
-    random,
-  });
+  const { enc, ciphertext } = hpkeSeal(p, r.encryptionKey, dek, { info, random });
   return { id: r.id, pk: r.encryptionKey.slice(), enc, wk: ciphertext };
 }
 
+// The fields are listed in the order of their encoded keys (RFC 8949 §4.2.1: shorter first,
+// then bytewise), so the encoder finds each map already sorted; the bytes do not depend on it.
 function manifestValue(m: TzaManifest): CborValue {
   return {
-    format: m.format,
-    bundle_id: m.bundle_id,
     kind: m.kind,
-    created_at: m.created_at,
     meta: m.meta,
-    recipients: m.recipients.map((r) => ({ id: r.id, pk: r.pk, enc: r.enc, wk: r.wk })),
+    format: m.format,
     entries: m.entries.map((e) => {
-      const base: Record<string, CborValue> = {
-        name: e.name,
-        media_type: e.media_type,
-        sealed: e.sealed,
-        size: e.size,
-        sha256: e.sha256,
-      };
-      if (e.sealed) {
-        base['nonce'] = e.nonce!;
-        base['plain_size'] = e.plain_size!;
-      }
+      const base: Record<string, CborValue> = { name: e.name, size: e.size };
+      if (e.sealed) base['nonce'] = e.nonce!;
+      base['sealed'] = e.sealed;
+      base['sha256'] = e.sha256;
+      base['media_type'] = e.media_type;
+      if (e.sealed) base['plain_size'] = e.plain_size!;
       return base;
     }),
+    bundle_id: m.bundle_id,
+    created_at: m.created_at,
+    recipients: m.recipients.map((r) => ({ id: r.id, pk: r.pk, wk: r.wk, enc: r.enc })),
   };
+}
+
+/** A manifest with its encoding (what the signatures cover) and its signatures. */
+export interface SignedManifest {
+  manifest: TzaManifest;
+  /** `encodeCbor(manifestValue(manifest))`, encoded once for signing and for the archive. */
+  manifestBytes: Uint8Array;
+  signatures: CborTag[];
 }
 
 /**
@@ -247,12 +250,10 @@ function manifestValue(m: TzaManifest): CborValue {
  * manifest is parsed back. The in-memory and the streaming writers both lay this out.
  */
 export function bundleLayout<T>(
-  manifest: TzaManifest,
-  signatures: readonly CborTag[],
+  { manifest, manifestBytes, signatures }: SignedManifest,
   limits: TzaLimits,
   stored: readonly T[],
 ): { mtime: number; entries: { name: string; size: number; data: Uint8Array | T }[] } {
-  const manifestBytes = encodeCbor(manifestValue(manifest));
   parseManifest(manifestBytes, limits);
   const created = parseRfc3339(manifest.created_at)!;
   const signaturesBytes = encodeCbor(signatures);
@@ -267,23 +268,27 @@ export function bundleLayout<T>(
 }
 
 function assemble(
-  manifest: TzaManifest,
+  signed: SignedManifest,
   stored: readonly Uint8Array[],
-  signatures: readonly CborTag[],
   limits: TzaLimits,
 ): Uint8Array {
-  const { entries, mtime } = bundleLayout(manifest, signatures, limits, stored);
+  const { entries, mtime } = bundleLayout(signed, limits, stored);
   return writeTar(entries, mtime);
 }
 
-function sign(
+/** Encode the manifest once and sign those bytes (one COSE_Sign1 per signer). */
+function signed(
   manifest: TzaManifest,
   signers: readonly Identity[],
   clock: Clock,
   provider: CryptoProvider,
-): CborTag[] {
-  const bytes = encodeCbor(manifestValue(manifest));
-  return signers.map((s) => coseSign1(bytes, s.signer, s.id, SIGNATURE_AAD, { clock, provider }));
+  earlier: readonly CborTag[] = [],
+): SignedManifest {
+  const manifestBytes = encodeCbor(manifestValue(manifest));
+  const signatures = signers.map((s) =>
+    coseSign1(manifestBytes, s.signer, s.id, SIGNATURE_AAD, { clock, provider }),
+  );
+  return { manifest, manifestBytes, signatures: [...earlier, ...signatures] };
 }
 
 /** What the writer has settled before the first entry: options, bundle id, data key, wraps. */
@@ -335,7 +340,8 @@ export function beginPack(
   const bundleId = input.bundleId ?? `tza_${toHex(random(16))}`;
   const dek = anySealed ? random(32) : new Uint8Array(0);
   try {
-    const wrapped = recipients.map((r) => wrapKey(provider, r, dek, bundleId, random));
+    const info = wrapInfo(bundleId);
+    const wrapped = recipients.map((r) => wrapKey(provider, r, dek, info, random));
     return { provider, random, clock, limits, bundleId, dek, recipients: wrapped };
   } catch (e) {
     wipe(dek);
@@ -367,7 +373,7 @@ export function finishPack(
   s: PackSession,
   input: Pick<PackInput, 'kind' | 'meta' | 'signers'>,
   entries: TzaEntryDescriptor[],
-): { manifest: TzaManifest; signatures: CborTag[] } {
+): SignedManifest {
   const manifest: TzaManifest = {
     format: TZA_FORMAT,
     bundle_id: s.bundleId,
@@ -377,7 +383,7 @@ export function finishPack(
     recipients: s.recipients,
     entries,
   };
-  return { manifest, signatures: sign(manifest, input.signers, s.clock, s.provider) };
+  return signed(manifest, input.signers, s.clock, s.provider);
 }
 
 /**
@@ -402,8 +408,7 @@ export function packTza(input: PackInput, opts: TzaOptions = {}): Uint8Array {
       stored.push(e.data);
       return describeEntry(e, { size: e.data.length, sha256: s.provider.sha256(e.data) });
     });
-    const { manifest, signatures } = finishPack(s, input, entries);
-    return assemble(manifest, stored, signatures, s.limits);
+    return assemble(finishPack(s, input, entries), stored, s.limits);
   } finally {
     wipe(s.dek);
   }
@@ -701,8 +706,16 @@ export interface InspectReport {
 export function inspectTza(bytes: Uint8Array, opts: VerifyOptions = {}): InspectReport {
   const provider = opts.provider ?? getProvider();
   const parsed = readTza(bytes, { provider, ...(opts.limits ? { limits: opts.limits } : {}) });
+  return inspectParsed(parsed, verifyParsed(parsed, opts, provider), provider);
+}
+
+/** {@link inspectTza} for a bundle already read and verified (`report` is its verification). */
+function inspectParsed(
+  parsed: ParsedTza,
+  report: VerifyReport,
+  provider: CryptoProvider,
+): InspectReport {
   const m = parsed.manifest;
-  const report = verifyParsed(parsed, opts, provider);
   return {
     format: m.format,
     bundleId: m.bundle_id,
@@ -771,6 +784,16 @@ export function openTza(
   const parsed = readTza(bytes, { provider, ...(opts.limits ? { limits: opts.limits } : {}) });
   // verify once: the report is both the gate and what is returned
   const report = requireVerified(parsed, opts, provider);
+  return openVerified(parsed, report, identity, provider);
+}
+
+/** Decrypt a bundle that {@link requireVerified} has passed (`report` is its verification). */
+function openVerified(
+  parsed: ParsedTza,
+  report: VerifyReport,
+  identity: Identity | undefined,
+  provider: CryptoProvider,
+): OpenedTza {
   const m = parsed.manifest;
   const anySealed = m.entries.some((e) => e.sealed);
   if (anySealed && !identity)
@@ -845,6 +868,7 @@ export function rewrapTza(
   if (kept.length + added.length === 0)
     throw new TypeError('a bundle with sealed entries needs at least one recipient');
   let dek = unwrapKey(provider, m, identity);
+  const info = wrapInfo(m.bundle_id);
   try {
     if (changes.rekey) {
       const newDek = random(32);
@@ -861,17 +885,14 @@ export function rewrapTza(
       wipe(dek);
       dek = newDek;
       const recipients = [...kept.map((r) => ({ id: r.id, encryptionKey: r.pk })), ...added].map(
-        (r) => wrapKey(provider, r, dek, m.bundle_id, random),
+        (r) => wrapKey(provider, r, dek, info, random),
       );
       const manifest = { ...m, recipients };
-      return assemble(manifest, stored, sign(manifest, signers, clock, provider), limits);
+      return assemble(signed(manifest, signers, clock, provider), stored, limits);
     }
-    const recipients = [
-      ...kept,
-      ...added.map((r) => wrapKey(provider, r, dek, m.bundle_id, random)),
-    ];
+    const recipients = [...kept, ...added.map((r) => wrapKey(provider, r, dek, info, random))];
     const manifest = { ...m, recipients };
-    return assemble(manifest, parsed.stored, sign(manifest, signers, clock, provider), limits);
+    return assemble(signed(manifest, signers, clock, provider), parsed.stored, limits);
   } finally {
     wipe(dek);
   }
@@ -899,8 +920,11 @@ export function cosignTza(
   const existing = parsed.signatures.map(
     (s) => new CborTag(18, [s.protectedBytes, new Map(), null, s.signature]),
   );
-  const added = sign(parsed.manifest, [signer], clock, provider);
-  return assemble(parsed.manifest, parsed.stored, [...existing, ...added], limits);
+  return assemble(
+    signed(parsed.manifest, [signer], clock, provider, existing),
+    parsed.stored,
+    limits,
+  );
 }
 
 /**
@@ -914,14 +938,16 @@ export async function unpackTza(
   opts: VerifyOptions & { identity?: Identity } = {},
 ): Promise<{ written: string[]; skipped: string[] }> {
   const provider = opts.provider ?? getProvider();
-  const parsed = requireValid(bytes, opts, provider);
+  // read and verify once; the decryption and the readable report both use this
+  const parsed = readTza(bytes, { provider, ...(opts.limits ? { limits: opts.limits } : {}) });
+  const report = requireVerified(parsed, opts, provider);
   const m = parsed.manifest;
   const anySealed = m.entries.some((e) => e.sealed);
-  const opened = anySealed && opts.identity ? openTza(bytes, opts.identity, opts) : undefined;
+  const inspected = inspectParsed(parsed, report, provider);
+  const opened =
+    anySealed && opts.identity ? openVerified(parsed, report, opts.identity, provider) : undefined;
   const skipped: string[] = [];
-  const files = [
-    { name: 'manifest.json', data: utf8(JSON.stringify(inspectTza(bytes, opts), null, 2) + '\n') },
-  ];
+  const files = [{ name: 'manifest.json', data: utf8(JSON.stringify(inspected, null, 2) + '\n') }];
   m.entries.forEach((d, i) => {
     if (d.sealed && !opened) skipped.push(d.name);
     else

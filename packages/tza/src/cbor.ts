@@ -37,15 +37,22 @@ const te = new TextEncoder();
 const td = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 class Writer {
-  buf = new Uint8Array(256);
+  buf: Uint8Array;
+  dv: DataView;
   len = 0;
+  constructor(size = 256) {
+    this.buf = new Uint8Array(size);
+    this.dv = new DataView(this.buf.buffer);
+  }
   reserve(n: number): void {
     if (this.len + n <= this.buf.length) return;
     let cap = this.buf.length * 2;
     while (cap < this.len + n) cap *= 2;
     const nb = new Uint8Array(cap);
     nb.set(this.buf.subarray(0, this.len));
+    this.buf.fill(0, 0, this.len);
     this.buf = nb;
+    this.dv = new DataView(nb.buffer);
   }
   byte(b: number): void {
     this.reserve(1);
@@ -58,29 +65,69 @@ class Writer {
   }
   head(major: number, n: number): void {
     const m = major << 5;
-    if (n < 24) this.byte(m | n);
+    this.reserve(9);
+    const b = this.buf;
+    if (n < 24) b[this.len++] = m | n;
     else if (n < 0x100) {
-      this.byte(m | 24);
-      this.byte(n);
+      b[this.len++] = m | 24;
+      b[this.len++] = n;
     } else if (n < 0x10000) {
-      this.byte(m | 25);
-      this.byte(n >>> 8);
-      this.byte(n & 0xff);
+      b[this.len++] = m | 25;
+      b[this.len++] = n >>> 8;
+      b[this.len++] = n & 0xff;
     } else if (n < 0x100000000) {
-      this.byte(m | 26);
-      this.reserve(4);
-      new DataView(this.buf.buffer).setUint32(this.len, n, false);
+      b[this.len++] = m | 26;
+      this.dv.setUint32(this.len, n, false);
       this.len += 4;
     } else {
-      this.byte(m | 27);
-      this.reserve(8);
-      new DataView(this.buf.buffer).setBigUint64(this.len, BigInt(n), false);
+      b[this.len++] = m | 27;
+      this.dv.setBigUint64(this.len, BigInt(n), false);
       this.len += 8;
     }
+  }
+  /**
+   * A text string: ASCII is written byte for byte (its UTF-8 form); anything else goes
+   * through the encoder and must be well-formed Unicode (no lone surrogates).
+   */
+  text(v: string): void {
+    const n = v.length;
+    const start = this.len;
+    this.head(3, n);
+    this.reserve(n);
+    const b = this.buf;
+    let o = this.len;
+    for (let i = 0; i < n; i++) {
+      const c = v.charCodeAt(i);
+      if (c >= 0x80) {
+        this.len = start;
+        const u = te.encode(v);
+        if (td.decode(u) !== v) throw new TypeError('CBOR: text string is not well-formed Unicode');
+        this.head(3, u.length);
+        return this.bytes(u);
+      }
+      b[o++] = c;
+    }
+    this.len = o;
   }
   result(): Uint8Array {
     return this.buf.slice(0, this.len);
   }
+}
+
+/**
+ * One writer is kept and reused, so that encoding a manifest does not grow a fresh buffer
+ * from 256 bytes each time. It is zeroed after each use (encoded values can hold key
+ * material) and dropped when it grew beyond {@link SHARED_WRITER_MAX}. A nested call
+ * (encoding a map key from inside an encoding) gets a writer of its own.
+ */
+const SHARED_WRITER_MAX = 64 * 1024;
+let shared: Writer | undefined = new Writer(4096);
+
+/** {@link compareBytes} of `b[as, ae)` and `b[bs, be)`, without making views. */
+function compareRanges(b: Uint8Array, as: number, ae: number, bs: number, be: number): number {
+  const n = Math.min(ae - as, be - bs);
+  for (let i = 0; i < n; i++) if (b[as + i] !== b[bs + i]) return b[as + i]! - b[bs + i]!;
+  return ae - as - (be - bs);
 }
 
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
@@ -100,12 +147,7 @@ function encodeInto(w: Writer, v: CborValue, depth: number): void {
     if (Object.is(v, -0)) return w.head(0, 0);
     return v >= 0 ? w.head(0, v) : w.head(1, -1 - v);
   }
-  if (typeof v === 'string') {
-    const b = te.encode(v);
-    if (td.decode(b) !== v) throw new TypeError('CBOR: text string is not well-formed Unicode');
-    w.head(3, b.length);
-    return w.bytes(b);
-  }
+  if (typeof v === 'string') return w.text(v);
   if (v instanceof Uint8Array) {
     w.head(2, v.length);
     return w.bytes(v);
@@ -119,28 +161,46 @@ function encodeInto(w: Writer, v: CborValue, depth: number): void {
     for (const x of v as CborValue[]) encodeInto(w, x, depth + 1);
     return;
   }
-  let entries: [CborKey, CborValue][];
-  if (v instanceof Map) entries = [...(v as Map<CborKey, CborValue>).entries()];
-  else if (typeof v === 'object') {
+  const keys: CborKey[] = [];
+  const vals: CborValue[] = [];
+  if (v instanceof Map) {
+    for (const [k, x] of v as Map<CborKey, CborValue>) {
+      keys.push(k);
+      vals.push(x);
+    }
+  } else if (typeof v === 'object') {
     const proto = Object.getPrototypeOf(v) as unknown;
     if (proto !== Object.prototype && proto !== null)
       throw new TypeError('CBOR: unsupported object type');
-    entries = Object.entries(v as Record<string, CborValue>).filter(([, x]) => x !== undefined);
+    const o = v as Record<string, CborValue>;
+    for (const k of Object.keys(o)) {
+      const x = o[k];
+      if (x !== undefined) {
+        keys.push(k);
+        vals.push(x);
+      }
+    }
   } else throw new TypeError(`CBOR: unsupported type ${typeof v}`);
-  const encoded = entries.map(([k, x]) => {
+  const n = keys.length;
+  const kbs: Uint8Array[] = [];
+  for (const k of keys) {
     if (typeof k !== 'string' && typeof k !== 'number')
       throw new TypeError('CBOR: map keys must be text or integers');
-    return { k: keyBytes(k), x };
-  });
-  encoded.sort((a, b) => compareBytes(a.k, b.k));
-  for (let i = 1; i < encoded.length; i++) {
-    if (compareBytes(encoded[i - 1]!.k, encoded[i]!.k) === 0)
+    kbs.push(keyBytes(k));
+  }
+  // the order of the keys' encodings; a map already in that order is only checked
+  const order = Array.from({ length: n }, (_, i) => i);
+  let sorted = true;
+  for (let i = 1; i < n && sorted; i++) sorted = compareBytes(kbs[i - 1]!, kbs[i]!) < 0;
+  if (!sorted) order.sort((a, b) => compareBytes(kbs[a]!, kbs[b]!));
+  for (let i = 1; i < n; i++) {
+    if (compareBytes(kbs[order[i - 1]!]!, kbs[order[i]!]!) === 0)
       throw new TypeError('CBOR: duplicate map key');
   }
-  w.head(5, encoded.length);
-  for (const { k, x } of encoded) {
-    w.bytes(k);
-    encodeInto(w, x, depth + 1);
+  w.head(5, n);
+  for (const i of order) {
+    w.bytes(kbs[i]!);
+    encodeInto(w, vals[i]!, depth + 1);
   }
 }
 
@@ -158,9 +218,16 @@ function keyBytes(k: CborKey): Uint8Array {
 
 /** Deterministic encoding of `v`. Throws TypeError/RangeError on values outside the subset. */
 export function encodeCbor(v: CborValue): Uint8Array {
-  const w = new Writer();
-  encodeInto(w, v, 0);
-  return w.result();
+  const w = shared ?? new Writer();
+  shared = undefined;
+  try {
+    encodeInto(w, v, 0);
+    return w.result();
+  } finally {
+    w.buf.fill(0, 0, w.len);
+    w.len = 0;
+    if (w.buf.length <= SHARED_WRITER_MAX) shared = w;
+  }
 }
 
 export interface CborDecodeLimits {
@@ -172,15 +239,34 @@ export interface CborDecodeLimits {
   allowTags?: readonly number[];
 }
 
+/** Short text strings (map keys, ids, names) are decoded here when they are plain ASCII. */
+const ASCII_FAST_MAX = 64;
+
+/** The `n` bytes at `at` as a string when all are ASCII (valid UTF-8 as it is), else undefined. */
+function asciiText(b: Uint8Array, at: number, n: number): string | undefined {
+  let s = '';
+  for (let i = at; i < at + n; i++) {
+    const c = b[i]!;
+    if (c >= 0x80) return undefined;
+    s += String.fromCharCode(c);
+  }
+  return s;
+}
+
 class Reader {
   pos = 0;
   items = 0;
+  /** The major type of the head {@link head} read last. */
+  major = 0;
+  readonly dv: DataView;
   constructor(
     readonly b: Uint8Array,
     readonly maxDepth: number,
     readonly maxItems: number,
     readonly allowTags: readonly number[],
-  ) {}
+  ) {
+    this.dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  }
 
   fail(
     code: 'CBOR_MALFORMED' | 'CBOR_NON_CANONICAL' | 'CBOR_UNSUPPORTED' | 'CBOR_TOO_DEEP',
@@ -194,16 +280,16 @@ class Reader {
       this.fail('CBOR_MALFORMED', `needs ${n} more bytes, ${this.b.length - this.pos} left`);
   }
 
-  /** Returns [major, argument]; enforces the shortest form. */
-  head(): [number, number] {
+  /** Reads a head: sets {@link major} and returns the argument; enforces the shortest form. */
+  head(): number {
     this.need(1);
     const ib = this.b[this.pos++]!;
     const major = ib >> 5;
     const ai = ib & 0x1f;
-    if (major === 7) return [7, ai];
-    if (ai < 24) return [major, ai];
+    this.major = major;
+    if (major === 7 || ai < 24) return ai;
     let n: number;
-    const dv = new DataView(this.b.buffer, this.b.byteOffset, this.b.byteLength);
+    const dv = this.dv;
     switch (ai) {
       case 24:
         this.need(1);
@@ -239,7 +325,7 @@ class Reader {
       default:
         return this.fail('CBOR_MALFORMED', `reserved additional information ${ai}`);
     }
-    return [major, n];
+    return n;
   }
 
   count(n: number): void {
@@ -251,8 +337,8 @@ class Reader {
   item(depth: number): CborValue {
     if (depth > this.maxDepth) this.fail('CBOR_TOO_DEEP', `nested deeper than ${this.maxDepth}`);
     const start = this.pos;
-    const [major, n] = this.head();
-    switch (major) {
+    const n = this.head();
+    switch (this.major) {
       case 0:
         return n;
       case 1:
@@ -262,17 +348,21 @@ class Reader {
       case 2: {
         this.need(n);
         // a fresh copy even when the input is a Node Buffer (whose slice is a view)
-        const out = new Uint8Array(this.b.subarray(this.pos, this.pos + n));
+        const out = new Uint8Array(n);
+        if (n <= 64) for (let i = 0; i < n; i++) out[i] = this.b[this.pos + i]!;
+        else out.set(this.b.subarray(this.pos, this.pos + n));
         this.pos += n;
         return out;
       }
       case 3: {
         this.need(n);
-        let s: string;
-        try {
-          s = td.decode(this.b.subarray(this.pos, this.pos + n));
-        } catch {
-          this.fail('CBOR_MALFORMED', 'text string is not valid UTF-8');
+        let s = n <= ASCII_FAST_MAX ? asciiText(this.b, this.pos, n) : undefined;
+        if (s === undefined) {
+          try {
+            s = td.decode(this.b.subarray(this.pos, this.pos + n));
+          } catch {
+            this.fail('CBOR_MALFORMED', 'text string is not valid UTF-8');
+          }
         }
         this.pos += n;
         return s;
@@ -290,34 +380,40 @@ class Reader {
         this.count(n);
         const keys: CborKey[] = [];
         const vals: CborValue[] = [];
-        let prevKey: Uint8Array | undefined;
+        // the previous key's encoding: bytes [prevStart, prevEnd) of the input
+        let prevStart = -1;
+        let prevEnd = -1;
         let allText = true;
         for (let i = 0; i < n; i++) {
           const ks = this.pos;
           const k = this.item(depth + 1);
           if (typeof k !== 'string' && typeof k !== 'number')
             this.fail('CBOR_UNSUPPORTED', 'map keys must be text or integers');
-          const kb = this.b.subarray(ks, this.pos);
-          if (prevKey) {
-            const c = compareBytes(prevKey, kb);
+          if (prevStart >= 0) {
+            const c = compareRanges(this.b, prevStart, prevEnd, ks, this.pos);
             if (c === 0) this.fail('CBOR_NON_CANONICAL', 'duplicate map key');
             if (c > 0) this.fail('CBOR_NON_CANONICAL', 'map keys not in bytewise order');
           }
-          prevKey = kb;
+          prevStart = ks;
+          prevEnd = this.pos;
           if (typeof k !== 'string') allText = false;
           keys.push(k);
           vals.push(this.item(depth + 1));
         }
         if (allText) {
+          // own data properties, never a setter: a "__proto__" key is just a key
           const o: Record<string, CborValue> = {};
-          keys.forEach((k, i) =>
-            Object.defineProperty(o, k, {
-              value: vals[i],
-              enumerable: true,
-              writable: true,
-              configurable: true,
-            }),
-          );
+          for (let i = 0; i < n; i++) {
+            const k = keys[i] as string;
+            if (k === '__proto__')
+              Object.defineProperty(o, k, {
+                value: vals[i],
+                enumerable: true,
+                writable: true,
+                configurable: true,
+              });
+            else o[k] = vals[i]!;
+          }
           return o;
         }
         return new Map(keys.map((k, i) => [k, vals[i]!]));

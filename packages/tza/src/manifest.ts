@@ -1,5 +1,5 @@
 /** The `tza/1` manifest: its shape, its strict validation and its limits. */
-import { isActorId, parseRfc3339 } from '@tibet/core';
+import { isActorId, parseRfc3339, toHex } from '@tibet/core';
 import { CborTag, decodeCbor, type CborValue } from './cbor.js';
 import { TzaError } from './errors.js';
 import { unsafeNameReason } from './tar.js';
@@ -183,7 +183,7 @@ export function parseManifest(bytes: Uint8Array, limits: TzaLimits = DEFAULT_LIM
       if (!isActorId(r['id'])) e.push(`${w}.id must be a jis: actor id`);
       if (!isBytes(r['pk'], 32)) e.push(`${w}.pk must be 32 bytes`);
       else {
-        const k = Buffer.from(r['pk']).toString('hex');
+        const k = toHex(r['pk']);
         if (seen.has(k)) e.push(`${w}: duplicate recipient key`);
         seen.add(k);
       }

@@ -288,8 +288,9 @@ export async function packTzaToFile(
         sources.push(e.data);
       }
     }
-    const { manifest, signatures } = finishPack(s, input, entries);
-    const layout = bundleLayout(manifest, signatures, s.limits, sources);
+    const signedManifest = finishPack(s, input, entries);
+    const { manifest } = signedManifest;
+    const layout = bundleLayout(signedManifest, s.limits, sources);
     const total = tarSize(layout.entries);
     if (total > limits.maxTotalSize)
       throw new TzaError(

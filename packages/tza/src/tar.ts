@@ -41,13 +41,19 @@ function octal(n: number, width: number): string {
   return s.padStart(width - 1, '0') + '\0';
 }
 
+/** The length of the UTF-8 form of `s` (ASCII counted without encoding). */
+function utf8Length(s: string): number {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return utf8(s).length;
+  return s.length;
+}
+
 /**
  * A name is safe when it is a relative path of non-empty segments made of printable ASCII
  * other than `\`, with no `.` or `..` segment. Returns a reason when it is not.
  */
 export function unsafeNameReason(name: string, maxBytes = MAX_NAME_BYTES): string | undefined {
   if (typeof name !== 'string' || name.length === 0) return 'empty name';
-  if (utf8(name).length > maxBytes) return `name longer than ${maxBytes} bytes`;
+  if (utf8Length(name) > maxBytes) return `name longer than ${maxBytes} bytes`;
   if (!/^[\x21-\x7e]+$/.test(name.replaceAll(' ', '!')))
     return 'name has a control or non-ASCII character';
   if (name.includes('\\')) return 'name has a backslash';
@@ -60,29 +66,71 @@ export function unsafeNameReason(name: string, maxBytes = MAX_NAME_BYTES): strin
   return undefined;
 }
 
-export function tarHeader(name: string, size: number, mtime: number): Uint8Array {
+/**
+ * Every byte of a `tza/1` header that does not depend on the entry: mode, uid, gid, the
+ * typeflag, the ustar magic and version, devmajor and devminor, and the checksum field as
+ * eight spaces (how the checksum is computed). Name, size and mtime are zeros here.
+ */
+const TEMPLATE = ((): Uint8Array => {
   const h = new Uint8Array(BLOCK);
   const put = (off: number, s: string): void => {
-    h.set(utf8(s), off);
+    for (let i = 0; i < s.length; i++) h[off + i] = s.charCodeAt(i);
   };
-  const nb = utf8(name);
-  if (nb.length === 0 || nb.length > MAX_NAME_BYTES)
-    throw new RangeError(`tar name must be 1..${MAX_NAME_BYTES} bytes`);
-  h.set(nb, 0);
   put(100, '0000644\0');
   put(108, '0000000\0');
   put(116, '0000000\0');
-  put(124, octal(size, 12));
-  put(136, octal(mtime, 12));
   put(148, '        ');
   put(156, '0');
   put(257, 'ustar\0');
   put(263, '00');
   put(329, '0000000\0');
   put(337, '0000000\0');
+  return h;
+})();
+const TEMPLATE_SUM = TEMPLATE.reduce((a, b) => a + b, 0);
+
+/** `octal(n, width)` written as ASCII at `off`; returns the sum of the bytes written. */
+function putOctal(h: Uint8Array, off: number, n: number, width: number): number {
+  const s = octal(n, width);
   let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += h[i]!;
-  put(148, sum.toString(8).padStart(6, '0') + '\0 ');
+  for (let i = 0; i < width; i++) {
+    const c = s.charCodeAt(i);
+    h[off + i] = c;
+    sum += c;
+  }
+  return sum;
+}
+
+/**
+ * Write the canonical header of an entry into `h` at `off` (512 bytes, which the caller
+ * provides; any previous content is overwritten).
+ */
+export function writeTarHeader(
+  h: Uint8Array,
+  off: number,
+  name: string,
+  size: number,
+  mtime: number,
+): void {
+  const nb = utf8(name);
+  if (nb.length === 0 || nb.length > MAX_NAME_BYTES)
+    throw new RangeError(`tar name must be 1..${MAX_NAME_BYTES} bytes`);
+  h.set(TEMPLATE, off);
+  h.set(nb, off);
+  let sum = TEMPLATE_SUM;
+  for (let i = 0; i < nb.length; i++) sum += nb[i]!;
+  sum += putOctal(h, off + 124, size, 12);
+  sum += putOctal(h, off + 136, mtime, 12);
+  // six octal digits, NUL, space (the largest possible sum, 512 × 255, fits in six)
+  const cs = sum.toString(8).padStart(6, '0');
+  for (let i = 0; i < 6; i++) h[off + 148 + i] = cs.charCodeAt(i);
+  h[off + 154] = 0;
+  h[off + 155] = 0x20;
+}
+
+export function tarHeader(name: string, size: number, mtime: number): Uint8Array {
+  const h = new Uint8Array(BLOCK);
+  writeTarHeader(h, 0, name, size, mtime);
   return h;
 }
 
@@ -115,15 +163,19 @@ export function* tarLayout<T extends { readonly name: string; readonly size: num
   yield new Uint8Array(2 * BLOCK);
 }
 
-/** Write entries in the order given; the archive ends with two zero blocks. */
+/**
+ * Write entries in the order given; the archive ends with two zero blocks. The same layout
+ * as {@link tarLayout}, written straight into one buffer.
+ */
 export function writeTar(entries: readonly TarEntry[], mtime: number): Uint8Array {
-  const sized = entries.map((e) => ({ name: e.name, size: e.data.length, data: e.data }));
-  const out = new Uint8Array(tarSize(sized));
+  let total = 2 * BLOCK;
+  for (const e of entries) total += BLOCK + paddedSize(e.data.length);
+  const out = new Uint8Array(total); // zeros: the padding and the end marker
   let o = 0;
-  for (const piece of tarLayout(sized, mtime)) {
-    const b = piece instanceof Uint8Array ? piece : piece.data;
-    out.set(b, o);
-    o += b.length;
+  for (const e of entries) {
+    writeTarHeader(out, o, e.name, e.data.length, mtime);
+    out.set(e.data, o + BLOCK);
+    o += BLOCK + paddedSize(e.data.length);
   }
   return out;
 }
@@ -133,7 +185,23 @@ function isZero(b: Uint8Array): boolean {
   return true;
 }
 
+/**
+ * The value of a field of `width - 1` octal digits then NUL, read straight from the bytes;
+ * undefined when the field has any other form (the caller then reports why).
+ */
+function octalField(h: Uint8Array, off: number, width: number): number | undefined {
+  let n = 0;
+  for (let i = off; i < off + width - 1; i++) {
+    const c = h[i]!;
+    if (c < 0x30 || c > 0x37) return undefined;
+    n = n * 8 + (c - 0x30);
+  }
+  return h[off + width - 1] === 0 ? n : undefined;
+}
+
 function parseOctal(field: Uint8Array, what: string): number {
+  const fast = field.length === 12 ? octalField(field, 0, 12) : undefined;
+  if (fast !== undefined) return fast;
   let s: string;
   try {
     s = fromUtf8(field);
@@ -151,11 +219,13 @@ export function parseHeader(
   limits: TarLimits,
 ): { name: string; size: number; mtime: number } {
   const stored = parseOctalChecksum(h.subarray(148, 156));
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]!;
+  let sum = 8 * 0x20;
+  for (let i = 0; i < 148; i++) sum += h[i]!;
+  for (let i = 156; i < BLOCK; i++) sum += h[i]!;
   if (stored !== sum) throw new TzaError('TAR_CHECKSUM', 'tar header checksum mismatch');
-  if (fromUtf8Safe(h.subarray(257, 265)) !== 'ustar\u000000') {
-    throw new TzaError('TAR_MALFORMED', 'not a POSIX ustar header');
+  // the magic and version bytes must be exactly "ustar\0" "00"
+  for (let i = 0; i < 8; i++) {
+    if (h[257 + i] !== USTAR[i]) throw new TzaError('TAR_MALFORMED', 'not a POSIX ustar header');
   }
   const type = h[156]!;
   if (type !== 0x30) {
@@ -181,7 +251,23 @@ export function parseHeader(
   return { name, size, mtime };
 }
 
+const USTAR = Uint8Array.of(0x75, 0x73, 0x74, 0x61, 0x72, 0x00, 0x30, 0x30);
+
+/** The text of `b` when every byte is ASCII (valid UTF-8 of the same text), else undefined. */
+function asciiOf(b: Uint8Array): string | undefined {
+  let s = '';
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    if (c >= 0x80) return undefined;
+    s += String.fromCharCode(c);
+  }
+  return s;
+}
+
 function fromUtf8Safe(b: Uint8Array): string {
+  // names are ASCII in practice: those skip the UTF-8 decoder
+  const ascii = asciiOf(b);
+  if (ascii !== undefined) return ascii;
   try {
     return fromUtf8(b);
   } catch {
@@ -190,6 +276,11 @@ function fromUtf8Safe(b: Uint8Array): string {
 }
 
 function parseOctalChecksum(f: Uint8Array): number {
+  // six octal digits, NUL, space
+  if (f.length === 8 && f[7] === 0x20) {
+    const fast = octalField(f, 0, 7);
+    if (fast !== undefined) return fast;
+  }
   const s = fromUtf8Safe(f);
   const m = /^([0-7]{6})\0 $/.exec(s);
   if (!m) throw new TzaError('TAR_MALFORMED', 'tar checksum field malformed');
@@ -219,6 +310,9 @@ export interface TarSpan {
  *       o = span.end;
  *     }
  */
+/** Where {@link TarWalker.entry} builds the canonical header it compares with (never escapes). */
+const SCRATCH = new Uint8Array(BLOCK);
+
 export class TarWalker {
   private readonly names = new Set<string>();
   private count = 0;
@@ -266,7 +360,8 @@ export class TarWalker {
         `entry ${name} of ${size} bytes exceeds ${this.limits.maxEntrySize}`,
       );
     this.mtimeSeen ??= mt;
-    const canonical = tarHeader(name, size, this.mtimeSeen);
+    const canonical = SCRATCH;
+    writeTarHeader(canonical, 0, name, size, this.mtimeSeen);
     for (let i = 0; i < BLOCK; i++) {
       if (canonical[i] !== h[i])
         throw new TzaError(

@@ -548,3 +548,57 @@ describe('CBOR encoder refuses values outside the subset', () => {
     expect(toHex(encodeCbor({ a: 1, b: undefined } as unknown as CborValue))).toBe('a1616101');
   });
 });
+
+describe('CBOR fast paths (reused writer, ASCII text) agree with the reference', () => {
+  const strings = [
+    '',
+    'a',
+    'x'.repeat(23),
+    'x'.repeat(24),
+    'x'.repeat(64),
+    'x'.repeat(65),
+    'x'.repeat(300),
+    'abc\u00e9',
+    '\u00e9abc',
+    'x'.repeat(63) + '\u20ac',
+    'x'.repeat(64) + '\u20ac',
+    'emoji \u{1f600} after ascii',
+    '\u007f\u0000',
+  ];
+  it.each(strings.map((s) => [s.length, s]))('a text string of %i chars round-trips', (_n, s) => {
+    expect(toHex(encodeCbor(s))).toBe(toHex(ref(s)));
+    expect(decodeCbor(encodeCbor(s))).toBe(s);
+  });
+
+  it('a lone surrogate after an ASCII prefix is refused, and the next encoding is whole', () => {
+    expect(() => encodeCbor(['ok', 'ab\ud800'])).toThrow(TypeError);
+    expect(() => encodeCbor({ k: 'x'.repeat(100) + '\udc00' })).toThrow(TypeError);
+    const v: CborValue = { a: 'b', list: [1, 'two', new Uint8Array([3])] };
+    expect(toHex(encodeCbor(v))).toBe(toHex(ref(v)));
+  });
+
+  it('values larger than the kept writer, then small ones, encode exactly', () => {
+    const big = new Uint8Array(200_000).map((_, i) => i & 0xff);
+    expect(toHex(encodeCbor(big))).toBe(toHex(ref(big)));
+    const small: CborValue = ['s', 1];
+    expect(toHex(encodeCbor(small))).toBe(toHex(ref(small)));
+    // each result is its own copy: a later encoding does not change an earlier result
+    const first = encodeCbor('first');
+    encodeCbor('second');
+    expect(decodeCbor(first)).toBe('first');
+  });
+
+  it('map keys not yet seen (encoded inside an encoding) do not disturb the outer value', () => {
+    const keys = Array.from({ length: 5 }, (_, i) => `fresh-key-${i}-not-seen-before`);
+    const v: CborValue = Object.fromEntries(keys.map((k, i) => [k, [i, k]]));
+    expect(toHex(encodeCbor(v))).toBe(toHex(ref(v)));
+  });
+
+  it('a decoded "__proto__" key is an own property, never the prototype', () => {
+    const bytes = ref({ ['__proto__']: 1, a: 2 });
+    const o = decodeCbor(bytes) as Record<string, unknown>;
+    expect(Object.getPrototypeOf(o)).toBe(Object.prototype);
+    expect(Object.keys(o).sort()).toEqual(['__proto__', 'a']);
+    expect(Object.getOwnPropertyDescriptor(o, '__proto__')?.value).toBe(1);
+  });
+});

@@ -15,9 +15,17 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { equalBytes, fromUtf8, utf8 } from '@tibet/core';
+import { equalBytes, fromUtf8, getProvider, utf8, type CryptoProvider } from '@tibet/core';
 import { seededRandom } from '@tibet/core/testing';
-import { TzaError, packTza, unpackTza, type PackEntry, type TzaErrorCode } from '@tibet/tza';
+import {
+  TzaError,
+  inspectTza,
+  openTza,
+  packTza,
+  unpackTza,
+  type PackEntry,
+  type TzaErrorCode,
+} from '@tibet/tza';
 import { actor, clock, flipBit } from './vectors/tza/support.js';
 
 const roots: string[] = [];
@@ -194,6 +202,32 @@ describe('unpackTza', () => {
       'NOT_A_RECIPIENT',
     );
     expect(existsSync(target)).toBe(false);
+  });
+
+  it('reads and verifies the bundle once: one Ed25519 verify, one HPKE unwrap, as openTza', async () => {
+    // a real provider that counts the calls made through it
+    const counts = { verify: 0, unwrap: 0 };
+    const base = getProvider();
+    const counting: CryptoProvider = Object.assign(Object.create(base) as CryptoProvider, {
+      ed25519Verify: (...a: Parameters<CryptoProvider['ed25519Verify']>) => {
+        counts.verify++;
+        return base.ed25519Verify(...a);
+      },
+      chacha20poly1305Open: (...a: Parameters<CryptoProvider['chacha20poly1305Open']>) => {
+        counts.unwrap++;
+        return base.chacha20poly1305Open(...a);
+      },
+    });
+    const b = bundle();
+    const target = join(root, 'out');
+    await unpackTza(b, target, { identity: actor('alice'), provider: counting });
+    expect(counts).toEqual({ verify: 1, unwrap: 1 });
+    // the manifest.json it wrote is what inspectTza reports
+    const written = JSON.parse(readFileSync(join(target, 'manifest.json'), 'utf8')) as unknown;
+    expect(written).toEqual(JSON.parse(JSON.stringify(inspectTza(b))));
+    counts.verify = counts.unwrap = 0;
+    openTza(b, actor('alice'), { provider: counting }).destroy();
+    expect(counts).toEqual({ verify: 1, unwrap: 1 });
   });
 
   it('manifest.json is the readable inspect report, not the CBOR manifest', async () => {

@@ -5,7 +5,7 @@
  * family's formats use base mode. Built on a {@link CryptoProvider}, so both backends give
  * identical bytes.
  */
-import { concatBytes, i2osp, utf8, wipe } from '../bytes.js';
+import { concatBytes, i2osp, toBase64, utf8, wipe } from '../bytes.js';
 import { CoreError } from '../errors.js';
 import type { Random } from '../random.js';
 import type { CryptoProvider, X25519PrivateKey } from './provider.js';
@@ -30,9 +30,11 @@ const HPKE_SUITE = concatBytes(
   i2osp(HPKE_KDF_ID, 2),
   i2osp(HPKE_AEAD_ID, 2),
 );
+/** HKDF-Extract with an empty salt uses Nh zero bytes as the HMAC key (RFC 5869 §2.2). */
+const ZERO_SALT = new Uint8Array(NH);
 
 function extract(p: CryptoProvider, salt: Uint8Array, ikm: Uint8Array): Uint8Array {
-  return p.hmacSha256(salt.length ? salt : new Uint8Array(NH), ikm);
+  return p.hmacSha256(salt.length ? salt : ZERO_SALT, ikm);
 }
 
 function expand(p: CryptoProvider, prk: Uint8Array, info: Uint8Array, len: number): Uint8Array {
@@ -66,6 +68,103 @@ function labeledExpand(
   len: number,
 ): Uint8Array {
   return expand(p, prk, concatBytes(i2osp(len, 2), VERSION, suite, utf8(label), info), len);
+}
+
+// The fixed parts of the labeled inputs the key schedule uses on every call, encoded once:
+// LabeledExtract's `"HPKE-v1" ‖ suite_id ‖ label` and LabeledExpand's
+// `I2OSP(L, 2) ‖ "HPKE-v1" ‖ suite_id ‖ label` (RFC 9180 §4).
+const EXTRACT_EAE_PRK = concatBytes(VERSION, KEM_SUITE, utf8('eae_prk'));
+const EXPAND_SHARED_SECRET = concatBytes(
+  i2osp(NSECRET, 2),
+  VERSION,
+  KEM_SUITE,
+  utf8('shared_secret'),
+);
+const EXTRACT_PSK_ID_HASH = concatBytes(VERSION, HPKE_SUITE, utf8('psk_id_hash'));
+const EXTRACT_INFO_HASH = concatBytes(VERSION, HPKE_SUITE, utf8('info_hash'));
+const EXTRACT_SECRET = concatBytes(VERSION, HPKE_SUITE, utf8('secret'));
+const EXPAND_KEY = concatBytes(i2osp(NK, 2), VERSION, HPKE_SUITE, utf8('key'));
+const EXPAND_BASE_NONCE = concatBytes(i2osp(NN, 2), VERSION, HPKE_SUITE, utf8('base_nonce'));
+const EXPAND_EXP = concatBytes(i2osp(NH, 2), VERSION, HPKE_SUITE, utf8('exp'));
+
+/** HKDF-Expand for L ≤ Nh: a single block, T(1) = HMAC(prk, info ‖ 0x01), cut to `len`. */
+function expandOne(
+  p: CryptoProvider,
+  prk: Uint8Array,
+  prefix: Uint8Array,
+  info: Uint8Array,
+  len: number,
+): Uint8Array {
+  const msg = new Uint8Array(prefix.length + info.length + 1);
+  msg.set(prefix, 0);
+  msg.set(info, prefix.length);
+  msg[msg.length - 1] = 1;
+  const t = p.hmacSha256(prk, msg);
+  if (len === NH) return t;
+  const out = t.slice(0, len);
+  wipe(t);
+  return out;
+}
+
+/** LabeledExtract with a prefix encoded once: HMAC(salt or zeros, prefix ‖ ikm). */
+function extractWith(
+  p: CryptoProvider,
+  salt: Uint8Array,
+  prefix: Uint8Array,
+  ikm: Uint8Array,
+): Uint8Array {
+  const msg = new Uint8Array(prefix.length + ikm.length);
+  msg.set(prefix, 0);
+  msg.set(ikm, prefix.length);
+  const out = extract(p, salt, msg);
+  wipe(msg);
+  return out;
+}
+
+/**
+ * `key_schedule_context = mode ‖ psk_id_hash ‖ info_hash` depends only on public inputs
+ * (the mode, the PSK id and `info`), so for the modes without a PSK it is kept, per provider
+ * and keyed by the mode and the exact `info` bytes: a bundle's wraps to several recipients,
+ * and repeated opens, share one `info`. Bounded; the oldest entry goes first. The
+ * `psk_id_hash` of the empty PSK id is a constant of the suite, computed once per provider.
+ */
+const KSC_CACHE_MAX = 256;
+interface KscCache {
+  emptyPskIdHash: Uint8Array;
+  byInfo: Map<string, Uint8Array>;
+}
+const kscCache = new WeakMap<CryptoProvider, KscCache>();
+
+function keyScheduleContext(
+  p: CryptoProvider,
+  mode: HpkeModeId,
+  pskId: Uint8Array,
+  info: Uint8Array,
+): Uint8Array {
+  const build = (pskIdHash: Uint8Array): Uint8Array => {
+    const ksc = new Uint8Array(1 + 2 * NH);
+    ksc[0] = mode;
+    ksc.set(pskIdHash, 1);
+    ksc.set(extractWith(p, EMPTY, EXTRACT_INFO_HASH, info), 1 + NH);
+    return ksc;
+  };
+  if (pskId.length > 0) return build(extractWith(p, EMPTY, EXTRACT_PSK_ID_HASH, pskId));
+  let cache = kscCache.get(p);
+  if (!cache) {
+    cache = {
+      emptyPskIdHash: extractWith(p, EMPTY, EXTRACT_PSK_ID_HASH, EMPTY),
+      byInfo: new Map<string, Uint8Array>(),
+    };
+    kscCache.set(p, cache);
+  }
+  const id = `${mode}:${toBase64(info)}`;
+  let ksc = cache.byInfo.get(id);
+  if (!ksc) {
+    ksc = build(cache.emptyPskIdHash);
+    if (cache.byInfo.size >= KSC_CACHE_MAX) cache.byInfo.delete(cache.byInfo.keys().next().value!);
+    cache.byInfo.set(id, ksc);
+  }
+  return ksc;
 }
 
 /** RFC 9180 §7.1.3 DeriveKeyPair for X25519. */
@@ -105,8 +204,8 @@ export function hpkeGenerateKeyPair(
 }
 
 function extractAndExpand(p: CryptoProvider, dh: Uint8Array, kemContext: Uint8Array): Uint8Array {
-  const prk = labeledExtract(p, KEM_SUITE, EMPTY, 'eae_prk', dh);
-  const ss = labeledExpand(p, KEM_SUITE, prk, 'shared_secret', kemContext, NSECRET);
+  const prk = extractWith(p, EMPTY, EXTRACT_EAE_PRK, dh);
+  const ss = expandOne(p, prk, EXPAND_SHARED_SECRET, kemContext, NSECRET);
   wipe(prk);
   return ss;
 }
@@ -177,12 +276,20 @@ export interface HpkeOptions {
   pskId?: Uint8Array;
 }
 
+/** The secrets of one context; `exporterSecret` only when asked for (single-shot skips it). */
+interface ContextSecrets {
+  key: Uint8Array;
+  baseNonce: Uint8Array;
+  exporterSecret: Uint8Array | undefined;
+}
+
 function keySchedule(
   p: CryptoProvider,
   mode: HpkeModeId,
   sharedSecret: Uint8Array,
   { info = EMPTY, psk = EMPTY, pskId = EMPTY }: HpkeOptions,
-): HpkeContext {
+  withExporter: boolean,
+): ContextSecrets {
   const gotPsk = psk.length > 0;
   const gotPskId = pskId.length > 0;
   if (gotPsk !== gotPskId) throw new TypeError('"psk" and "pskId" must be given together');
@@ -190,15 +297,17 @@ function keySchedule(
   if (needPsk !== gotPsk)
     throw new TypeError(`HPKE mode ${mode} ${needPsk ? 'needs' : 'forbids'} a PSK`);
   if (gotPsk && psk.length < 32) throw new RangeError('"psk" expected at least 32 bytes');
-  const pskIdHash = labeledExtract(p, HPKE_SUITE, EMPTY, 'psk_id_hash', pskId);
-  const infoHash = labeledExtract(p, HPKE_SUITE, EMPTY, 'info_hash', info);
-  const ksc = concatBytes(Uint8Array.of(mode), pskIdHash, infoHash);
-  const secret = labeledExtract(p, HPKE_SUITE, sharedSecret, 'secret', psk);
-  const key = labeledExpand(p, HPKE_SUITE, secret, 'key', ksc, NK);
-  const baseNonce = labeledExpand(p, HPKE_SUITE, secret, 'base_nonce', ksc, NN);
-  const exp = labeledExpand(p, HPKE_SUITE, secret, 'exp', ksc, NH);
-  wipe(secret);
-  return new HpkeContext(p, key, baseNonce, exp);
+  const ksc = keyScheduleContext(p, mode, pskId, info);
+  const secret = extractWith(p, sharedSecret, EXTRACT_SECRET, psk);
+  try {
+    return {
+      key: expandOne(p, secret, EXPAND_KEY, ksc, NK),
+      baseNonce: expandOne(p, secret, EXPAND_BASE_NONCE, ksc, NN),
+      exporterSecret: withExporter ? expandOne(p, secret, EXPAND_EXP, ksc, NH) : undefined,
+    };
+  } finally {
+    wipe(secret);
+  }
 }
 
 export interface HpkeSenderSetup extends HpkeOptions {
@@ -209,12 +318,13 @@ export interface HpkeSenderSetup extends HpkeOptions {
   random?: Random;
 }
 
-/** SetupBaseS / SetupPSKS / SetupAuthS / SetupAuthPSKS (mode chosen from the options). */
-export function hpkeSetupSender(
+/** Encap (AuthEncap) and the key schedule: {@link hpkeSetupSender} and {@link hpkeSeal}. */
+function senderSecrets(
   p: CryptoProvider,
   recipientPublicKey: Uint8Array,
   opts: HpkeSenderSetup,
-): { enc: Uint8Array; context: HpkeContext } {
+  withExporter: boolean,
+): { enc: Uint8Array; secrets: ContextSecrets } {
   if (recipientPublicKey.length !== 32) {
     throw new RangeError('"recipientPublicKey" expected 32 bytes');
   }
@@ -232,10 +342,21 @@ export function hpkeSetupSender(
   if (!opts.ephemeral) wipe(eph.secretKey);
   const ss = extractAndExpand(p, dh, kemContext);
   wipe(dh);
-  const mode = modeOf(opts);
-  const context = keySchedule(p, mode, ss, opts);
-  wipe(ss);
-  return { enc, context };
+  try {
+    return { enc, secrets: keySchedule(p, modeOf(opts), ss, opts, withExporter) };
+  } finally {
+    wipe(ss);
+  }
+}
+
+/** SetupBaseS / SetupPSKS / SetupAuthS / SetupAuthPSKS (mode chosen from the options). */
+export function hpkeSetupSender(
+  p: CryptoProvider,
+  recipientPublicKey: Uint8Array,
+  opts: HpkeSenderSetup,
+): { enc: Uint8Array; context: HpkeContext } {
+  const { enc, secrets: k } = senderSecrets(p, recipientPublicKey, opts, true);
+  return { enc, context: new HpkeContext(p, k.key, k.baseNonce, k.exporterSecret!) };
 }
 
 function modeOf(o: {
@@ -248,13 +369,14 @@ function modeOf(o: {
   return auth ? (psk ? HpkeMode.authPsk : HpkeMode.auth) : psk ? HpkeMode.psk : HpkeMode.base;
 }
 
-/** SetupBaseR / SetupPSKR / SetupAuthR / SetupAuthPSKR. */
-export function hpkeSetupRecipient(
+/** Decap (AuthDecap) and the key schedule: {@link hpkeSetupRecipient} and {@link hpkeOpen}. */
+function recipientSecrets(
   p: CryptoProvider,
   enc: Uint8Array,
   recipientKey: X25519PrivateKey,
-  opts: HpkeOptions & { senderPublicKey?: Uint8Array } = {},
-): HpkeContext {
+  opts: HpkeOptions & { senderPublicKey?: Uint8Array },
+  withExporter: boolean,
+): ContextSecrets {
   if (enc.length !== 32) {
     throw new CoreError('HPKE_INVALID_KEY', `HPKE enc expected 32 bytes, got ${enc.length}`);
   }
@@ -266,23 +388,39 @@ export function hpkeSetupRecipient(
   }
   const ss = extractAndExpand(p, dh, kemContext);
   wipe(dh);
-  const context = keySchedule(p, modeOf(opts), ss, opts);
-  wipe(ss);
-  return context;
+  try {
+    return keySchedule(p, modeOf(opts), ss, opts, withExporter);
+  } finally {
+    wipe(ss);
+  }
 }
 
-/** Single-shot base-mode seal (RFC 9180 §6.1). */
+/** SetupBaseR / SetupPSKR / SetupAuthR / SetupAuthPSKR. */
+export function hpkeSetupRecipient(
+  p: CryptoProvider,
+  enc: Uint8Array,
+  recipientKey: X25519PrivateKey,
+  opts: HpkeOptions & { senderPublicKey?: Uint8Array } = {},
+): HpkeContext {
+  const k = recipientSecrets(p, enc, recipientKey, opts, true);
+  return new HpkeContext(p, k.key, k.baseNonce, k.exporterSecret!);
+}
+
+/**
+ * Single-shot base-mode seal (RFC 9180 §6.1): the first message of a fresh context, whose
+ * nonce is the base nonce itself (sequence number 0). The exporter secret is not derived.
+ */
 export function hpkeSeal(
   p: CryptoProvider,
   recipientPublicKey: Uint8Array,
   plaintext: Uint8Array,
   { info = EMPTY, aad = EMPTY, random }: { info?: Uint8Array; aad?: Uint8Array; random: Random },
 ): { enc: Uint8Array; ciphertext: Uint8Array } {
-  const { enc, context } = hpkeSetupSender(p, recipientPublicKey, { info, random });
+  const { enc, secrets: k } = senderSecrets(p, recipientPublicKey, { info, random }, false);
   try {
-    return { enc, ciphertext: context.seal(plaintext, aad) };
+    return { enc, ciphertext: p.chacha20poly1305Seal(k.key, k.baseNonce, plaintext, aad) };
   } finally {
-    context.destroy();
+    wipe(k.key, k.baseNonce);
   }
 }
 
@@ -294,10 +432,12 @@ export function hpkeOpen(
   ciphertext: Uint8Array,
   { info = EMPTY, aad = EMPTY }: { info?: Uint8Array; aad?: Uint8Array } = {},
 ): Uint8Array {
-  const context = hpkeSetupRecipient(p, enc, recipientKey, { info });
+  const k = recipientSecrets(p, enc, recipientKey, { info }, false);
   try {
-    return context.open(ciphertext, aad);
+    return p.chacha20poly1305Open(k.key, k.baseNonce, ciphertext, aad);
+  } catch (cause) {
+    throw new CoreError('HPKE_OPEN_FAILED', 'HPKE decryption failed', { cause });
   } finally {
-    context.destroy();
+    wipe(k.key, k.baseNonce);
   }
 }

@@ -7,6 +7,7 @@ import {
   createPublicKey,
   diffieHellman,
   generateKeyPairSync,
+  hash as nodeHash,
   scrypt as nodeScrypt,
   sign as nodeSign,
   verify as nodeVerify,
@@ -77,6 +78,8 @@ function checkEd25519PublicKey(raw: Uint8Array): void {
 
 const edPublic = new PublicKeyCache('Ed25519', 4096, checkEd25519PublicKey);
 const xPublic = new PublicKeyCache('X25519');
+
+const ONE_SHOT_HASH_MAX = 64 * 1024;
 
 const SIGMA = new Uint32Array([0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]);
 
@@ -152,7 +155,13 @@ function x25519Of(key: KeyObject, publicKey: Uint8Array): X25519PrivateKey {
 /** The fast backend: OpenSSL through `node:crypto`, long-lived keys kept as KeyObjects. */
 export const nodeProvider: CryptoProvider = {
   name: 'node',
-  sha256: (data) => copyBytes(createHash('sha256').update(data).digest()),
+  sha256: (data) =>
+    copyBytes(
+      // the one-shot form saves building a Hash object; a streaming Hash for large inputs
+      data.length <= ONE_SHOT_HASH_MAX
+        ? nodeHash('sha256', data, 'buffer')
+        : createHash('sha256').update(data).digest(),
+    ),
   hmacSha256: (key, data) => copyBytes(createHmac('sha256', key).update(data).digest()),
   ed25519(seed) {
     assertBytes(seed, 'seed', 32);
