@@ -3,37 +3,30 @@
  * perfect subtrees that make up the left-to-right decomposition of the tree): O(log n)
  * work and state per append, no rebuild at start.
  */
-import { createHash, hash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { concatBytes, getProvider, type CryptoProvider } from '@tibet/core';
 
 const LEAF = Uint8Array.of(0x00);
 const NODE = Uint8Array.of(0x01);
 
+/** 0x00 ‖ entry for the node backend's one-shot hash, reused (grown as needed). */
+let leafInput = new Uint8Array(4096);
+
 export function leafHash(entry: Uint8Array, p: CryptoProvider = getProvider()): Uint8Array {
-  if (p.name === 'node') {
-    // node:crypto hashes the prefix and the entry in place: no copy of the entry
-    const h = createHash('sha256');
-    h.update(LEAF);
-    h.update(entry);
-    return new Uint8Array(h.digest());
+  if (p.name === 'node' && entry.length < 1 << 16) {
+    if (leafInput.length < entry.length + 1) leafInput = new Uint8Array(2 * entry.length + 1);
+    leafInput[0] = 0x00;
+    leafInput.set(entry, 1);
+    return new Uint8Array(hash('sha256', leafInput.subarray(0, entry.length + 1), 'buffer'));
   }
   return p.sha256(concatBytes(LEAF, entry));
 }
-
-/** 0x01 ‖ left ‖ right, reused by nodeHash on the node backend (it is hashed at once). */
-const nodeInput = new Uint8Array(65);
-nodeInput[0] = 0x01;
 
 export function nodeHash(
   left: Uint8Array,
   right: Uint8Array,
   p: CryptoProvider = getProvider(),
 ): Uint8Array {
-  if (p.name === 'node' && left.length === 32 && right.length === 32) {
-    nodeInput.set(left, 1);
-    nodeInput.set(right, 33);
-    return new Uint8Array(hash('sha256', nodeInput, 'buffer'));
-  }
   return p.sha256(concatBytes(NODE, left, right));
 }
 

@@ -7,10 +7,8 @@
  * This module is both a library (verify.ts runs batches inline with it) and a worker entry:
  * loaded by a Worker started by verify.ts, it serves batches on `parentPort`.
  */
-import { hash } from 'node:crypto';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import {
-  concatBytes,
   getProvider,
   keyIdOf,
   tokenHash,
@@ -18,6 +16,7 @@ import {
   type BackendName,
   type CryptoProvider,
 } from '@tibet/core';
+import { leafHash } from './merkle.js';
 import { parseRecord, tokenSlices, type LogRecord } from './record.js';
 
 export { tokenSlices };
@@ -117,38 +116,6 @@ export function keyPairs(p: ParsedBatch, has: (actor: string, kid: string) => bo
   return [...out];
 }
 
-/**
- * SHA-256 of one line, or of one line after a one-byte prefix (`0x00` for an RFC 9162 leaf),
- * into `out` at `at`. On the node backend: node:crypto's one-shot `hash()` (no Hash object per
- * call), the prefixed form through a reused scratch buffer.
- */
-interface LineHasher {
-  plain(out: Uint8Array, at: number, data: Uint8Array): void;
-  prefixed(out: Uint8Array, at: number, prefix: number, data: Uint8Array): void;
-}
-
-function lineHasher(provider: CryptoProvider): LineHasher {
-  if (provider.name === 'node') {
-    let scratch = Buffer.allocUnsafe(4096);
-    return {
-      plain: (out, at, data) => out.set(hash('sha256', data, 'buffer'), at),
-      prefixed: (out, at, prefix, data) => {
-        if (scratch.length < data.length + 1) scratch = Buffer.allocUnsafe(2 * data.length + 1);
-        scratch[0] = prefix;
-        scratch.set(data, 1);
-        out.set(hash('sha256', scratch.subarray(0, data.length + 1), 'buffer'), at);
-      },
-    };
-  }
-  return {
-    plain: (out, at, data) => out.set(provider.sha256(data), at),
-    prefixed: (out, at, prefix, data) =>
-      out.set(provider.sha256(concatBytes(Uint8Array.of(prefix), data)), at),
-  };
-}
-
-const LEAF_PREFIX = 0x00;
-
 /** 64 lowercase hex (already validated by parseToken) into 32 bytes at `at`. */
 function hexToBytes(hex: string, out: Uint8Array, at: number): void {
   out.set(Buffer.from(hex, 'hex'), at);
@@ -180,7 +147,6 @@ export function finishBatch(
 ): BatchResult {
   const { batch, records } = p;
   const n = batch.ends.length;
-  const sha = lineHasher(provider);
   const r: BatchResult = {
     id: batch.id,
     first: batch.first,
@@ -203,8 +169,8 @@ export function finishBatch(
     const end = batch.ends[i]!;
     const line = batch.buf.subarray(from, end);
     from = end + 1;
-    sha.plain(r.lineHashes, 32 * i, line);
-    sha.prefixed(r.leaves, 32 * i, LEAF_PREFIX, line);
+    r.lineHashes.set(provider.sha256(line), 32 * i);
+    r.leaves.set(leafHash(line, provider), 32 * i);
     const rec = records[i]!;
     if (typeof rec === 'string') {
       r.errs.push([i, rec]);
@@ -236,7 +202,7 @@ export function finishBatch(
     }
     r.lineRef[i] = li;
     const cut = tokenSlices(line, t);
-    if (cut) sha.plain(r.th, 64 * i, cut.token);
+    if (cut) r.th.set(provider.sha256(cut.token), 64 * i);
     else hexToBytes(tokenHash(t, provider).slice(7), r.th, 64 * i);
     const key = keyOf(t.actor, t.kid);
     let sig: SigStatus = SIG_NO_KEY;
