@@ -2,9 +2,9 @@
  * One client interface for both modes: embedded (this process holds the log and its lock)
  * and daemon (`tibet continuityd serve`, reached over a Unix socket or loopback HTTP).
  */
-import { request } from 'node:http';
 import type { TibetToken } from '@tibet/core';
 import { ContinuityError, type ContinuityErrorCode } from './errors.js';
+import { requestJson } from './http-json.js';
 import type { ActionEntry } from './log-index.js';
 import type { AppendOptions, AppendReceipt, AuditLog } from './log.js';
 
@@ -73,77 +73,22 @@ export class DaemonClient implements AuditClient {
 
   /** Low-level JSON call; maps daemon errors back to ContinuityError with their codes. */
   async call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    return new Promise<T>((resolve, reject) => {
-      const req = request(
-        {
-          ...('socketPath' in this.address
-            ? { socketPath: this.address.socketPath }
-            : { host: this.address.host, port: this.address.port }),
-          method,
-          path,
-          headers: {
-            accept: 'application/json',
-            ...(payload
-              ? { 'content-type': 'application/json', 'content-length': payload.length }
-              : {}),
-          },
-          timeout: this.opts.timeoutMs ?? 30_000,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > 64 * 1024 * 1024) req.destroy(new Error('daemon response too large'));
-            else chunks.push(c);
-          });
-          res.on('end', () => {
-            let v: unknown;
-            try {
-              v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-            } catch (cause) {
-              reject(
-                new ContinuityError(
-                  'DAEMON_PROTOCOL',
-                  `daemon sent non-JSON (HTTP ${res.statusCode})`,
-                  { cause },
-                ),
-              );
-              return;
-            }
-            if ((res.statusCode ?? 500) >= 400) {
-              const err = (v as { error?: { code?: string; message?: string } }).error;
-              reject(
-                new ContinuityError(
-                  (err?.code as ContinuityErrorCode | undefined) ?? 'DAEMON_PROTOCOL',
-                  err?.message ?? `HTTP ${res.statusCode}`,
-                ),
-              );
-              return;
-            }
-            resolve(v as T);
-          });
-          res.on('error', reject);
-        },
-      );
-      req.on('timeout', () =>
-        req.destroy(new ContinuityError('DAEMON_UNAVAILABLE', 'daemon did not answer in time')),
-      );
-      req.on('error', (e) =>
-        reject(
-          ContinuityError.is(e)
-            ? e
-            : new ContinuityError(
-                'DAEMON_UNAVAILABLE',
-                `cannot reach the continuityd daemon: ${e.message}`,
-                { cause: e },
-              ),
-        ),
-      );
-      if (payload) req.end(payload);
-      else req.end();
+    const { status, body: v } = await requestJson(this.address, method, path, body, {
+      peer: 'the continuityd daemon',
+      timeoutMs: this.opts.timeoutMs ?? 30_000,
+      unavailable: (message, cause) =>
+        new ContinuityError('DAEMON_UNAVAILABLE', message, { cause }),
+      protocol: (message, cause) => new ContinuityError('DAEMON_PROTOCOL', message, { cause }),
+      isOwn: (e) => ContinuityError.is(e),
     });
+    if (status >= 400) {
+      const err = (v as { error?: { code?: string; message?: string } } | null)?.error;
+      throw new ContinuityError(
+        (err?.code as ContinuityErrorCode | undefined) ?? 'DAEMON_PROTOCOL',
+        err?.message ?? `HTTP ${status}`,
+      );
+    }
+    return v as T;
   }
 
   append(token: TibetToken, opts: AppendOptions = {}): Promise<AppendReceipt> {

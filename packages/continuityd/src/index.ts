@@ -10,7 +10,8 @@ export { DaemonClient, EmbeddedClient } from './client.js';
 export { DiskIndex, INDEX_FORMAT } from './disk-index.js';
 export { SHARED_READER_IDLE_MS, queryLog, tailLog } from './query.js';
 export { serveLog } from './daemon.js';
-export { readJsonBody, sendJson } from './http-json.js';
+export { readJsonBody, requestJson, sendJson } from './http-json.js';
+export type { JsonCallOptions, LoopbackAddress } from './http-json.js';
 export { ContinuityError } from './errors.js';
 export {
   NumberedFiles,

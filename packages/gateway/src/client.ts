@@ -6,7 +6,6 @@
  * it verifies every receipt's signature (by a registered gateway) and that the sealed
  * receipt is the one described.
  */
-import { request } from 'node:http';
 import {
   IdentityRegistry,
   canonicalize,
@@ -29,6 +28,7 @@ import {
   type ExecRequest,
   type ProofCapsuleRef,
 } from '@tibet/sam';
+import { requestJson } from '@tibet/continuityd';
 import { proxyRequest } from './daemon.js';
 import { GatewayError, type GatewayErrorCode } from './errors.js';
 import { isSamVerdict, openReceipt, type Receipt } from './receipt.js';
@@ -123,99 +123,40 @@ export class GatewayClient {
     body?: unknown,
     headers: Record<string, string> = {},
   ): Promise<{ status: number; body: unknown }> {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    return new Promise((resolve, reject) => {
-      const req = request(
-        {
-          ...('socketPath' in this.address
-            ? { socketPath: this.address.socketPath }
-            : { host: this.address.host, port: this.address.port }),
-          method,
-          path,
-          headers: {
-            accept: 'application/json',
-            ...headers,
-            ...(payload
-              ? { 'content-type': 'application/json', 'content-length': payload.length }
-              : {}),
-          },
-          timeout: this.opts.timeoutMs ?? 120_000,
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > 64 * 1024 * 1024)
-              req.destroy(new GatewayError('DAEMON_PROTOCOL', 'gateway response too large'));
-            else chunks.push(c);
-          });
-          res.on('end', () => {
-            let v: unknown;
-            try {
-              v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-            } catch (cause) {
-              reject(
-                new GatewayError(
-                  'DAEMON_PROTOCOL',
-                  `gateway sent non-JSON (HTTP ${res.statusCode})`,
-                  {
-                    cause,
-                  },
-                ),
-              );
-              return;
-            }
-            const status = res.statusCode ?? 500;
-            const err = (v as { error?: Record<string, unknown> } | null)?.error;
-            if (status >= 400 && err && typeof err === 'object') {
-              const code = CODES.includes(err['code'] as GatewayErrorCode)
-                ? (err['code'] as GatewayErrorCode)
-                : 'DAEMON_PROTOCOL';
-              let receiptBytes: Uint8Array | undefined;
-              try {
-                receiptBytes =
-                  err['receipt_tza'] === undefined
-                    ? undefined
-                    : decodeBase64Field(err['receipt_tza'], 'receipt_tza', 16 * 1024 * 1024);
-              } catch {
-                receiptBytes = undefined;
-              }
-              reject(
-                new GatewayError(
-                  code,
-                  typeof err['message'] === 'string' ? err['message'] : `HTTP ${status}`,
-                  {
-                    ...(typeof err['detail_code'] === 'string'
-                      ? { detailCode: err['detail_code'] }
-                      : {}),
-                    ...(isSamVerdict(err['verdict']) ? { verdict: err['verdict'] } : {}),
-                    ...(receiptBytes ? { receiptBytes } : {}),
-                  },
-                ),
-              );
-              return;
-            }
-            resolve({ status, body: v });
-          });
-          res.on('error', reject);
-        },
-      );
-      req.on('timeout', () =>
-        req.destroy(new GatewayError('DAEMON_UNAVAILABLE', 'the gateway did not answer in time')),
-      );
-      req.on('error', (e) =>
-        reject(
-          GatewayError.is(e)
-            ? e
-            : new GatewayError('DAEMON_UNAVAILABLE', `cannot reach the gateway: ${e.message}`, {
-                cause: e,
-              }),
-        ),
-      );
-      if (payload) req.end(payload);
-      else req.end();
+    const answer = await requestJson(this.address, method, path, body, {
+      peer: 'the gateway',
+      timeoutMs: this.opts.timeoutMs ?? 120_000,
+      headers,
+      unavailable: (message, cause) => new GatewayError('DAEMON_UNAVAILABLE', message, { cause }),
+      protocol: (message, cause) => new GatewayError('DAEMON_PROTOCOL', message, { cause }),
+      isOwn: (e) => GatewayError.is(e),
     });
+    const { status, body: v } = answer;
+    const err = (v as { error?: Record<string, unknown> } | null)?.error;
+    if (status >= 400 && err && typeof err === 'object') {
+      const code = CODES.includes(err['code'] as GatewayErrorCode)
+        ? (err['code'] as GatewayErrorCode)
+        : 'DAEMON_PROTOCOL';
+      let receiptBytes: Uint8Array | undefined;
+      try {
+        receiptBytes =
+          err['receipt_tza'] === undefined
+            ? undefined
+            : decodeBase64Field(err['receipt_tza'], 'receipt_tza', 16 * 1024 * 1024);
+      } catch {
+        receiptBytes = undefined;
+      }
+      throw new GatewayError(
+        code,
+        typeof err['message'] === 'string' ? err['message'] : `HTTP ${status}`,
+        {
+          ...(typeof err['detail_code'] === 'string' ? { detailCode: err['detail_code'] } : {}),
+          ...(isSamVerdict(err['verdict']) ? { verdict: err['verdict'] } : {}),
+          ...(receiptBytes ? { receiptBytes } : {}),
+        },
+      );
+    }
+    return answer;
   }
 
   async health(): Promise<Health> {
