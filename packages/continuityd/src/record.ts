@@ -198,16 +198,18 @@ export function tokenSlices(
   const start = at + TOKEN_KEY.length - 1;
   const end = line.length - RECORD_TAIL.length;
   if (end <= start || line[end - 1] !== 0x7d) return undefined;
-  if (!asBuffer(line.subarray(end)).equals(RECORD_TAIL)) return undefined;
-  const token = line.subarray(start, end);
-  const tb = asBuffer(token);
-  const s = tb.lastIndexOf(SIG_KEY);
-  if (s < 0) return undefined;
+  for (let k = 0; k < RECORD_TAIL.length; k++)
+    if (line[end + k] !== RECORD_TAIL[k]) return undefined;
+  // the last `,"signature":"` of the token (searching back from its closing brace)
+  const s = b.lastIndexOf(SIG_KEY, end - SIG_KEY.length);
+  if (s < start) return undefined;
   const v = s + SIG_KEY.length;
-  if (token[v + SIG_LEN] !== 0x22) return undefined;
-  if (tb.toString('latin1', v, v + SIG_LEN) !== t.signature) return undefined;
-  const signingInput = new Uint8Array(token.length - (v + SIG_LEN + 1 - s));
-  signingInput.set(token.subarray(0, s));
-  signingInput.set(token.subarray(v + SIG_LEN + 1), s);
-  return { token, signingInput };
+  const sig = t.signature;
+  if (sig.length !== SIG_LEN || v + SIG_LEN >= end || line[v + SIG_LEN] !== 0x22) return undefined;
+  for (let k = 0; k < SIG_LEN; k++) if (line[v + k] !== sig.charCodeAt(k)) return undefined;
+  // copied (not a view, not a pooled Buffer) so that a caller may keep or transfer it
+  const signingInput = new Uint8Array(end - start - (v + SIG_LEN + 1 - s));
+  b.copy(signingInput, 0, start, s);
+  b.copy(signingInput, s - start, v + SIG_LEN + 1, end);
+  return { token: line.subarray(start, end), signingInput };
 }

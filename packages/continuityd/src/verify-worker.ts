@@ -11,6 +11,7 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import {
   getProvider,
   keyIdOf,
+  parseRfc3339,
   tokenHash,
   tokenSigningInput,
   type BackendName,
@@ -182,7 +183,8 @@ export function finishBatch(
     if (i === 0) r.firstPrev = rec.prev;
     else if (rec.prev !== null && hexIs(rec.prev, r.lineHashes, 32 * (i - 1))) f |= F_PREV_OK;
     r.num[3 * i] = rec.index;
-    r.num[3 * i + 1] = Date.parse(rec.received_at);
+    // parseRecord has checked the form, so this is the instant (ms) it stands for
+    r.num[3 * i + 1] = parseRfc3339(rec.received_at)!.getTime();
     r.num[3 * i + 2] = t.generation;
     r.ids[4 * i] = word(t.action_id, 4);
     r.ids[4 * i + 1] = word(t.action_id, 12);
