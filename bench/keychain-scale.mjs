@@ -796,7 +796,10 @@ async function build(P, o, dir, commit) {
   if (o.verify) {
     out('  verifyLog (every signature, chain, causal order, checkpoints) …');
     const t2 = now();
-    const rep = await cd.verifyLog(logDir, { registry, logPublicKey: c.logKey.signingPublicKey });
+    const rep = await cd.verifyLog(logDir, {
+      registry: castRegistry(P.core, c, P.core.getProvider('node')),
+      logPublicKey: c.logKey.signingPublicKey,
+    });
     tVerify = (now() - t2) / 1000;
     verified = rep.ok;
     out(
@@ -833,12 +836,18 @@ async function build(P, o, dir, commit) {
  * the index (a missing, damaged or older index is rebuilt or brought up to date; merges the
  * index owes, such as level-2 compaction, are finished at close). Returns the log's size.
  */
+/** The identity registry of the cast: every actor that signs the home's events. */
+function castRegistry(core, c, p) {
+  const registry = new core.IdentityRegistry(p);
+  for (const a of [c.service, c.security, ...c.owners, ...c.bots, ...c.gateways]) registry.add(a);
+  return registry;
+}
+
 async function openAsWriter(P, logDir) {
   const { core, cd } = P;
   const p = core.getProvider('node');
   const c = cast(core, P.testing, p);
-  const registry = new core.IdentityRegistry(p);
-  for (const a of [c.service, c.security, ...c.owners, ...c.bots, ...c.gateways]) registry.add(a);
+  const registry = castRegistry(core, c, p);
   const log = await cd.AuditLog.open({
     dir: logDir,
     signer: c.logKey,

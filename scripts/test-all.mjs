@@ -30,6 +30,11 @@ for (const [title, cmd, args] of [
     ['run', 'build', 'typecheck', 'lint', '--continue', '--output-logs=errors-only'],
   ],
   ['type-check of the root tests', bin('tsc'), ['-p', 'tsconfig.json', '--noEmit']],
+  [
+    'lint of the benchmarks and scripts',
+    bin('eslint'),
+    ['--max-warnings', '0', 'bench', 'scripts', 'eslint.config.js'],
+  ],
   ['format (prettier --check)', bin('prettier'), ['--check', '.', '--log-level', 'warn']],
 ]) {
   if (step(title, cmd, args) !== 0) {
