@@ -87,17 +87,20 @@ function checkGraph(graph: unknown): asserts graph is CausalGraph {
 
 const LINE_TAIL = `,"v":"${RECORD_VERSION}"}`;
 
-/** What the page shows of an event and the token member it must equal (see html-verify.ts). */
-const SHOWN: readonly (readonly [keyof GraphNode, string])[] = [
-  ['action_id', 'action_id'],
-  ['parent_action_id', 'parent_action_id'],
-  ['event', 'event'],
-  ['actor', 'actor'],
-  ['actor_class', 'actor_class'],
-  ['timestamp', 'timestamp'],
-  ['generation', 'generation'],
-  ['reason', 'erachter'],
-];
+/**
+ * What the page shows of an event and the token member it must equal (see html-verify.ts),
+ * by the node's field name.
+ */
+const SHOWN: Readonly<Record<string, string>> = Object.assign(Object.create(null) as object, {
+  action_id: 'action_id',
+  parent_action_id: 'parent_action_id',
+  event: 'event',
+  actor: 'actor',
+  actor_class: 'actor_class',
+  timestamp: 'timestamp',
+  generation: 'generation',
+  reason: 'erachter',
+});
 
 /**
  * A line goes into the lines block only when the HTML parser hands its text back unchanged
@@ -192,8 +195,7 @@ class PageData {
           continue;
         case 'source':
           if (line !== undefined && lineSafe(line)) {
-            const { line: _line, ...rest } = src as typeof src & { line: string };
-            out[k] = rest;
+            out[k] = without(src, 'line');
             out['in_lines'] = this.lines.push(line) - 1;
           } else out[k] = v;
           continue;
@@ -201,8 +203,9 @@ class PageData {
           const inc = v as GraphNode['inclusion'];
           const refs = inc && Array.isArray(inc.hashes) ? this.#hashRefs(inc.hashes) : undefined;
           if (refs) {
-            const { hashes: _hashes, ...rest } = inc!;
-            out[k] = { ...rest, hash_refs: refs };
+            const o = without(inc!, 'hashes');
+            o['hash_refs'] = refs;
+            out[k] = o;
           } else out[k] = v;
           continue;
         }
@@ -216,10 +219,17 @@ class PageData {
   }
 }
 
-function shownFromToken(k: keyof GraphNode, v: unknown, t: GraphNode['token']): boolean {
-  for (const [field, member] of SHOWN)
-    if (field === k) return v === (t as unknown as Record<string, unknown>)[member];
-  return false;
+function shownFromToken(k: string, v: unknown, t: GraphNode['token']): boolean {
+  const member = SHOWN[k];
+  return member !== undefined && v === (t as unknown as Record<string, unknown>)[member];
+}
+
+/** A copy of `o`'s own enumerable members but `key`, in their order (as `{ key: _, ...rest }`). */
+function without(o: object, key: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k in o)
+    if (k !== key && Object.hasOwn(o, k)) out[k] = (o as Record<string, unknown>)[k];
+  return out;
 }
 
 let cached: { script: string; scriptHash: string; styleHash: string } | undefined;

@@ -10,7 +10,9 @@
  * atomic counter, so no thread idles while another still has work, and a result is written by
  * the one thread that claimed the job. A worker that fails or dies leaves its unfinished jobs
  * unmarked; the caller then runs them itself. The checks themselves are the same functions the
- * inline path calls (`provider.ed25519Verify`, `verifyInclusion`), on the same bytes.
+ * inline path calls (`provider.ed25519Verify`, `verifyInclusion`), on the same bytes; a thread
+ * hashes only the steps of a proof whose input differs from the proof before it (see
+ * `ProofHasher`).
  *
  * This module is also the worker entry: loaded by a Worker it serves walks, one after the
  * other, until it is stopped (idle workers wait in a pool for a short while, see `Helper`).
@@ -196,6 +198,64 @@ function pack(
   return s;
 }
 
+/** RFC 9162 node-hash input: 0x01 ‖ left ‖ right. */
+const NODE_INPUT = 65;
+
+/**
+ * The provider the inclusion proofs of one thread are checked with: `p`, except that a
+ * SHA-256 of a node-hash input (65 bytes) byte for byte equal to the one hashed at the same
+ * step of the proof checked before gives that digest again (a copy) instead of hashing it
+ * anew. Consecutive leaves share most of their path to the root (two neighbours all but their
+ * lowest step, and a run of 32 leaves needs about 72 distinct node hashes instead of 448), so
+ * this saves most of the hashing, and every proof is still checked in full by
+ * `verifyInclusion`: each step's input is compared in full with the one remembered, and the
+ * digest given for it is the SHA-256 of exactly those bytes.
+ */
+class ProofHasher {
+  readonly provider: CryptoProvider;
+  readonly #p: CryptoProvider;
+  readonly #in: Uint8Array[] = [];
+  readonly #out: Uint8Array[] = [];
+  #step = 0;
+
+  constructor(p: CryptoProvider) {
+    this.#p = p;
+    // (everything else is `p`'s own, whatever kind of object it is)
+    const provider = Object.create(p) as CryptoProvider;
+    provider.sha256 = (data) => this.#sha256(data);
+    this.provider = provider;
+  }
+
+  /** Call before each proof: its hashes are numbered from 0. */
+  begin(): void {
+    this.#step = 0;
+  }
+
+  #sha256(data: Uint8Array): Uint8Array {
+    const step = this.#step++;
+    if (data.length !== NODE_INPUT) return this.#p.sha256(data);
+    let had = this.#in[step];
+    if (had) {
+      let k = 0;
+      while (k < NODE_INPUT && had[k] === data[k]) k++;
+      if (k === NODE_INPUT) return new Uint8Array(this.#out[step]!);
+    } else this.#in[step] = had = new Uint8Array(NODE_INPUT);
+    const digest = this.#p.sha256(data);
+    had.set(data);
+    this.#out[step] = new Uint8Array(digest);
+    return digest;
+  }
+}
+
+/** One {@link ProofHasher} per provider and thread (this module is loaded once per thread). */
+const hashers = new WeakMap<CryptoProvider, ProofHasher>();
+
+function hasherFor(p: CryptoProvider): ProofHasher {
+  let h = hashers.get(p);
+  if (!h) hashers.set(p, (h = new ProofHasher(p)));
+  return h;
+}
+
 /** Run job `i` and record its result bits. */
 function runJob(s: Shared, i: number, p: CryptoProvider): void {
   let bits = 0;
@@ -220,7 +280,16 @@ function runJob(s: Shared, i: number, p: CryptoProvider): void {
       proof.push(s.prBytes.subarray(32 * h, 32 * h + 32));
     let ok = false;
     try {
-      verifyInclusion(s.leaves.subarray(32 * i, 32 * i + 32), idx, s.size, proof, s.root, p);
+      const h = hasherFor(p);
+      h.begin();
+      verifyInclusion(
+        s.leaves.subarray(32 * i, 32 * i + 32),
+        idx,
+        s.size,
+        proof,
+        s.root,
+        h.provider,
+      );
       ok = true;
     } catch {
       ok = false;

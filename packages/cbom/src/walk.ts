@@ -43,6 +43,7 @@ import { markOf, secretOf, summaryOf } from './describe.js';
 import { CbomError } from './errors.js';
 import {
   loadLog,
+  sha256Hex,
   type LoadHooks,
   type LoadedLog,
   type LogLine,
@@ -497,6 +498,16 @@ async function walkWith(
   if (subject.kind === 'home' && keychainDir)
     for (const name of await readdir(join(keychainDir, 'secrets')).catch(() => [] as string[]))
       if (SECRET_ID.test(name)) secretIds.add(name);
+  // hex of tree hashes: each leaf (for the replay and a proof) and the upper nodes proofs repeat
+  const hexOf = new Map<Uint8Array, string>();
+  const hex = (h: Uint8Array): string => {
+    let x = hexOf.get(h);
+    if (x === undefined) {
+      x = hexString(h);
+      hexOf.set(h, x);
+    }
+    return x;
+  };
   const replays = new Map<string, { records: LogRecord[]; r: Replay }>();
   for (const id of [...secretIds].sort()) {
     const lines = (log?.byObject.get(id) ?? []).filter((l) => l.record);
@@ -506,7 +517,7 @@ async function walkWith(
     const known = (r: LogRecord): RecordHashes | undefined => {
       const l = lineOf.get(r);
       if (!l?.exact) return undefined;
-      return { line_hash: l.hash, leaf_hash: hexString(l.leaf), token_hash: lineTokenHash(l, p) };
+      return { line_hash: l.hash, leaf_hash: hex(l.leaf), token_hash: lineTokenHash(l, p) };
     };
     const records = lines.map((l) => l.record!);
     replays.set(id, { records, r: replay(secretLine(records, id, p, known).events) });
@@ -516,15 +527,6 @@ async function walkWith(
   // shows, its links, the causal-time rule, its proof; and the signatures that take the inline
   // path. Its problems wait (in `later`) so that they are listed in the same order as ever:
   // the node's signature first.
-  const hexOf = new Map<Uint8Array, string>(); // proof hashes repeat (the tree's upper nodes)
-  const hex = (h: Uint8Array): string => {
-    let x = hexOf.get(h);
-    if (x === undefined) {
-      x = hexString(h);
-      hexOf.set(h, x);
-    }
-    return x;
-  };
   const later: GraphProblem[][] = new Array<GraphProblem[]>(n);
   const inline: ('pass' | 'fail' | 'no-key' | undefined)[] = new Array<
     'pass' | 'fail' | 'no-key' | undefined
@@ -859,12 +861,11 @@ export function lineTokenHash(line: LogLine, p: CryptoProvider): string {
   const sp = tokenSpan(line);
   const h = !sp
     ? tokenHash(line.record!.token, p)
-    : `sha256:${hexString(
-        p.sha256(
-          sp.byteStart >= 0
-            ? line.bytes.subarray(sp.byteStart, sp.byteEnd)
-            : utf8(line.text.slice(sp.start, sp.end)),
-        ),
+    : `sha256:${sha256Hex(
+        sp.byteStart >= 0
+          ? line.bytes.subarray(sp.byteStart, sp.byteEnd)
+          : utf8(line.text.slice(sp.start, sp.end)),
+        p,
       )}`;
   line.tokenHash = h;
   return h;

@@ -2,7 +2,8 @@
  * The walk's signature and inclusion checks give the same graph on worker threads as on the
  * calling thread — for a sound log and for one with a forged signature; the signing inputs
  * and token hashes it cuts from the log lines are the re-serialised ones; the queue of checks
- * gives each job its own result however the jobs arrive.
+ * gives each job its own result however the jobs arrive; every inclusion proof is checked in
+ * full, however much of its path it shares with the proofs checked before it.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,16 +21,19 @@ import {
   tokenSigningInput,
 } from '@tibet/core';
 import { seededRandom, testIdentity } from '@tibet/core/testing';
-import { AuditLog, listSegments } from '@tibet/continuityd';
+import { AuditLog, lineHash, listSegments, verifyInclusion } from '@tibet/continuityd';
 import { ensureBuilt } from '../../../test/support/build-dist.js';
 import { walk } from '../src/index.js';
-import { loadLog, type LogLine } from '../src/log-read.js';
+import { loadLog, sha256Hex, type LogLine } from '../src/log-read.js';
 import {
+  INC_DONE,
+  INC_OK,
   MIN_PARALLEL_JOBS,
   NodeChecks,
   SIG_DONE,
   SIG_OK,
   startNodeChecks,
+  type NodeCheckJob,
 } from '../src/node-checks.js';
 import { lineTokenHash, signingInputOfLine } from '../src/walk.js';
 
@@ -109,6 +113,8 @@ describe('node checks on worker threads', () => {
       if (Array.isArray(input)) parts++;
       expect(whole(input)).toEqual(tokenSigningInput(t));
       expect(lineTokenHash(line, p)).toBe(tokenHash(t, p));
+      expect(line.hash).toBe(lineHash(line.bytes, p));
+      expect(sha256Hex(line.bytes, getProvider('noble'))).toBe(line.hash);
     }
     expect(parts).toBe(N); // straight from the bytes, non-ASCII lines included
     expect(log.lines.filter((l) => l.bytes.length !== l.text.length)).toHaveLength(
@@ -162,6 +168,58 @@ describe('node checks on worker threads', () => {
     expect(await run(100, 1, true)).toBe(1); // started early, stopped unused
     expect(await run(100, 1, false)).toBe(0);
     expect(await run(600, 0, true)).toBe(0);
+  });
+
+  it('every inclusion proof is checked in full, however much it shares with the one before', async () => {
+    // (a thread hashes a step of a proof only when its input differs from that step of the
+    // proof before: the damaged proofs below share every other step with their neighbours)
+    const p = getProvider();
+    const log = await loadLog(dir, p);
+    const cp = log.checkpoint!;
+    const jobs: NodeCheckJob[] = [];
+    const want: boolean[] = [];
+    for (let i = 0; i < N; i++) {
+      const proof = log.inclusion(i)!.map((h) => h.slice());
+      let leaf = log.lines[i]!.leaf;
+      let index = i;
+      switch (i % 11) {
+        case 3: // one bit of the hash at one step
+          proof[i % proof.length]![i % 32]! ^= 1;
+          break;
+        case 5: // the top step, which every proof before it had the same
+          proof[proof.length - 1]![31]! ^= 0x80;
+          break;
+        case 7: // the neighbour's leaf, under the neighbour's path above the lowest step
+          leaf = log.lines[i ^ 1]!.leaf;
+          break;
+        case 9: // the neighbour's index
+          index = i ^ 1;
+          break;
+        case 10: // one hash too many, one too few
+          if (i % 2) proof.push(proof[0]!);
+          else proof.pop();
+          break;
+      }
+      jobs.push({ inclusion: { leaf, index, proof } });
+      let ok = true;
+      try {
+        verifyInclusion(leaf, index, cp.size, proof, cp.rootHash, p);
+      } catch {
+        ok = false;
+      }
+      want.push(ok);
+    }
+    // (every damaged proof fails when checked alone, every other one passes)
+    expect(want).toEqual(want.map((_, i) => ![3, 5, 7, 9, 10].includes(i % 11)));
+    for (const workers of [0, 1]) {
+      const bits = await startNodeChecks(
+        jobs,
+        p,
+        { root: cp.rootHash, size: cp.size },
+        workers,
+      ).finish();
+      expect(Array.from(bits, (b) => (b & INC_DONE ? Boolean(b & INC_OK) : null))).toEqual(want);
+    }
   });
 
   it('a sound log: every signature and inclusion proof passes, the same graph either way', async () => {
