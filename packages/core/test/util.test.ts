@@ -1,5 +1,5 @@
 /** Randomness, clocks, byte codecs, errors and the testing subpath. */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import { chacha20 } from '@noble/ciphers/chacha.js';
 import { sha256 } from '@noble/hashes/sha2.js';
@@ -75,6 +75,131 @@ describe('systemRandom', () => {
     expect(big.length).toBe(200_000);
     expect(big.subarray(150_000).some((b) => b !== 0)).toBe(true);
     for (const n of [-1, 0.5]) expect(() => systemRandom(n)).toThrow(RangeError);
+  });
+
+  it('never hands out the same bytes twice, each time in a buffer of its own', () => {
+    const seen = new Set<string>();
+    const outs: Uint8Array[] = [];
+    // several pool refills' worth, in sizes that do not divide the pool
+    for (let i = 0; i < 600; i++) {
+      const a = systemRandom(16 + (i % 3) * 8);
+      expect(a.byteOffset).toBe(0);
+      expect(a.buffer.byteLength).toBe(a.length);
+      seen.add(toHex(a));
+      outs.push(a);
+    }
+    expect(seen.size).toBe(600);
+    // wiping one output leaves every other intact
+    const before = outs.map(toHex);
+    wipe(outs[10]);
+    expect(outs.map(toHex).filter((h, i) => h !== before[i])).toHaveLength(1);
+    expect(systemRandom(0)).toEqual(new Uint8Array(0));
+  });
+});
+
+/**
+ * The pool behind `systemRandom`, observed through the real `crypto.getRandomValues` (the
+ * spy calls through and records which array it filled, and a copy of what it put there).
+ */
+describe('systemRandom pool', () => {
+  function observe(): { fills: { target: Uint8Array; drawn: Uint8Array }[]; restore: () => void } {
+    const real = crypto.getRandomValues.bind(crypto);
+    const fills: { target: Uint8Array; drawn: Uint8Array }[] = [];
+    const spy = vi
+      .spyOn(crypto, 'getRandomValues')
+      .mockImplementation(<T extends ArrayBufferView | null>(a: T): T => {
+        const r = real(a as unknown as Uint8Array);
+        fills.push({ target: r, drawn: r.slice() });
+        return a;
+      });
+    return { fills, restore: () => spy.mockRestore() };
+  }
+
+  /** Draw until the pool is refilled; returns the pool, what was drawn into it, and `used`. */
+  function freshPool(fills: { target: Uint8Array; drawn: Uint8Array }[]) {
+    for (let i = 0; i < 64; i++) {
+      const n = fills.length;
+      const out = systemRandom(256);
+      if (fills.length > n) {
+        const { target: pool, drawn } = fills[fills.length - 1]!;
+        expect(toHex(out)).toBe(toHex(drawn.subarray(0, 256)));
+        return { pool, drawn, used: 256 };
+      }
+    }
+    throw new Error('the pool was never refilled');
+  }
+
+  it('hands out copies of the pool in order and zeroes each handed-out region at once', () => {
+    const o = observe();
+    try {
+      const { pool, drawn } = freshPool(o.fills);
+      expect(pool.length).toBe(4096);
+      let used = 256;
+      for (const n of [1, 16, 19, 32, 32, 0, 255, 256]) {
+        const out = systemRandom(n);
+        expect(out.buffer).not.toBe(pool.buffer);
+        expect(toHex(out)).toBe(toHex(drawn.subarray(used, used + n)));
+        used += n;
+        // everything handed out so far is zero in the pool; the rest is untouched
+        expect(pool.subarray(0, used).every((b) => b === 0)).toBe(true);
+        expect(toHex(pool.subarray(used))).toBe(toHex(drawn.subarray(used)));
+      }
+      expect(o.fills).toHaveLength(1); // all of it from one draw of the OS
+    } finally {
+      o.restore();
+    }
+  });
+
+  it('refills when a request does not fit: the leftover bytes are never handed out', () => {
+    const o = observe();
+    try {
+      const { pool, drawn } = freshPool(o.fills);
+      let used = 256;
+      while (4096 - used >= 200) {
+        expect(toHex(systemRandom(200))).toBe(toHex(drawn.subarray(used, used + 200)));
+        used += 200;
+      }
+      const left = 4096 - used; // 96 bytes, fewer than the next request
+      expect(left).toBeLessThan(200);
+      const leftover = toHex(drawn.subarray(used));
+      const out = systemRandom(200);
+      expect(o.fills).toHaveLength(2);
+      const second = o.fills[1]!;
+      expect(second.target).toBe(pool); // the same pool, refilled whole
+      expect(toHex(out)).toBe(toHex(second.drawn.subarray(0, 200)));
+      expect(toHex(out)).not.toContain(leftover);
+      expect(pool.subarray(0, 200).every((b) => b === 0)).toBe(true);
+      expect(toHex(pool.subarray(200))).toBe(toHex(second.drawn.subarray(200)));
+      // a request that fits exactly empties the pool without another draw
+      const rest = 4096 - 200;
+      let got = 0;
+      while (got < rest) got += systemRandom(Math.min(256, rest - got)).length;
+      expect(o.fills).toHaveLength(2);
+      expect(pool.every((b) => b === 0)).toBe(true);
+      systemRandom(1);
+      expect(o.fills).toHaveLength(3);
+    } finally {
+      o.restore();
+    }
+  });
+
+  it('draws requests longer than 256 bytes straight from the OS, leaving the pool alone', () => {
+    const o = observe();
+    try {
+      const { pool, drawn } = freshPool(o.fills);
+      for (const n of [257, 4096, 5000]) {
+        const out = systemRandom(n);
+        const last = o.fills[o.fills.length - 1]!;
+        expect(last.target).not.toBe(pool);
+        expect(last.target.buffer).toBe(out.buffer);
+        expect(toHex(out)).toBe(toHex(last.drawn));
+      }
+      expect(o.fills).toHaveLength(4);
+      // the pool went on from where it was
+      expect(toHex(systemRandom(8))).toBe(toHex(drawn.subarray(256, 264)));
+    } finally {
+      o.restore();
+    }
   });
 });
 
@@ -165,6 +290,36 @@ describe('clocks', () => {
       frac === undefined ? '' : `.${frac}`
     }Z`;
     expect(parseRfc3339(text)?.getTime(), text).toBe(referenceParse(text));
+  });
+
+  // The millisecond form rfc3339() writes is read without the regex: the same answers.
+  test.prop([
+    fc.integer({ min: 0, max: 9999 }),
+    fc.integer({ min: 0, max: 13 }),
+    fc.integer({ min: 0, max: 32 }),
+    fc.integer({ min: 0, max: 25 }),
+    fc.integer({ min: 0, max: 61 }),
+    fc.integer({ min: 0, max: 61 }),
+    fc.integer({ min: 0, max: 999 }),
+  ])('the fixed-position millisecond form agrees with Date', (y, mo, d, h, mi, s, ms) => {
+    const text = `${pad(y, 4)}-${pad(mo, 2)}-${pad(d, 2)}T${pad(h, 2)}:${pad(mi, 2)}:${pad(s, 2)}.${pad(ms, 3)}Z`;
+    expect(text).toHaveLength(24);
+    expect(parseRfc3339(text)?.getTime(), text).toBe(referenceParse(text));
+  });
+
+  it('the millisecond form refuses a non-digit or a wrong separator anywhere', () => {
+    const good = '2026-03-04T05:06:07.089Z';
+    expect(parseRfc3339(good)?.getTime()).toBe(Date.UTC(2026, 2, 4, 5, 6, 7, 89));
+    expect(parseRfc3339('0050-06-01T00:00:00.000Z')?.toISOString()).toBe(
+      '0050-06-01T00:00:00.000Z',
+    );
+    for (let i = 0; i < good.length; i++) {
+      for (const c of ['a', '/', ' ', ':', '-', '.', 'Z', '٣']) {
+        if (c === good[i]) continue;
+        const bad = good.slice(0, i) + c + good.slice(i + 1);
+        expect(parseRfc3339(bad)?.getTime(), bad).toBe(referenceParse(bad));
+      }
+    }
   });
 
   test.prop([
