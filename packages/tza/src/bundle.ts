@@ -22,7 +22,7 @@ import {
   type KeyResolver,
   type Random,
 } from '@tibet/core';
-import { CborTag, decodeCbor, encodeCbor, type CborValue } from './cbor.js';
+import { CborTag, decodeCbor, encodeCbor, encodeShaped, type CborValue } from './cbor.js';
 import {
   coseSign1,
   parseCoseSign1,
@@ -43,6 +43,7 @@ import {
   TZA_FORMAT,
   chunkCount,
   folderConflict,
+  checkWrittenManifest,
   parseManifest,
   sealedSize,
   type TzaEntryDescriptor,
@@ -89,7 +90,18 @@ export interface TzaOptions {
 }
 
 export function limitsOf(o?: Partial<TzaLimits>): TzaLimits {
-  return { ...DEFAULT_LIMITS, ...o };
+  if (o) return { ...DEFAULT_LIMITS, ...o };
+  const d = DEFAULT_LIMITS;
+  return {
+    maxEntries: d.maxEntries,
+    maxEntrySize: d.maxEntrySize,
+    maxTotalSize: d.maxTotalSize,
+    maxNameLength: d.maxNameLength,
+    maxCborDepth: d.maxCborDepth,
+    maxManifestSize: d.maxManifestSize,
+    maxSignatures: d.maxSignatures,
+    maxRecipients: d.maxRecipients,
+  };
 }
 
 function recipientKeyOf(r: RecipientKey | Identity): RecipientKey {
@@ -160,6 +172,8 @@ export function sealEntry(
   data: Uint8Array,
 ): Uint8Array {
   const c = entryCipher(p, dek, prefix, aad, data.length, '');
+  // one chunk: its ciphertext ‖ tag is the stored entry
+  if (c.chunks === 1) return c.seal(0, data);
   const out = new Uint8Array(sealedSize(data.length));
   let o = 0;
   for (let i = 0; i < c.chunks; i++) {
@@ -215,7 +229,7 @@ function wrapKey(
 
 // The fields are listed in the order of their encoded keys (RFC 8949 §4.2.1: shorter first,
 // then bytewise), so the encoder finds each map already sorted; the bytes do not depend on it.
-function manifestValue(m: TzaManifest): CborValue {
+function manifestValue(m: TzaManifest): { [key: string]: CborValue } {
   return {
     kind: m.kind,
     meta: m.meta,
@@ -246,15 +260,14 @@ export interface SignedManifest {
 /**
  * The tar entries of a bundle in order — `manifest.cbor`, the payload entries (their stored
  * bytes, or whatever stands for them in `stored`), `signatures.cbor` — and the tar mtime
- * (`created_at` in whole seconds). The writer holds itself to the reader's rules: the
- * manifest is parsed back. The in-memory and the streaming writers both lay this out.
+ * (`created_at` in whole seconds). The in-memory and the streaming writers both lay this
+ * out; the manifest was held to the reader's rules when it was encoded ({@link signed}).
  */
 export function bundleLayout<T>(
   { manifest, manifestBytes, signatures }: SignedManifest,
   limits: TzaLimits,
   stored: readonly T[],
 ): { mtime: number; entries: { name: string; size: number; data: Uint8Array | T }[] } {
-  parseManifest(manifestBytes, limits);
   const created = parseRfc3339(manifest.created_at)!;
   const signaturesBytes = encodeCbor(signatures);
   return {
@@ -276,15 +289,22 @@ function assemble(
   return writeTar(entries, mtime);
 }
 
-/** Encode the manifest once and sign those bytes (one COSE_Sign1 per signer). */
+/**
+ * Encode the manifest once, check it as a reader would (a manifest the reader would refuse
+ * throws the reader's error), and sign those bytes (one COSE_Sign1 per signer).
+ */
 function signed(
   manifest: TzaManifest,
   signers: readonly Identity[],
   clock: Clock,
   provider: CryptoProvider,
+  limits: TzaLimits,
   earlier: readonly CborTag[] = [],
 ): SignedManifest {
-  const manifestBytes = encodeCbor(manifestValue(manifest));
+  const value = manifestValue(manifest);
+  const { bytes: manifestBytes, shape } = encodeShaped(value);
+  // the writer holds itself to the reader's rules, before anything is signed
+  checkWrittenManifest(value, manifestBytes, shape, limits);
   const signatures = signers.map((s) =>
     coseSign1(manifestBytes, s.signer, s.id, SIGNATURE_AAD, { clock, provider }),
   );
@@ -362,7 +382,11 @@ export function describeEntry(
     size: stored.size,
     sha256: stored.sha256,
   };
-  return sealed ? { ...d, nonce: sealed.nonce, plain_size: sealed.plainSize } : d;
+  if (sealed) {
+    d.nonce = sealed.nonce;
+    d.plain_size = sealed.plainSize;
+  }
+  return d;
 }
 
 /**
@@ -383,7 +407,7 @@ export function finishPack(
     recipients: s.recipients,
     entries,
   };
-  return signed(manifest, input.signers, s.clock, s.provider);
+  return signed(manifest, input.signers, s.clock, s.provider, s.limits);
 }
 
 /**
@@ -534,7 +558,9 @@ export function readTza(
   const manifestBytes = entries[0]!.data;
   const manifest = manifestOf(manifestBytes, mtime, limits);
   requireSignaturesLast(entries);
-  const payload = entries.slice(1, -1).map((e) => ({ ...e, size: e.data.length }));
+  const payload = entries
+    .slice(1, -1)
+    .map((e) => ({ name: e.name, data: e.data, size: e.data.length }));
   const stored: Uint8Array[] = [];
   for (let i = 0; i < Math.max(manifest.entries.length, payload.length); i++) {
     const d = matchEntry(manifest, payload, i);
@@ -598,39 +624,46 @@ export function verifyParsed(
     valid: verifyCoseSign1(s, parsed.manifestBytes, SIGNATURE_AAD, provider),
     trusted: opts.trust ? isTrusted(opts.trust, s.header) : undefined,
   }));
-  const base = {
-    bundleId: parsed.manifest.bundle_id,
-    kind: parsed.manifest.kind,
-    signersPinned: opts.trust !== undefined,
-    signers,
+  // every report has its members in this order (bundleId, kind, signersPinned, signers,
+  // valid, then code and reason), written out rather than spread from a base object
+  const report = (valid: boolean, code?: TzaErrorCode, reason?: string): VerifyReport => {
+    const r: VerifyReport = {
+      bundleId: parsed.manifest.bundle_id,
+      kind: parsed.manifest.kind,
+      signersPinned: opts.trust !== undefined,
+      signers,
+      valid,
+    };
+    if (code !== undefined) {
+      r.code = code;
+      r.reason = reason!;
+    }
+    return r;
   };
   const badSig = signers.find((s) => !s.valid);
   if (badSig)
-    return {
-      ...base,
-      valid: false,
-      code: 'SIGNATURE_INVALID',
-      reason: `signature of ${badSig.signer} (key ${badSig.kid}) does not verify`,
-    };
+    return report(
+      false,
+      'SIGNATURE_INVALID',
+      `signature of ${badSig.signer} (key ${badSig.kid}) does not verify`,
+    );
   if (opts.trust && !signers.some((s) => s.trusted)) {
-    return {
-      ...base,
-      valid: false,
-      code: 'SIGNER_UNTRUSTED',
-      reason: `no signer is trusted (${signers.map((s) => s.signer).join(', ')})`,
-    };
+    return report(
+      false,
+      'SIGNER_UNTRUSTED',
+      `no signer is trusted (${signers.map((s) => s.signer).join(', ')})`,
+    );
   }
   for (const who of opts.requireSigners ?? []) {
     if (!signers.some((s) => s.signer === who && s.valid && s.trusted !== false)) {
-      return {
-        ...base,
-        valid: false,
-        code: opts.trust ? 'SIGNER_UNTRUSTED' : 'SIGNATURE_MISSING',
-        reason: `no valid signature by ${who}`,
-      };
+      return report(
+        false,
+        opts.trust ? 'SIGNER_UNTRUSTED' : 'SIGNATURE_MISSING',
+        `no valid signature by ${who}`,
+      );
     }
   }
-  return { ...base, valid: true };
+  return report(true);
 }
 
 /**
@@ -888,11 +921,11 @@ export function rewrapTza(
         (r) => wrapKey(provider, r, dek, info, random),
       );
       const manifest = { ...m, recipients };
-      return assemble(signed(manifest, signers, clock, provider), stored, limits);
+      return assemble(signed(manifest, signers, clock, provider, limits), stored, limits);
     }
     const recipients = [...kept, ...added.map((r) => wrapKey(provider, r, dek, info, random))];
     const manifest = { ...m, recipients };
-    return assemble(signed(manifest, signers, clock, provider), parsed.stored, limits);
+    return assemble(signed(manifest, signers, clock, provider, limits), parsed.stored, limits);
   } finally {
     wipe(dek);
   }
@@ -921,7 +954,7 @@ export function cosignTza(
     (s) => new CborTag(18, [s.protectedBytes, new Map(), null, s.signature]),
   );
   return assemble(
-    signed(parsed.manifest, [signer], clock, provider, existing),
+    signed(parsed.manifest, [signer], clock, provider, limits, existing),
     parsed.stored,
     limits,
   );

@@ -40,6 +40,10 @@ class Writer {
   buf: Uint8Array;
   dv: DataView;
   len = 0;
+  /** What the encoding written so far holds (see {@link EncodedShape}). */
+  depth = 0;
+  items = 0;
+  plain = true;
   constructor(size = 256) {
     this.buf = new Uint8Array(size);
     this.dv = new DataView(this.buf.buffer);
@@ -59,9 +63,14 @@ class Writer {
     this.buf[this.len++] = b;
   }
   bytes(b: Uint8Array): void {
-    this.reserve(b.length);
-    this.buf.set(b, this.len);
-    this.len += b.length;
+    const n = b.length;
+    this.reserve(n);
+    if (n <= 32) {
+      const buf = this.buf;
+      let o = this.len;
+      for (let i = 0; i < n; i++) buf[o++] = b[i]!;
+    } else this.buf.set(b, this.len);
+    this.len += n;
   }
   head(major: number, n: number): void {
     const m = major << 5;
@@ -136,72 +145,120 @@ function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
-function encodeInto(w: Writer, v: CborValue, depth: number): void {
-  if (depth > 64) throw new RangeError('CBOR value nested deeper than 64');
-  if (v === null) return w.byte(0xf6);
-  if (v === false) return w.byte(0xf4);
-  if (v === true) return w.byte(0xf5);
-  if (typeof v === 'number') {
-    if (!Number.isSafeInteger(v))
-      throw new TypeError(`CBOR: only safe integers are allowed, got ${v}`);
-    if (Object.is(v, -0)) return w.head(0, 0);
-    return v >= 0 ? w.head(0, v) : w.head(1, -1 - v);
+/**
+ * A map's entries given as their keys' encodings and their values: written in the order of
+ * the keys' encodings (RFC 8949 §4.2.1). Keys already in that order (strictly ascending) are
+ * only checked; otherwise they are sorted, and two equal encodings are a duplicate key.
+ */
+function encodeEntries(w: Writer, kbs: Uint8Array[], vals: CborValue[], depth: number): void {
+  const n = kbs.length;
+  w.items += n;
+  let sorted = true;
+  for (let i = 1; i < n; i++) {
+    if (compareBytes(kbs[i - 1]!, kbs[i]!) >= 0) {
+      sorted = false;
+      break;
+    }
   }
-  if (typeof v === 'string') return w.text(v);
-  if (v instanceof Uint8Array) {
-    w.head(2, v.length);
-    return w.bytes(v);
-  }
-  if (v instanceof CborTag) {
-    w.head(6, v.tag);
-    return encodeInto(w, v.value, depth + 1);
-  }
-  if (Array.isArray(v)) {
-    w.head(4, v.length);
-    for (const x of v as CborValue[]) encodeInto(w, x, depth + 1);
+  w.head(5, n);
+  if (sorted) {
+    for (let i = 0; i < n; i++) {
+      w.bytes(kbs[i]!);
+      encodeInto(w, vals[i]!, depth + 1);
+    }
     return;
   }
-  const keys: CborKey[] = [];
-  const vals: CborValue[] = [];
-  if (v instanceof Map) {
-    for (const [k, x] of v as Map<CborKey, CborValue>) {
-      keys.push(k);
-      vals.push(x);
-    }
-  } else if (typeof v === 'object') {
-    const proto = Object.getPrototypeOf(v) as unknown;
-    if (proto !== Object.prototype && proto !== null)
-      throw new TypeError('CBOR: unsupported object type');
-    const o = v as Record<string, CborValue>;
-    for (const k of Object.keys(o)) {
-      const x = o[k];
-      if (x !== undefined) {
-        keys.push(k);
-        vals.push(x);
-      }
-    }
-  } else throw new TypeError(`CBOR: unsupported type ${typeof v}`);
-  const n = keys.length;
-  const kbs: Uint8Array[] = [];
-  for (const k of keys) {
-    if (typeof k !== 'string' && typeof k !== 'number')
-      throw new TypeError('CBOR: map keys must be text or integers');
-    kbs.push(keyBytes(k));
-  }
-  // the order of the keys' encodings; a map already in that order is only checked
-  const order = Array.from({ length: n }, (_, i) => i);
-  let sorted = true;
-  for (let i = 1; i < n && sorted; i++) sorted = compareBytes(kbs[i - 1]!, kbs[i]!) < 0;
-  if (!sorted) order.sort((a, b) => compareBytes(kbs[a]!, kbs[b]!));
+  const order: number[] = [];
+  for (let i = 0; i < n; i++) order.push(i);
+  order.sort((a, b) => compareBytes(kbs[a]!, kbs[b]!));
   for (let i = 1; i < n; i++) {
     if (compareBytes(kbs[order[i - 1]!]!, kbs[order[i]!]!) === 0)
       throw new TypeError('CBOR: duplicate map key');
   }
-  w.head(5, n);
   for (const i of order) {
     w.bytes(kbs[i]!);
     encodeInto(w, vals[i]!, depth + 1);
   }
+}
+
+/**
+ * A real Uint8Array (not a proxy, a subclass or an array with another prototype) with no
+ * own `length` property: its `length` is the built-in getter's, its internal length, and
+ * reading it runs no caller code.
+ */
+function isGenuineBytes(v: Uint8Array): boolean {
+  return (
+    ArrayBuffer.isView(v) &&
+    Object.getPrototypeOf(v) === Uint8Array.prototype &&
+    !Object.prototype.hasOwnProperty.call(v, 'length')
+  );
+}
+
+function encodeInto(w: Writer, v: CborValue, depth: number): void {
+  if (depth > 64) throw new RangeError('CBOR value nested deeper than 64');
+  if (depth > w.depth) w.depth = depth;
+  switch (typeof v) {
+    case 'string':
+      return w.text(v);
+    case 'number':
+      if (!Number.isSafeInteger(v))
+        throw new TypeError(`CBOR: only safe integers are allowed, got ${v}`);
+      // -0 is 0
+      return v >= 0 ? w.head(0, v === 0 ? 0 : v) : w.head(1, -1 - v);
+    case 'boolean':
+      return w.byte(v ? 0xf5 : 0xf4);
+    case 'object':
+      break;
+    default:
+      throw new TypeError(`CBOR: unsupported type ${typeof v}`);
+  }
+  if (v === null) return w.byte(0xf6);
+  if (v instanceof Uint8Array) {
+    if (!isGenuineBytes(v)) w.plain = false;
+    w.head(2, v.length);
+    return w.bytes(v);
+  }
+  if (Array.isArray(v)) {
+    const a = v as readonly CborValue[];
+    const n = a.length;
+    w.items += n;
+    w.head(4, n);
+    for (let i = 0; i < n; i++) encodeInto(w, a[i]!, depth + 1);
+    return;
+  }
+  if (v instanceof CborTag) {
+    w.plain = false;
+    w.head(6, v.tag);
+    return encodeInto(w, v.value, depth + 1);
+  }
+  const kbs: Uint8Array[] = [];
+  const vals: CborValue[] = [];
+  if (v instanceof Map) {
+    w.plain = false;
+    for (const [k, x] of v as Map<CborKey, CborValue>) {
+      if (typeof k !== 'string' && typeof k !== 'number')
+        throw new TypeError('CBOR: map keys must be text or integers');
+      kbs.push(keyBytes(k));
+      vals.push(x);
+    }
+  } else {
+    const proto = Object.getPrototypeOf(v) as unknown;
+    if (proto !== Object.prototype && proto !== null)
+      throw new TypeError('CBOR: unsupported object type');
+    if (proto === null) w.plain = false;
+    const o = v as Record<string, CborValue>;
+    const keys = Object.keys(o);
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      const x = o[k];
+      if (x !== undefined) {
+        if (k === '__proto__') w.plain = false;
+        kbs.push(keyBytes(k));
+        vals.push(x);
+      } else w.plain = false;
+    }
+  }
+  encodeEntries(w, kbs, vals, depth);
 }
 
 // Map keys repeat (every manifest, entry and recipient has the same few): their encodings
@@ -218,14 +275,41 @@ function keyBytes(k: CborKey): Uint8Array {
 
 /** Deterministic encoding of `v`. Throws TypeError/RangeError on values outside the subset. */
 export function encodeCbor(v: CborValue): Uint8Array {
+  return encodeShaped(v).bytes;
+}
+
+/**
+ * What the decoder will meet in an encoding, recorded by the encoder as it wrote it:
+ * - `depth`: the deepest item (the top item is at 0; array elements, map keys and values
+ *   one deeper than their container), as {@link CborDecodeLimits.maxDepth} counts it;
+ * - `items`: array elements and map entries together, as {@link CborDecodeLimits.maxItems}
+ *   counts them;
+ * - `plain`: the value was made only of null, booleans, safe integers, text, genuine
+ *   `Uint8Array`s (prototype `Uint8Array.prototype`), arrays and objects with prototype
+ *   `Object.prototype` and no `undefined` member and no `"__proto__"` key — no tag, no
+ *   `Map`. Such an encoding holds no tag and only text-keyed maps, and decodes (within the
+ *   limits) to the same tree: every object a plain object with the same members, every
+ *   array the same length, every byte string the same bytes.
+ */
+export interface EncodedShape {
+  depth: number;
+  items: number;
+  plain: boolean;
+}
+
+/** {@link encodeCbor}, with the {@link EncodedShape} of what it wrote. */
+export function encodeShaped(v: CborValue): { bytes: Uint8Array; shape: EncodedShape } {
   const w = shared ?? new Writer();
   shared = undefined;
   try {
     encodeInto(w, v, 0);
-    return w.result();
+    return { bytes: w.result(), shape: { depth: w.depth, items: w.items, plain: w.plain } };
   } finally {
     w.buf.fill(0, 0, w.len);
     w.len = 0;
+    w.depth = 0;
+    w.items = 0;
+    w.plain = true;
     if (w.buf.length <= SHARED_WRITER_MAX) shared = w;
   }
 }
@@ -240,7 +324,7 @@ export interface CborDecodeLimits {
 }
 
 /** Short text strings (map keys, ids, names) are decoded here when they are plain ASCII. */
-const ASCII_FAST_MAX = 64;
+const ASCII_FAST_MAX = 16;
 
 /** The `n` bytes at `at` as a string when all are ASCII (valid UTF-8 as it is), else undefined. */
 function asciiText(b: Uint8Array, at: number, n: number): string | undefined {
@@ -253,20 +337,50 @@ function asciiText(b: Uint8Array, at: number, n: number): string | undefined {
   return s;
 }
 
+/**
+ * Map keys repeat (the same few field names in every manifest): a short ASCII key is looked
+ * up in a small direct-mapped table by a hash of its bytes and compared byte for byte with
+ * the string found there, so the decoder hands out one string per key. A miss (a new key, or
+ * another key in the same slot) decodes the key and takes the slot.
+ */
+const KEY_SLOTS = 256;
+const keySlots: (string | undefined)[] = new Array<string | undefined>(KEY_SLOTS).fill(undefined);
+
+function keyText(b: Uint8Array, at: number, n: number): string | undefined {
+  let h = n;
+  for (let i = at; i < at + n; i++) {
+    const c = b[i]!;
+    if (c >= 0x80) return undefined;
+    h = (Math.imul(h, 31) + c) | 0;
+  }
+  const slot = (h ^ (h >>> 8) ^ (h >>> 16)) & (KEY_SLOTS - 1);
+  const s = keySlots[slot];
+  if (s !== undefined && s.length === n) {
+    let i = 0;
+    while (i < n && s.charCodeAt(i) === b[at + i]) i++;
+    if (i === n) return s;
+  }
+  const t = asciiText(b, at, n)!;
+  keySlots[slot] = t;
+  return t;
+}
+
+/** The big-endian unsigned 32-bit integer at `b[at, at + 4)`. */
+function uint32At(b: Uint8Array, at: number): number {
+  return b[at]! * 0x1000000 + ((b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!);
+}
+
 class Reader {
   pos = 0;
   items = 0;
   /** The major type of the head {@link head} read last. */
   major = 0;
-  readonly dv: DataView;
   constructor(
     readonly b: Uint8Array,
     readonly maxDepth: number,
     readonly maxItems: number,
     readonly allowTags: readonly number[],
-  ) {
-    this.dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  }
+  ) {}
 
   fail(
     code: 'CBOR_MALFORMED' | 'CBOR_NON_CANONICAL' | 'CBOR_UNSUPPORTED' | 'CBOR_TOO_DEEP',
@@ -289,7 +403,8 @@ class Reader {
     this.major = major;
     if (major === 7 || ai < 24) return ai;
     let n: number;
-    const dv = this.dv;
+    const b = this.b;
+    const p = this.pos;
     switch (ai) {
       case 24:
         this.need(1);
@@ -299,25 +414,25 @@ class Reader {
         break;
       case 25:
         this.need(2);
-        n = dv.getUint16(this.pos, false);
+        n = (b[p]! << 8) | b[p + 1]!;
         this.pos += 2;
         if (n < 0x100) this.fail('CBOR_NON_CANONICAL', 'argument not in its shortest form');
         break;
       case 26:
         this.need(4);
-        n = dv.getUint32(this.pos, false);
+        n = uint32At(b, p);
         this.pos += 4;
         if (n < 0x10000) this.fail('CBOR_NON_CANONICAL', 'argument not in its shortest form');
         break;
       case 27: {
         this.need(8);
-        const big = dv.getBigUint64(this.pos, false);
+        const hi = uint32At(b, p);
+        const lo = uint32At(b, p + 4);
         this.pos += 8;
-        if (big < 0x100000000n)
-          this.fail('CBOR_NON_CANONICAL', 'argument not in its shortest form');
-        if (big > BigInt(Number.MAX_SAFE_INTEGER))
-          this.fail('CBOR_UNSUPPORTED', 'integer beyond the safe range');
-        n = Number(big);
+        // below 2^32 when the high half is zero; above 2^53 − 1 when it exceeds 21 bits
+        if (hi === 0) this.fail('CBOR_NON_CANONICAL', 'argument not in its shortest form');
+        if (hi > 0x1fffff) this.fail('CBOR_UNSUPPORTED', 'integer beyond the safe range');
+        n = hi * 0x100000000 + lo;
         break;
       }
       case 31:
@@ -349,8 +464,10 @@ class Reader {
         this.need(n);
         // a fresh copy even when the input is a Node Buffer (whose slice is a view)
         const out = new Uint8Array(n);
-        if (n <= 64) for (let i = 0; i < n; i++) out[i] = this.b[this.pos + i]!;
-        else out.set(this.b.subarray(this.pos, this.pos + n));
+        const b = this.b;
+        const at = this.pos;
+        if (n <= 64) for (let i = 0; i < n; i++) out[i] = b[at + i]!;
+        else out.set(b.subarray(at, at + n));
         this.pos += n;
         return out;
       }
@@ -378,15 +495,24 @@ class Reader {
       case 5: {
         this.need(n * 2);
         this.count(n);
-        const keys: CborKey[] = [];
-        const vals: CborValue[] = [];
+        // Keys are in bytewise order (checked below) and every integer key encodes below
+        // every text key (major types 0 and 1 before 3): a map has only text keys exactly
+        // when its first key is text. Those become plain objects, the others Maps.
+        let o: Record<string, CborValue> | undefined;
+        let m: Map<CborKey, CborValue> | undefined;
         // the previous key's encoding: bytes [prevStart, prevEnd) of the input
         let prevStart = -1;
         let prevEnd = -1;
-        let allText = true;
         for (let i = 0; i < n; i++) {
           const ks = this.pos;
-          const k = this.item(depth + 1);
+          const kb = this.b[ks]!;
+          let k: CborValue | undefined;
+          // a short text key (head byte 0x60–0x77) of plain ASCII: the same string each time
+          if (kb >= 0x60 && kb < 0x78 && ks + 1 + (kb - 0x60) <= this.b.length) {
+            k = keyText(this.b, ks + 1, kb - 0x60);
+            if (k !== undefined) this.pos = ks + 1 + (kb - 0x60);
+          }
+          if (k === undefined) k = this.item(depth + 1);
           if (typeof k !== 'string' && typeof k !== 'number')
             this.fail('CBOR_UNSUPPORTED', 'map keys must be text or integers');
           if (prevStart >= 0) {
@@ -396,27 +522,23 @@ class Reader {
           }
           prevStart = ks;
           prevEnd = this.pos;
-          if (typeof k !== 'string') allText = false;
-          keys.push(k);
-          vals.push(this.item(depth + 1));
-        }
-        if (allText) {
-          // own data properties, never a setter: a "__proto__" key is just a key
-          const o: Record<string, CborValue> = {};
-          for (let i = 0; i < n; i++) {
-            const k = keys[i] as string;
+          if (i === 0 && typeof k === 'number') m = new Map();
+          const val = this.item(depth + 1);
+          if (m) m.set(k, val);
+          else {
+            o ??= {};
+            // own data properties, never a setter: a "__proto__" key is just a key
             if (k === '__proto__')
               Object.defineProperty(o, k, {
-                value: vals[i],
+                value: val,
                 enumerable: true,
                 writable: true,
                 configurable: true,
               });
-            else o[k] = vals[i]!;
+            else o[k as string] = val;
           }
-          return o;
         }
-        return new Map(keys.map((k, i) => [k, vals[i]!]));
+        return m ?? o ?? {};
       }
       case 6: {
         if (!this.allowTags.includes(n)) this.fail('CBOR_UNSUPPORTED', `tag ${n} not allowed here`);

@@ -39,13 +39,106 @@ export interface ParsedSignature {
   signature: Uint8Array;
 }
 
-/** Sig_structure = ["Signature1", body_protected, external_aad, payload]. */
+/** The length of a CBOR head whose argument is `n` (RFC 8949 §3). */
+function headLength(n: number): number {
+  return n < 24 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x100000000 ? 5 : 9;
+}
+
+/** Write the CBOR head of a byte string of length `n` at `o`; returns the offset after it. */
+function putBstrHead(out: Uint8Array, o: number, n: number): number {
+  if (n < 24) {
+    out[o] = 0x40 | n;
+    return o + 1;
+  }
+  if (n < 0x100) {
+    out[o] = 0x58;
+    out[o + 1] = n;
+    return o + 2;
+  }
+  if (n < 0x10000) {
+    out[o] = 0x59;
+    out[o + 1] = n >>> 8;
+    out[o + 2] = n & 0xff;
+    return o + 3;
+  }
+  if (n < 0x100000000) {
+    out[o] = 0x5a;
+    new DataView(out.buffer, out.byteOffset).setUint32(o + 1, n, false);
+    return o + 5;
+  }
+  out[o] = 0x5b;
+  new DataView(out.buffer, out.byteOffset).setBigUint64(o + 1, BigInt(n), false);
+  return o + 9;
+}
+
+/** `0x84` (the head of an array of four), then the text string "Signature1". */
+const SIG1_PREFIX = Uint8Array.of(0x84, ...encodeCbor('Signature1'));
+
+/**
+ * Sig_structure = ["Signature1", body_protected, external_aad, payload]: the deterministic
+ * CBOR of that array (the same bytes as `encodeCbor` gives), written straight into one
+ * buffer of its exact length. Nothing secret is in it, so no shared writer is needed.
+ */
 export function sigStructure(
   protectedBytes: Uint8Array,
   payload: Uint8Array,
   externalAad: Uint8Array,
 ): Uint8Array {
-  return encodeCbor(['Signature1', protectedBytes, externalAad, payload]);
+  const parts = [protectedBytes, externalAad, payload];
+  let size = SIG1_PREFIX.length;
+  for (const p of parts) size += headLength(p.length) + p.length;
+  const out = new Uint8Array(size);
+  out.set(SIG1_PREFIX, 0);
+  let o = SIG1_PREFIX.length;
+  for (const p of parts) {
+    o = putBstrHead(out, o, p.length);
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/**
+ * The protected header of a signer without its last field: the head of a map of five, then
+ * alg, kid, pk, signer and the key "signed_at" (in the order of their encoded keys: 1, 4,
+ * "pk", "signer", "signed_at"), so that the header is this prefix followed by the encoded
+ * `signed_at` text. Kept per signing key object and used only while that key's public key
+ * and the signer id are exactly the ones it was made from.
+ */
+interface HeaderPrefix {
+  publicKey: Uint8Array;
+  signer: string;
+  prefix: Uint8Array;
+}
+const headerPrefixes = new WeakMap<Ed25519PrivateKey, HeaderPrefix>();
+
+function protectedHeader(
+  key: Ed25519PrivateKey,
+  signer: string,
+  signedAt: string,
+  provider: CryptoProvider,
+): Uint8Array {
+  let c = headerPrefixes.get(key);
+  if (!c || c.signer !== signer || !equalBytes(c.publicKey, key.publicKey)) {
+    const publicKey = key.publicKey.slice();
+    // signed_at encodes last (its key sorts last) and the empty text is the one byte 0x60
+    const full = encodeCbor(
+      new Map<string | number, CborValue>([
+        [HDR_ALG, COSE_ALG_EDDSA],
+        [HDR_KID, fromHex(keyIdOf(publicKey, provider))],
+        ['signer', signer],
+        ['pk', publicKey],
+        ['signed_at', ''],
+      ]),
+    );
+    c = { publicKey, signer, prefix: full.subarray(0, full.length - 1) };
+    headerPrefixes.set(key, c);
+  }
+  const at = encodeCbor(signedAt);
+  const out = new Uint8Array(c.prefix.length + at.length);
+  out.set(c.prefix, 0);
+  out.set(at, c.prefix.length);
+  return out;
 }
 
 export function coseSign1(
@@ -55,15 +148,7 @@ export function coseSign1(
   externalAad: Uint8Array,
   opts: { clock: Clock; provider: CryptoProvider },
 ): CborTag {
-  const protectedBytes = encodeCbor(
-    new Map<string | number, CborValue>([
-      [HDR_ALG, COSE_ALG_EDDSA],
-      [HDR_KID, fromHex(keyIdOf(key.publicKey, opts.provider))],
-      ['signer', signer],
-      ['pk', key.publicKey],
-      ['signed_at', rfc3339(opts.clock.now())],
-    ]),
-  );
+  const protectedBytes = protectedHeader(key, signer, rfc3339(opts.clock.now()), opts.provider);
   const signature = key.sign(sigStructure(protectedBytes, payload, externalAad));
   return new CborTag(COSE_SIGN1_TAG, [protectedBytes, new Map(), null, signature]);
 }
@@ -116,7 +201,8 @@ export function parseCoseSign1(v: CborValue, provider: CryptoProvider): ParsedSi
   if (!(pk instanceof Uint8Array) || pk.length !== 32) malformed('pk must be 32 bytes');
   if (typeof signedAt !== 'string' || Number.isNaN(Date.parse(signedAt)))
     malformed('signed_at must be RFC 3339');
-  if (!equalBytes(kid, fromHex(keyIdOf(pk, provider)))) malformed('kid does not match pk');
+  // the kid is the first 8 bytes of SHA-256(pk) (keyIdOf is their hex)
+  if (!equalBytes(kid, provider.sha256(pk).subarray(0, 8))) malformed('kid does not match pk');
   return {
     header: { alg: COSE_ALG_EDDSA, kid: toHex(kid), signer, publicKey: pk, signedAt },
     protectedBytes,

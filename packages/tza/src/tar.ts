@@ -53,17 +53,40 @@ function utf8Length(s: string): number {
  */
 export function unsafeNameReason(name: string, maxBytes = MAX_NAME_BYTES): string | undefined {
   if (typeof name !== 'string' || name.length === 0) return 'empty name';
-  if (utf8Length(name) > maxBytes) return `name longer than ${maxBytes} bytes`;
-  if (!/^[\x21-\x7e]+$/.test(name.replaceAll(' ', '!')))
-    return 'name has a control or non-ASCII character';
-  if (name.includes('\\')) return 'name has a backslash';
-  if (name.startsWith('/')) return 'absolute path';
-  if (/^[A-Za-z]:/.test(name)) return 'drive-letter path';
-  for (const seg of name.split('/')) {
-    if (seg === '') return 'empty path segment';
-    if (seg === '.' || seg === '..') return `"${seg}" path segment`;
+  const n = name.length;
+  // one pass: printable ASCII (space to "~") only, and whether a backslash occurs
+  let printable = true;
+  let backslash = false;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e) printable = false;
+    else if (c === 0x5c) backslash = true;
+  }
+  // a printable name is ASCII: its UTF-8 length is its length
+  if ((printable ? n : utf8Length(name)) > maxBytes) return `name longer than ${maxBytes} bytes`;
+  if (!printable) return 'name has a control or non-ASCII character';
+  if (backslash) return 'name has a backslash';
+  if (name.charCodeAt(0) === 0x2f) return 'absolute path';
+  if (n >= 2 && name.charCodeAt(1) === 0x3a && isAsciiLetter(name.charCodeAt(0)))
+    return 'drive-letter path';
+  // the "/"-separated segments in order: none empty, none "." or ".."
+  let start = 0;
+  for (let i = 0; i <= n; i++) {
+    if (i < n && name.charCodeAt(i) !== 0x2f) continue;
+    const len = i - start;
+    if (len === 0) return 'empty path segment';
+    if (
+      name.charCodeAt(start) === 0x2e &&
+      (len === 1 || (len === 2 && name.charCodeAt(start + 1) === 0x2e))
+    )
+      return `"${name.slice(start, i)}" path segment`;
+    start = i + 1;
   }
   return undefined;
+}
+
+function isAsciiLetter(c: number): boolean {
+  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
 }
 
 /**

@@ -309,6 +309,12 @@ describe('CBOR examples (RFC 8949 Appendix A, §4.2.1)', () => {
     [1000, '1903e8'],
     [1000000, '1a000f4240'],
     [1000000000000, '1b000000e8d4a51000'],
+    // the high bit of a 16-, 32- and 64-bit argument (read unsigned)
+    [0xffff, '19ffff'],
+    [0x80000000, '1a80000000'],
+    [0xffffffff, '1affffffff'],
+    [0x100000000, '1b0000000100000000'],
+    [0x1fffff00000000, '1b001fffff00000000'],
     [Number.MAX_SAFE_INTEGER, '1b001fffffffffffff'],
     [-1, '20'],
     [-10, '29'],
@@ -553,6 +559,9 @@ describe('CBOR fast paths (reused writer, ASCII text) agree with the reference',
   const strings = [
     '',
     'a',
+    'x'.repeat(16),
+    'x'.repeat(17),
+    'x'.repeat(15) + '\u00e9',
     'x'.repeat(23),
     'x'.repeat(24),
     'x'.repeat(64),
@@ -592,6 +601,27 @@ describe('CBOR fast paths (reused writer, ASCII text) agree with the reference',
     const keys = Array.from({ length: 5 }, (_, i) => `fresh-key-${i}-not-seen-before`);
     const v: CborValue = Object.fromEntries(keys.map((k, i) => [k, [i, k]]));
     expect(toHex(encodeCbor(v))).toBe(toHex(ref(v)));
+  });
+
+  it('map keys decoded through the key cache are exact, colliding hashes too', () => {
+    // "Aa" and "BB" have the same 31-multiplier hash; "é" keys and long keys bypass the cache
+    const v: CborValue = {
+      Aa: 1,
+      BB: 2,
+      ['caf\u00e9']: 3,
+      ['k'.repeat(23)]: 4,
+      ['k'.repeat(24)]: 5,
+      ['k'.repeat(16)]: 'v'.repeat(16),
+      ['k'.repeat(17)]: 'v'.repeat(17),
+    };
+    for (let i = 0; i < 3; i++) {
+      const d = decodeCbor(ref(v)) as Record<string, CborValue>;
+      expect(d).toEqual(v);
+      expect(Object.keys(d).sort()).toEqual(Object.keys(v).sort());
+      expect(toHex(encodeCbor(d))).toBe(toHex(ref(v)));
+    }
+    expect(decodeCbor(ref({ BB: 1 }))).toEqual({ BB: 1 });
+    expect(decodeCbor(ref({ Aa: 1 }))).toEqual({ Aa: 1 });
   });
 
   it('a decoded "__proto__" key is an own property, never the prototype', () => {

@@ -359,6 +359,59 @@ describe('entry names', () => {
     expect(unsafeNameReason(name)).toBeUndefined();
   });
 
+  /** The rule as first written (regexes and split): the single-pass check must agree. */
+  function referenceReason(name: string, maxBytes = 100): string | undefined {
+    if (typeof name !== 'string' || name.length === 0) return 'empty name';
+    if (utf8(name).length > maxBytes) return `name longer than ${maxBytes} bytes`;
+    if (!/^[\x21-\x7e]+$/.test(name.replaceAll(' ', '!')))
+      return 'name has a control or non-ASCII character';
+    if (name.includes('\\')) return 'name has a backslash';
+    if (name.startsWith('/')) return 'absolute path';
+    if (/^[A-Za-z]:/.test(name)) return 'drive-letter path';
+    for (const seg of name.split('/')) {
+      if (seg === '') return 'empty path segment';
+      if (seg === '.' || seg === '..') return `"${seg}" path segment`;
+    }
+    return undefined;
+  }
+
+  test.prop(
+    [
+      fc.oneof(
+        fc.string({
+          unit: fc.constantFrom(
+            'a',
+            'Z',
+            '.',
+            '/',
+            '\\',
+            ':',
+            ' ',
+            '~',
+            '\u007f',
+            '\n',
+            'é',
+            '\u{1F600}',
+          ),
+          maxLength: 12,
+        }),
+        fc.string({ maxLength: 110 }),
+        fc.string({ unit: 'grapheme', maxLength: 60 }),
+      ),
+      fc.integer({ min: 1, max: 120 }),
+    ],
+    { numRuns: 2000 },
+  )('gives the reason the reference rule gives, for any string and limit', (name, max) => {
+    expect(unsafeNameReason(name, max)).toBe(referenceReason(name, max));
+  });
+
+  it.each(['.', '..', '/', 'a/..', '../', 'C:', 'a:', '1:x', ':a', 'ab:'])(
+    '%j: the same reason as the reference rule',
+    (name) => {
+      expect(unsafeNameReason(name)).toBe(referenceReason(name));
+    },
+  );
+
   test.prop([safeName], { numRuns: 200 })(
     'generated safe names pass and survive a header',
     (name) => {
