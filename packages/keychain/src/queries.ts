@@ -57,7 +57,9 @@ import {
   DEFAULT_POLICY,
   EVENT_OF,
   apply,
+  applyShared,
   decide,
+  versionsToEdit,
   type ApplyInput,
   type Decision,
   type Operation,
@@ -719,7 +721,10 @@ export type Established = Partial<Record<TrackedField, KeychainEvent>>;
 
 export interface ReplayStep {
   event: KeychainEvent;
-  /** The state after the event (the state before it for a denial). */
+  /**
+   * The state after the event (the state before it for a denial). Read-only: the states of a
+   * replay share the members an event does not change (and steps share `established`).
+   */
   state: SecretState | undefined;
   /** False for denials and events that could not be applied. */
   applied: boolean;
@@ -739,7 +744,14 @@ export interface Replay {
   problems: ReplayProblem[];
 }
 
-const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+/**
+ * No lone surrogate (RFC 8785 canonicalization refuses them): `String.prototype.isWellFormed`
+ * (ES2024, Node ≥ 20), the same test as `/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/`
+ * failing, several times cheaper.
+ */
+function wellFormed(v: string): boolean {
+  return (v as string & { isWellFormed(): boolean }).isWellFormed();
+}
 
 /** A value whose RFC 8785 form is equal to another such value's exactly when they are ===. */
 function simple(v: unknown): boolean {
@@ -747,7 +759,7 @@ function simple(v: unknown): boolean {
     v === null ||
     typeof v === 'boolean' ||
     (typeof v === 'number' && Number.isFinite(v)) || // −0 and 0 both give "0"
-    (typeof v === 'string' && !LONE_SURROGATE.test(v)) // canonicalize refuses lone surrogates
+    (typeof v === 'string' && wellFormed(v)) // canonicalize refuses lone surrogates
   );
 }
 
@@ -757,9 +769,21 @@ function simple(v: unknown): boolean {
  * (anything else, and any difference, is left to the canonical comparison).
  */
 function provablySame(a: unknown, b: unknown, depth: number): boolean {
-  if (simple(a)) return simple(b) && a === b;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || depth > 100)
-    return false;
+  // a simple `a` (see simple()): the same only when b === a (then b is simple too)
+  switch (typeof a) {
+    case 'string':
+      return a === b && wellFormed(a);
+    case 'number':
+      return a === b && Number.isFinite(a);
+    case 'boolean':
+      return a === b;
+    case 'object':
+      if (a === null) return b === null;
+      break;
+    default:
+      return false;
+  }
+  if (typeof b !== 'object' || b === null || depth > 100) return false;
   if (Array.isArray(a)) {
     if (!Array.isArray(b) || a.length !== b.length) return false;
     for (let i = 0; i < a.length; i++)
@@ -776,7 +800,7 @@ function provablySame(a: unknown, b: unknown, depth: number): boolean {
   const oa = a as Record<string, unknown>;
   const ob = b as Record<string, unknown>;
   for (const k of ka) {
-    if (oa[k] === undefined || !Object.hasOwn(ob, k) || LONE_SURROGATE.test(k)) return false;
+    if (oa[k] === undefined || !Object.hasOwn(ob, k) || !wellFormed(k)) return false;
     if (!provablySame(oa[k], ob[k], depth + 1)) return false;
   }
   return true;
@@ -785,6 +809,79 @@ function provablySame(a: unknown, b: unknown, depth: number): boolean {
 function same(a: unknown, b: unknown): boolean {
   if (simple(a) && simple(b)) return a === b;
   return provablySame(a, b, 0) || canonicalize(a) === canonicalize(b);
+}
+
+/**
+ * {@link same} for the decisions {@link decide} lists (`a`: its `{ rule, decision, detail }`
+ * literals, strings all three) and the ones an event records (`b`, anything): provablySame's
+ * checks for that shape — same length, each recorded entry a plain object with exactly these
+ * three own members, each === the decided one and without lone surrogates — without its
+ * generic walk. Any other shape, and any difference, is left to {@link same} (so the answer
+ * is same()'s in every case).
+ */
+function sameDecisions(a: readonly PolicyDecision[], b: unknown): boolean {
+  fast: {
+    if (!Array.isArray(b) || b.length !== a.length) break fast;
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i]!;
+      const y: unknown = b[i];
+      if (typeof y !== 'object' || y === null || Array.isArray(y)) break fast;
+      const proto = Object.getPrototypeOf(y) as unknown;
+      if (proto !== Object.prototype && proto !== null) break fast;
+      const { rule, decision, detail } = x;
+      const o = y as Partial<Record<keyof PolicyDecision, unknown>>;
+      if (
+        typeof rule !== 'string' ||
+        typeof decision !== 'string' ||
+        typeof detail !== 'string' ||
+        o.rule !== rule ||
+        o.decision !== decision ||
+        o.detail !== detail ||
+        !Object.hasOwn(o, 'rule') ||
+        !Object.hasOwn(o, 'decision') ||
+        !Object.hasOwn(o, 'detail') ||
+        !wellFormed(rule) ||
+        !wellFormed(decision) ||
+        !wellFormed(detail) ||
+        Object.keys(o).length !== 3 ||
+        Object.keys(x).length !== 3
+      )
+        break fast;
+    }
+    return true;
+  }
+  return same(a, b);
+}
+
+/**
+ * {@link same} for a replay whose states share unchanged members (see `applyShared`): an
+ * object compared with itself is proven plain JSON (provablySame) once per replay and then
+ * remembered in `proven` (a replay's states are its own and are not edited while it runs);
+ * every other comparison is {@link same}'s.
+ */
+function sameShared(a: unknown, b: unknown, proven: WeakSet<object>): boolean {
+  if (a === b)
+    switch (typeof a) {
+      // what same() answers for these, without testing both sides
+      case 'boolean':
+        return true;
+      case 'string':
+        if (wellFormed(a)) return true;
+        break;
+      case 'number':
+        if (Number.isFinite(a)) return true;
+        break;
+      case 'object':
+        if (a === null || proven.has(a)) return true;
+        if (provablySame(a, a, 0)) {
+          proven.add(a);
+          return true;
+        }
+        break;
+      default:
+        break;
+    }
+  return same(a, b);
 }
 
 function genesisState(e: KeychainEvent): { state: SecretState; missing: string[] } {
@@ -801,6 +898,7 @@ function genesisState(e: KeychainEvent): { state: SecretState; missing: string[]
   const type = parseSecretType(erin['secret_type']);
   if (!type) missing.push('secret_type');
   const sha = want<string | null>(erin, 'material_sha256', null);
+  // (members in SecretState's order, the order state.ts's shallowState copies them in)
   const state: SecretState = {
     secret_id: str(erin, 'secret_id') ?? '',
     secret_type: type ?? 'api_key',
@@ -877,9 +975,16 @@ export function requestOf(e: KeychainEvent, op: Operation): Request {
   return r;
 }
 
-function applyEvent(prev: SecretState, e: KeychainEvent, op: Operation): SecretState {
-  const req = requestOf(e, op);
-  const input: ApplyInput = { ...req, actionId: e.action_id };
+function applyEvent(
+  prev: SecretState,
+  e: KeychainEvent,
+  op: Operation,
+  req: Request,
+  shared: boolean,
+): SecretState {
+  // (the request is the caller's own, fresh from requestOf: completed in place)
+  const input = req as ApplyInput;
+  input.actionId = e.action_id;
   const { erin } = e;
   const evidence = str(erin, 'evidence');
   if (evidence !== undefined) input.evidence = evidence;
@@ -890,12 +995,17 @@ function applyEvent(prev: SecretState, e: KeychainEvent, op: Operation): SecretS
     if (typeof sha === 'string') input.materialSha256 = sha;
     input.publicKey = str(erin, 'public_key') ?? null;
   }
-  const next = apply(prev, input);
+  const next = shared ? applyShared(prev, input) : apply(prev, input);
   // which sealed material is current: rotation and resealing to new holders change it
   if (typeof erin['material_seq'] === 'number') next.material_seq = erin['material_seq'];
   if ('material_sha256' in erin && op !== 'destroy') {
+    const sha = (erin['material_sha256'] as string | null) ?? null;
     const cur = next.versions[next.versions.length - 1];
-    if (cur) cur.material_sha256 = (erin['material_sha256'] as string | null) ?? null;
+    // (a shared version list is copied only to change it)
+    if (cur && cur.material_sha256 !== sha) {
+      const versions = versionsToEdit(next, prev);
+      versions[versions.length - 1]!.material_sha256 = sha;
+    }
   }
   if ('public_key' in erin) next.public_key = (erin['public_key'] as string | null) ?? null;
   return next;
@@ -914,7 +1024,7 @@ export function stateAfter(
   const op = OP_OF.get(e.event);
   if (!prev || !op) return undefined;
   try {
-    return applyEvent(prev, e, op);
+    return applyEvent(prev, e, op, requestOf(e, op), false);
   } catch {
     return undefined;
   }
@@ -925,6 +1035,7 @@ export function stateAfter(
  * state, every later event is re-decided with {@link decide} (it must have been allowed,
  * with the decisions the token lists) and applied with {@link apply}; denials change
  * nothing. With `until`, stops before the first event (in causal order) stamped after it.
+ * The states it returns share unchanged members with one another: treat them as read-only.
  */
 export function replay(events: readonly KeychainEvent[], o: { until?: Date } = {}): Replay {
   const limit = o.until?.getTime();
@@ -936,11 +1047,15 @@ export function replay(events: readonly KeychainEvent[], o: { until?: Date } = {
     established: {},
     problems: [],
   };
+  // Each step's `established` is a snapshot: copied when a field is set, shared by the steps
+  // in between. The states share the members an event does not change (applyShared).
+  let established: Established = {};
+  const proven = new WeakSet<object>();
   const problem = (code: ReplayProblemCode, e: KeychainEvent, message: string): void => {
     out.problems.push({ code, message, index: e.index, action_id: e.action_id });
   };
   const step = (event: KeychainEvent, state: SecretState | undefined, applied: boolean): void => {
-    out.steps.push({ event, state, applied, established: { ...out.established } });
+    out.steps.push({ event, state, applied, established });
   };
   for (const e of events) {
     if (limit !== undefined && Date.parse(e.at) > limit) break;
@@ -965,7 +1080,8 @@ export function replay(events: readonly KeychainEvent[], o: { until?: Date } = {
       out.secret_id = g.state.secret_id;
       out.genesis = e;
       out.state = g.state;
-      for (const f of TRACKED) out.established[f] = e;
+      established = { ...established };
+      for (const f of TRACKED) established[f] = e;
       step(e, g.state, true);
       continue;
     }
@@ -980,14 +1096,16 @@ export function replay(events: readonly KeychainEvent[], o: { until?: Date } = {
       step(e, before, false);
       continue;
     }
-    const d: Decision = decide(before, requestOf(e, op));
+    // (decide and apply only read the request: one serves both)
+    const req = requestOf(e, op);
+    const d: Decision = decide(before, req);
     if (!d.allowed)
       problem(
         'EVENT_NOT_ALLOWED',
         e,
         `${e.event} ${e.action_id} by ${e.actor} was not allowed by the state before it: ${d.reason}`,
       );
-    else if (!same(d.decisions, e.decisions))
+    else if (!sameDecisions(d.decisions, e.decisions))
       problem(
         'EVENT_DECISION_MISMATCH',
         e,
@@ -995,16 +1113,23 @@ export function replay(events: readonly KeychainEvent[], o: { until?: Date } = {
       );
     let next: SecretState;
     try {
-      next = applyEvent(before, e, op);
+      next = applyEvent(before, e, op, req, true);
     } catch (err) {
       problem('EVENT_UNEXPECTED', e, `${e.event} ${e.action_id} cannot be applied: ${String(err)}`);
       step(e, before, false);
       continue;
     }
-    for (const f of TRACKED) if (!same(before[f], next[f])) out.established[f] = e;
+    let copied = false;
+    for (const f of TRACKED)
+      if (!sameShared(before[f], next[f], proven)) {
+        if (!copied) established = { ...established };
+        copied = true;
+        established[f] = e;
+      }
     out.state = next;
     step(e, next, true);
   }
+  out.established = { ...established };
   return out;
 }
 

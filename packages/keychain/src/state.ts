@@ -413,11 +413,18 @@ export function refuse(d: Decision): never {
   throw new KeychainError(d.code ?? 'POLICY_DENIED', d.reason);
 }
 
-function transition(s: SecretState, to: LifecycleState, at: string, actionId: string): void {
+function transition(
+  s: SecretState,
+  prev: SecretState,
+  to: LifecycleState,
+  at: string,
+  actionId: string,
+): void {
   if (s.lifecycle_state === to) return;
   s.lifecycle_state = to;
-  s.transitions.push({ state: to, at, action_id: actionId });
-  const cur = s.versions[s.versions.length - 1];
+  ownTransitions(s, prev).push({ state: to, at, action_id: actionId });
+  const versions = ownVersions(s, prev);
+  const cur = versions[versions.length - 1];
   if (cur) cur.state = to;
 }
 
@@ -457,10 +464,123 @@ function clonePolicy(p: SecretPolicy): SecretPolicy {
   };
 }
 
+/**
+ * A policy that {@link clonePolicy} copies without fail: an object whose four lists are
+ * arrays. (A state replayed from a log may hold anything its creation event recorded; for
+ * anything else the copy is made, so that it fails exactly where a full copy fails.)
+ */
+function policyCopiesCleanly(p: SecretPolicy): boolean {
+  return (
+    typeof p === 'object' &&
+    p !== null &&
+    Array.isArray(p.reveal) &&
+    Array.isArray(p.use) &&
+    Array.isArray(p.targets) &&
+    Array.isArray(p.lanes)
+  );
+}
+
+/**
+ * The members of `s` that {@link applyTo} changes in place are copied the first time it
+ * changes them (while they are still `prev`'s own): `versions` (and each version, as a
+ * transition or rotation edits the current one), `transitions` and `notes`. Every other
+ * member is replaced, never edited.
+ */
+function ownVersions(s: SecretState, prev: SecretState): VersionInfo[] {
+  if (s.versions === prev.versions) s.versions = prev.versions.map((v) => ({ ...v }));
+  return s.versions;
+}
+
+function ownTransitions(s: SecretState, prev: SecretState): SecretState['transitions'] {
+  if (s.transitions === prev.transitions) s.transitions = prev.transitions.map((t) => ({ ...t }));
+  return s.transitions;
+}
+
+function ownNotes(s: SecretState, prev: SecretState): string[] {
+  if (s.notes === prev.notes) s.notes = [...prev.notes];
+  return s.notes;
+}
+
 /** The next state after an allowed request (the input state is not modified). */
 export function apply(prev: SecretState, r: ApplyInput): SecretState {
-  const s = cloneState(prev);
-  const at = r.at.toISOString();
+  return applyTo(cloneState(prev), prev, r, r.at.toISOString());
+}
+
+/**
+ * {@link apply} with structural sharing, for a replay: the next state shares with `prev` every
+ * member the request does not change (the policy, a pending handoff, the version list, the
+ * transitions, the notes — each copied only when changed), and `prev` is not modified. Its
+ * fields hold the same values as `apply`'s, and it throws where `apply` throws. The states
+ * it returns must be treated as read-only (editing one in place would edit the others).
+ * Internal: not exported by the package.
+ */
+export function applyShared(prev: SecretState, r: ApplyInput): SecretState {
+  const policy = policyCopiesCleanly(prev.policy) ? prev.policy : clonePolicy(prev.policy);
+  const s = shallowState(prev, policy);
+  // the time is written only by lifecycle changes; an invalid one throws here as in apply
+  if (STAMPED.has(r.op) || Number.isNaN(r.at.getTime()))
+    return applyTo(s, prev, r, r.at.toISOString());
+  return applyTo(s, prev, r, '');
+}
+
+/**
+ * A copy of the members of a state (as `{ ...p, policy }`, several times cheaper): every
+ * member of {@link SecretState}, in its order, which is the order a replay's first state is
+ * built in (queries.ts, genesisState) — so that the states serialise alike.
+ */
+function shallowState(p: SecretState, policy: SecretPolicy): SecretState {
+  return {
+    secret_id: p.secret_id,
+    secret_type: p.secret_type,
+    issuer: p.issuer,
+    scope: p.scope,
+    created_at: p.created_at,
+    expires_at: p.expires_at,
+    owner_id: p.owner_id,
+    custodian_id: p.custodian_id,
+    active_operator_id: p.active_operator_id,
+    last_access_action_id: p.last_access_action_id,
+    last_rotation_action_id: p.last_rotation_action_id,
+    exposure_state: p.exposure_state,
+    rotation_required: p.rotation_required,
+    notes: p.notes,
+    lifecycle_state: p.lifecycle_state,
+    archived: p.archived,
+    version: p.version,
+    versions: p.versions,
+    material_seq: p.material_seq,
+    policy,
+    pending_handoff: p.pending_handoff,
+    exposure_evidence: p.exposure_evidence,
+    public_key: p.public_key,
+    transitions: p.transitions,
+  };
+}
+
+/**
+ * The version list of `next` (from {@link applyShared} or {@link apply} of `prev`), owned by
+ * `next`: copied first when it is still `prev`'s. Internal.
+ */
+export function versionsToEdit(next: SecretState, prev: SecretState): VersionInfo[] {
+  return ownVersions(next, prev);
+}
+
+/** The operations whose changes record the time (`at` below). */
+const STAMPED: ReadonlySet<Operation> = new Set([
+  'expose',
+  'rotate',
+  'revoke',
+  'archive',
+  'suspend',
+  'resume',
+  'destroy',
+]);
+
+/**
+ * Compute the next state into `s`: a copy of `prev` whose members may still be `prev`'s.
+ * `at` is `r.at` in ISO form (unused, and may be '', for an operation not in STAMPED).
+ */
+function applyTo(s: SecretState, prev: SecretState, r: ApplyInput, at: string): SecretState {
   switch (r.op) {
     case 'reveal':
     case 'use':
@@ -494,16 +614,17 @@ export function apply(prev: SecretState, r: ApplyInput): SecretState {
       s.exposure_state = r.exposure!;
       s.exposure_evidence = r.evidence ?? null;
       s.rotation_required = true;
-      if (r.exposure !== 'suspected') transition(s, 'compromised', at, r.actionId);
+      if (r.exposure !== 'suspected') transition(s, prev, 'compromised', at, r.actionId);
       break;
     case 'rotate': {
-      const old = s.versions[s.versions.length - 1];
+      const versions = ownVersions(s, prev);
+      const old = versions[versions.length - 1];
       if (old) {
         old.state = old.state === 'compromised' ? 'compromised' : 'deactivated';
         old.retired_at = at;
       }
       s.version += 1;
-      s.versions.push({
+      versions.push({
         version: s.version,
         created_at: at,
         material_sha256: r.materialSha256 ?? null,
@@ -517,12 +638,13 @@ export function apply(prev: SecretState, r: ApplyInput): SecretState {
       s.last_rotation_action_id = r.actionId;
       s.public_key = r.publicKey ?? null;
       s.lifecycle_state = 'active';
-      s.transitions.push({ state: 'active', at, action_id: r.actionId });
+      ownTransitions(s, prev).push({ state: 'active', at, action_id: r.actionId });
       break;
     }
     case 'revoke':
       transition(
         s,
+        prev,
         s.exposure_state !== 'sealed' &&
           s.exposure_state !== 'in-use' &&
           s.exposure_state !== 'rotated'
@@ -534,17 +656,17 @@ export function apply(prev: SecretState, r: ApplyInput): SecretState {
       break;
     case 'archive':
       s.archived = true;
-      if (s.lifecycle_state !== 'compromised') transition(s, 'deactivated', at, r.actionId);
+      if (s.lifecycle_state !== 'compromised') transition(s, prev, 'deactivated', at, r.actionId);
       break;
     case 'suspend':
-      transition(s, 'suspended', at, r.actionId);
+      transition(s, prev, 'suspended', at, r.actionId);
       break;
     case 'resume':
-      transition(s, 'active', at, r.actionId);
+      transition(s, prev, 'active', at, r.actionId);
       break;
     case 'destroy':
-      transition(s, 'destroyed', at, r.actionId);
-      for (const v of s.versions) {
+      transition(s, prev, 'destroyed', at, r.actionId);
+      for (const v of ownVersions(s, prev)) {
         v.material_sha256 = null;
         v.state = 'destroyed';
         v.retired_at ??= at;
@@ -554,7 +676,7 @@ export function apply(prev: SecretState, r: ApplyInput): SecretState {
       s.policy = clonePolicy(r.policy!);
       break;
   }
-  if (r.note) s.notes.push(r.note);
+  if (r.note) ownNotes(s, prev).push(r.note);
   return s;
 }
 
