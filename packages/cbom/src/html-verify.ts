@@ -556,16 +556,19 @@ export const VERIFY_JS = String.raw`var TibetVerify = (function () {
   /**
    * The page's data as renderHtml writes it: each log line once, verbatim, in the lines block
    * (a node names its line by number: in_lines), each proof hash once (inclusion.hash_refs
-   * index data.hashes), each log token once, inside its line. Put it all back on the nodes
+   * index data.hashes), each log token once, inside its line, and the walker's checks of the
+   * nodes in a table of their own, last (data.checks, by node). Put it all back on the nodes
    * (in place), so that they are GraphNodes again.
    */
   function expandData(data, linesText) {
     if (!isObject(data) || !Array.isArray(data.nodes)) return data;
     var lines = typeof linesText === 'string' && linesText.length ? linesText.split('\n') : [];
     var table = Array.isArray(data.hashes) ? data.hashes : [];
+    var checks = Array.isArray(data.checks) ? data.checks : [];
     for (var i = 0; i < data.nodes.length; i++) {
       var n = data.nodes[i];
       if (!isObject(n)) continue;
+      if (n.checks === undefined && isObject(entry(checks, i))) n.checks = checks[i];
       if (n.in_lines !== undefined) {
         if (isObject(n.source) && n.source.line === undefined) n.source.line = entry(lines, n.in_lines);
         delete n.in_lines;
@@ -581,6 +584,7 @@ export const VERIFY_JS = String.raw`var TibetVerify = (function () {
       expandNode(n);
     }
     delete data.hashes;
+    delete data.checks;
     return data;
   }
 

@@ -18,7 +18,7 @@ import type { CausalGraph, GraphActor, GraphLog, GraphNode } from './model.js';
 import { tokenInLine } from './token-lines.js';
 
 /** Format tag of the JSON block inside the page. */
-export const HTML_FORMAT = 'tibet-cbom-html/2';
+export const HTML_FORMAT = 'tibet-cbom-html/3';
 
 export interface RenderHtmlOptions {
   /** The page title (default: "CBOM timeline — <subject kind> <subject id>"). */
@@ -51,8 +51,22 @@ const JSON_UNSAFE_ONE = /[<>&\u2028\u2029]/;
 export function jsonForScript(value: unknown): string {
   const text = JSON.stringify(value) as string | undefined;
   if (text === undefined) throw new TypeError('value is not JSON-serialisable');
+  return scriptSafe(text);
+}
+
+/** {@link jsonForScript}'s escaping of JSON text (character by character, so piece by piece). */
+function scriptSafe(text: string): string {
   if (!JSON_UNSAFE_ONE.test(text)) return text;
   return text.replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * `,"key":<JSON of value>`, script-safe, as JSON.stringify writes a member after the first;
+ * '' when JSON.stringify leaves the member out (an undefined value).
+ */
+function nextMember(key: string, value: unknown): string {
+  const text = JSON.stringify(value) as string | undefined;
+  return text === undefined ? '' : `,"${key}":${scriptSafe(text)}`;
 }
 
 function checkLiveUrl(url: unknown): { url: string; connect: string } {
@@ -149,11 +163,12 @@ class PageData {
   }
 
   /**
-   * A node as the page carries it. A log line goes into the lines block (`in_lines`: its
-   * number there) and its proof hashes into one table (`inclusion.hash_refs`). When the line
-   * holds exactly the token's JSON text (the walk says so for the frozen tokens it parsed
-   * from their lines; any other token is compared by its JSON text), the token is carried
-   * once, inside its line
+   * A node as the page carries it, without its `checks`: the page carries them in a table of
+   * their own, last (`checks`, by node), so that it can be built while the walk's checks still
+   * run and their results put in at the end. A log line goes into the lines block (`in_lines`: its number there) and its proof hashes
+   * into one table (`inclusion.hash_refs`). When the line holds exactly the token's JSON text
+   * (the walk says so for the frozen tokens it parsed from their lines; any other token is
+   * compared by its JSON text), the token is carried once, inside its line
    * (`token_in_line: [start, end]`); what the page shows that is the token's (action, actor,
    * event, reason, decisions, …) is then left out too, and the page takes it from the token.
    * Any difference keeps the value. The page's script (`expandData`) puts everything back.
@@ -209,6 +224,8 @@ class PageData {
           } else out[k] = v;
           continue;
         }
+        case 'checks':
+          continue;
         default:
           if (tokenAt && shownFromToken(k, v, t)) continue;
           out[k] = v;
@@ -254,36 +271,59 @@ function assets(): { script: string; scriptHash: string; styleHash: string } {
  * graph or option.
  */
 export function renderHtml(graph: CausalGraph, o: RenderHtmlOptions = {}): string {
-  checkGraph(graph);
+  return preparePage(graph, o).finish(graph);
+}
+
+/** A page built but for what a walk knows last: see {@link preparePage}. */
+export interface PreparedPage {
+  /**
+   * The page, with each node's `checks`, the secrets and the problems of `graph` as they are
+   * now. `graph` is the graph the page was prepared from (the same node objects, edges, actors
+   * and log), its checks, secrets and problems completed since.
+   */
+  finish(graph: CausalGraph): string;
+}
+
+/** Check `renderHtml`'s options (a TypeError when one is malformed). */
+export function checkHtmlOptions(o: RenderHtmlOptions): void {
   if (typeof o !== 'object' || o === null) throw new TypeError('"options" must be an object');
   if (o.title !== undefined && (typeof o.title !== 'string' || o.title.length > MAX_TITLE))
     throw new TypeError(`"title" must be a string of at most ${MAX_TITLE} characters`);
+  if (o.liveUrl !== undefined) checkLiveUrl(o.liveUrl);
+}
+
+/**
+ * Build everything of `graph`'s page but what a walk knows last — each node's `checks`, the
+ * secrets and the problems — which {@link PreparedPage.finish} puts in: a walk prepares the
+ * page while its worker threads are still verifying signatures and proofs, and finishes it
+ * once their results are in. The data block is one JSON object whose members those three
+ * are, last (the nodes' checks as a table by node, `checks`); its text is what
+ * `JSON.stringify` gives for the whole object, so `renderHtml(graph)` — this and `finish` at
+ * once — is the same page.
+ */
+export function preparePage(graph: CausalGraph, o: RenderHtmlOptions = {}): PreparedPage {
+  checkGraph(graph);
+  checkHtmlOptions(o);
   const live = o.liveUrl === undefined ? null : checkLiveUrl(o.liveUrl);
   const title = o.title ?? `CBOM timeline \u2014 ${graph.subject.kind} ${graph.subject.id}`;
   const { script, scriptHash, styleHash } = assets();
   const page = new PageData();
-  const data = jsonForScript({
+  const nodes = graph.nodes;
+  const count = nodes.length;
+  const front = jsonForScript({
     format: HTML_FORMAT,
     title,
     subject: graph.subject,
     generated_at: graph.generated_at,
-    nodes: graph.nodes.map((n) => page.node(n)),
+    nodes: nodes.map((n) => page.node(n)),
     edges: graph.edges,
     actors: graph.actors,
-    // the model's fields only: a walker may attach more (such as a secret's whole state)
-    secrets: graph.secrets.map((x) => ({
-      secret_id: x.secret_id,
-      secret_type: x.secret_type,
-      lifecycle_state: x.lifecycle_state,
-      exposure_state: x.exposure_state,
-      rotation_required: x.rotation_required,
-      version: x.version,
-    })),
     log: graph.log,
-    problems: graph.problems,
     live: live ? live.url : null,
     hashes: page.hashes,
   });
+  // (`format` is always there, so the members that follow are written with a comma before)
+  const open = front.slice(0, -1);
   const lines = page.lines.join('\n');
   const csp = [
     "default-src 'none'",
@@ -295,7 +335,7 @@ export function renderHtml(graph: CausalGraph, o: RenderHtmlOptions = {}): strin
     "form-action 'none'",
   ].join('; ');
   const t = escapeHtml(title);
-  return `<!doctype html>
+  const top = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -312,7 +352,7 @@ export function renderHtml(graph: CausalGraph, o: RenderHtmlOptions = {}): strin
 <h1 id="title">${t}</h1>
 <div class="sub" id="subject"></div>
 <div class="bar">
-<div id="summary" class="summary has-unknown" data-done="no" aria-live="polite"><span><span id="n-total">${graph.nodes.length}</span> events</span><span class="c-pass">\u2713 <span id="n-pass">0</span></span><span class="c-fail">\u2717 <span id="n-fail">0</span></span><span class="c-unknown">? <span id="n-unknown">0</span></span><span class="c-pending" id="n-pending"></span></div>
+<div id="summary" class="summary has-unknown" data-done="no" aria-live="polite"><span><span id="n-total">${count}</span> events</span><span class="c-pass">\u2713 <span id="n-pass">0</span></span><span class="c-fail">\u2717 <span id="n-fail">0</span></span><span class="c-unknown">? <span id="n-unknown">0</span></span><span class="c-pending" id="n-pending"></span></div>
 <div id="cp" class="cp st-pending" data-status="pending"><span class="mk">\u2026</span> log checkpoint: checking\u2026</div>
 <span id="live" class="live" hidden></span>
 <button id="theme" type="button">theme: auto</button>
@@ -334,12 +374,38 @@ export function renderHtml(graph: CausalGraph, o: RenderHtmlOptions = {}): strin
 <table><thead><tr><th>actor</th><th>class</th><th>Ed25519 public key (base64url)</th></tr></thead><tbody id="keys-body"></tbody></table>
 </section>
 </footer>
-<script type="application/json" id="tibet-data">${data}</script>
+<script type="application/json" id="tibet-data">`;
+  const bottom = `</script>
 <script type="text/plain" id="tibet-lines">${lines}</script>
 <script>${script}</script>
 </body>
 </html>
 `;
+  return {
+    finish(g: CausalGraph): string {
+      if (g.nodes.length !== count) throw new TypeError('"graph" is not the graph prepared');
+      const checks = new Array<unknown>(count);
+      for (let i = 0; i < count; i++) checks[i] = g.nodes[i]!.checks;
+      const data =
+        open +
+        // the model's fields only: a walker may attach more (such as a secret's whole state)
+        nextMember(
+          'secrets',
+          g.secrets.map((x) => ({
+            secret_id: x.secret_id,
+            secret_type: x.secret_type,
+            lifecycle_state: x.lifecycle_state,
+            exposure_state: x.exposure_state,
+            rotation_required: x.rotation_required,
+            version: x.version,
+          })),
+        ) +
+        nextMember('problems', g.problems) +
+        nextMember('checks', checks) +
+        '}';
+      return `${top}${data}${bottom}`;
+    },
+  };
 }
 
 /** What a live event stream sends (see {@link RenderHtmlOptions.liveUrl}). */

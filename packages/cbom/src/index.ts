@@ -1,5 +1,5 @@
 export { CbomError } from './errors.js';
-export { walk } from './walk.js';
+export { walk, walkHtml } from './walk.js';
 export {
   CBOM_VERSION,
   CONTINUITY_BOM_FORMAT,

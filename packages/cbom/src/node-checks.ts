@@ -509,6 +509,22 @@ export class NodeChecks {
   }
 
   /**
+   * Help on this thread with the jobs numbered below `end` that no thread has claimed yet
+   * (whole batches: those that begin below it), and return; the workers go on meanwhile. A
+   * walk helps with the signatures so, then builds its page while the workers check the
+   * inclusion proofs queued after them.
+   */
+  help(end: number): void {
+    this.flush();
+    let at = 0;
+    for (const s of this.#batches) {
+      if (at >= end) break;
+      drain(s, this.#p);
+      at += s.n;
+    }
+  }
+
+  /**
    * Help with the remaining jobs on this thread, wait for the workers, run whatever a failed
    * worker left, and return each job's result bits.
    */

@@ -40,6 +40,12 @@ import {
 } from '@tibet/keychain';
 import { loadBundle, loadBundleBytes, type GraphBundle, type LoadedBundle } from './bundles.js';
 import { markOf, secretOf, summaryOf } from './describe.js';
+import {
+  checkHtmlOptions,
+  preparePage,
+  type PreparedPage,
+  type RenderHtmlOptions,
+} from './html.js';
 import { CbomError } from './errors.js';
 import {
   loadLog,
@@ -141,6 +147,28 @@ const SUBJECT_KINDS: readonly SubjectKind[] = ['secret', 'bundle', 'action', 'ca
  * when the log folder given is not a log, `BUNDLE_UNREADABLE` when a bundle file cannot be read.
  */
 export async function walk(o: WalkOptions): Promise<WalkResult> {
+  return (await walking(o, undefined)).graph;
+}
+
+/**
+ * `walk(o)` and `renderHtml` of its graph in one: the page is built while the worker threads
+ * are still verifying the signatures and inclusion proofs, and each event's check results are
+ * put in once they are in. `html` is byte for byte `renderHtml(graph, htmlOptions)`. Throws
+ * what `walk` throws, and a TypeError for a malformed `htmlOptions` (before walking).
+ */
+export async function walkHtml(
+  o: WalkOptions,
+  htmlOptions: RenderHtmlOptions = {},
+): Promise<{ graph: WalkResult; html: string }> {
+  checkHtmlOptions(htmlOptions);
+  const { graph, html } = await walking(o, htmlOptions);
+  return { graph, html: html! };
+}
+
+async function walking(
+  o: WalkOptions,
+  html: RenderHtmlOptions | undefined,
+): Promise<{ graph: WalkResult; html: string | undefined }> {
   if (typeof o !== 'object' || o === null) throw new TypeError('"options" expected an object');
   if (!o.directory || typeof o.directory.signingKey !== 'function')
     throw new TypeError('"directory" expected an IdentityRegistry');
@@ -150,7 +178,7 @@ export async function walk(o: WalkOptions): Promise<WalkResult> {
     throw new TypeError(`"subject.kind" must be one of ${SUBJECT_KINDS.join(', ')}`);
   const checks = new NodeChecks(p, o.workers);
   try {
-    return await walkWith(o, p, subject, checks);
+    return await walkWith(o, p, subject, checks, html);
   } catch (e) {
     checks.cancel();
     throw e;
@@ -162,7 +190,8 @@ async function walkWith(
   p: CryptoProvider,
   first: GraphSubject,
   checks: NodeChecks,
-): Promise<WalkResult> {
+  html: RenderHtmlOptions | undefined,
+): Promise<{ graph: WalkResult; html: string | undefined }> {
   let subject = first;
   const logDir = o.logDir ?? (o.home ? join(o.home, 'log') : undefined);
   const keychainDir =
@@ -476,6 +505,7 @@ async function walkWith(
   for (const c of picked)
     if (c.line && c.record && !sigJob.has(c.line.position)) queueSignature(c.line);
   checks.setCheckpoint(cp ? { root: cp.rootHash, size: cp.size } : undefined);
+  const signatureJobs = checks.size; // (the proofs are queued after every signature)
   for (let i = 0; i < n; i++) {
     const c = picked[i]!;
     if (c.line && cp && log && c.line.position < cp.size) {
@@ -699,6 +729,73 @@ async function walkWith(
     };
   }
 
+  // ---- meanwhile, too: the bundles, the secrets (replayed above from their own line with the
+  // keychain's state machine) and the store. Their problems come after the nodes' (in `tail`).
+  const tail: GraphProblem[] = [];
+  const bundles: GraphBundle[] = loaded.map((b) => b.info);
+  for (const b of loaded)
+    if (b.info.status !== 'pass')
+      tail.push({
+        code: 'BUNDLE_INVALID',
+        severity: 'error',
+        detail: `${b.info.file}: ${b.info.detail.join('; ')}`,
+      });
+  const secrets: WalkResult['secrets'] = [];
+  for (const [id, { records, r }] of replays) {
+    for (const x of r.problems) tail.push(replayProblem(x));
+    const s = r.state;
+    if (s)
+      secrets.push({
+        secret_id: id,
+        secret_type: s.secret_type,
+        lifecycle_state: s.lifecycle_state,
+        exposure_state: s.exposure_state,
+        rotation_required: s.rotation_required,
+        version: s.version,
+        state: s,
+      });
+    else if (records.length === 0)
+      tail.push({
+        code: 'SECRET_NOT_IN_LOG',
+        severity: 'error',
+        detail: `secret ${id} has no events in the log`,
+      });
+    if (keychainDir && storeMode !== 'none')
+      await checkStore(keychainDir, id, s, storeMode, log, o.directory, p, bundles, tail);
+  }
+
+  const generated_at = (o.now ?? new Date()).toISOString();
+  const graph: WalkResult = {
+    subject,
+    generated_at,
+    nodes,
+    edges,
+    actors: [...actors.values()],
+    secrets,
+    log:
+      log?.key && cp
+        ? {
+            origin: log.key.origin,
+            public_key: log.key.public_key,
+            key_name: log.key.key_name,
+            checkpoint: cp.note,
+            tree_size: cp.size,
+            root_hash: toHex(cp.rootHash),
+          }
+        : null,
+    problems,
+    bundles,
+  };
+
+  // ---- and the page, when asked for: all of it but the results of the checks. This thread
+  // first helps with the signatures (the long part), then builds the page while the workers
+  // check the inclusion proofs (the short part, queued last), then helps with what is left.
+  let prepared: PreparedPage | undefined;
+  if (html) {
+    checks.help(signatureJobs);
+    prepared = preparePage(graph, html);
+  }
+
   // ---- the workers' results: each node's signature and inclusion, and its problems in order
   const results = await checks.finish();
   for (let i = 0; i < n; i++) {
@@ -747,61 +844,8 @@ async function walkWith(
     }
   }
 
-  // ---- secrets: replayed (above) from their own line with the keychain's state machine
-  const bundles: GraphBundle[] = loaded.map((b) => b.info);
-  for (const b of loaded)
-    if (b.info.status !== 'pass')
-      problems.push({
-        code: 'BUNDLE_INVALID',
-        severity: 'error',
-        detail: `${b.info.file}: ${b.info.detail.join('; ')}`,
-      });
-  const secrets: WalkResult['secrets'] = [];
-  for (const [id, { records, r }] of replays) {
-    for (const x of r.problems) problems.push(replayProblem(x));
-    const s = r.state;
-    if (s)
-      secrets.push({
-        secret_id: id,
-        secret_type: s.secret_type,
-        lifecycle_state: s.lifecycle_state,
-        exposure_state: s.exposure_state,
-        rotation_required: s.rotation_required,
-        version: s.version,
-        state: s,
-      });
-    else if (records.length === 0)
-      problems.push({
-        code: 'SECRET_NOT_IN_LOG',
-        severity: 'error',
-        detail: `secret ${id} has no events in the log`,
-      });
-    if (keychainDir && storeMode !== 'none')
-      await checkStore(keychainDir, id, s, storeMode, log, o.directory, p, bundles, problems);
-  }
-
-  const graph: WalkResult = {
-    subject,
-    generated_at: (o.now ?? new Date()).toISOString(),
-    nodes,
-    edges,
-    actors: [...actors.values()],
-    secrets,
-    log:
-      log?.key && cp
-        ? {
-            origin: log.key.origin,
-            public_key: log.key.public_key,
-            key_name: log.key.key_name,
-            checkpoint: cp.note,
-            tree_size: cp.size,
-            root_hash: toHex(cp.rootHash),
-          }
-        : null,
-    problems,
-    bundles,
-  };
-  return graph;
+  for (const x of tail) problems.push(x);
+  return { graph, html: prepared?.finish(graph) };
 }
 
 /** Lowercase hex, as `toHex` writes it, in one flat string (Buffer's encoder). */

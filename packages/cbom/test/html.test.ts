@@ -12,10 +12,11 @@ import { fc, test } from '@fast-check/vitest';
 import { canonicalize, getProvider, toBase64 } from '@tibet/core';
 import { testIdentity } from '@tibet/core/testing';
 import { HTML_FORMAT, jsonForScript, liveEvent, renderHtml } from '../src/html.js';
+import { walkHtml } from '../src/walk.js';
 import { VERIFY_JS } from '../src/html-verify.js';
 import { PAGE_CSS, UI_JS } from '../src/html-client.js';
 import type { CausalGraph, GraphNode } from '../src/model.js';
-import { INJECTION, cleanup, clone, realHome } from './support/html-home.js';
+import { INJECTION, NOW, cleanup, clone, realHome } from './support/html-home.js';
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');
 const vector = <T>(rel: string): T => JSON.parse(readFileSync(join(ROOT, rel), 'utf8')) as T;
@@ -549,9 +550,15 @@ describe('renderHtml', () => {
   const dirs: string[] = [];
   let graph: CausalGraph;
   let html: string;
+  let walked: { graph: CausalGraph; html: string };
+  let badOption: unknown;
   beforeAll(async () => {
     const h = await realHome(dirs);
     graph = await h.graph();
+    // the same walk, its page built while the checks ran (store checks included)
+    const o = { home: h.home, directory: h.directory, subject: 'home', now: NOW };
+    walked = await walkHtml(o, { title: 'Q4 audit' });
+    badOption = await walkHtml(o, { title: 42 as unknown as string }).catch((e: unknown) => e);
     await h.close();
     html = renderHtml(graph);
   });
@@ -718,6 +725,17 @@ describe('renderHtml', () => {
       42,
     ])
       expect(() => renderHtml(graph, { liveUrl: bad as string }), String(bad)).toThrow(TypeError);
+  });
+
+  it('walkHtml gives the graph walk gives and the page renderHtml gives for it, byte for byte', () => {
+    expect(walked.graph).toEqual(graph);
+    expect(walked.html).toBe(renderHtml(graph, { title: 'Q4 audit' }));
+    // the walker's checks are in a table of their own, last; the page puts them back
+    const data = dataOf(walked.html);
+    expect(Object.keys(data).slice(-3)).toEqual(['secrets', 'problems', 'checks']);
+    expect(data['checks']).toEqual(graph.nodes.map((n) => n.checks));
+    expect((data['nodes'] as object[]).every((n) => !('checks' in n))).toBe(true);
+    expect(badOption).toBeInstanceOf(TypeError);
   });
 
   it('rejects what is not a graph or an option', () => {

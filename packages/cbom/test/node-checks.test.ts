@@ -23,7 +23,7 @@ import {
 import { seededRandom, testIdentity } from '@tibet/core/testing';
 import { AuditLog, lineHash, listSegments, verifyInclusion } from '@tibet/continuityd';
 import { ensureBuilt } from '../../../test/support/build-dist.js';
-import { walk } from '../src/index.js';
+import { renderHtml, walk, walkHtml, type GraphNode } from '../src/index.js';
 import { loadLog, sha256Hex, type LogLine } from '../src/log-read.js';
 import {
   INC_DONE,
@@ -83,8 +83,25 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const both = async () => {
   const o = { logDir: dir, directory, subject: 'home', store: 'none' as const, now };
-  return [await walk({ ...o, workers: 0 }), await walk({ ...o, workers: 1 })] as const;
+  const inline = await walk({ ...o, workers: 0 });
+  const parallel = await walk({ ...o, workers: 1 });
+  // walkHtml builds the page while the checks run and puts their results in at the end: the
+  // same graph, and the page renderHtml gives for it afterwards, byte for byte
+  let page = '';
+  for (const workers of [0, 1]) {
+    const { graph, html } = await walkHtml({ ...o, workers });
+    expect(graph).toEqual(inline);
+    expect(html).toBe(renderHtml(inline));
+    page = html;
+  }
+  return [inline, parallel, page] as const;
 };
+
+/** The data block of a page. */
+const pageData = (html: string): { checks: GraphNode['checks'][]; format: string } =>
+  JSON.parse(
+    /<script type="application\/json" id="tibet-data">([^]*?)<\/script>/.exec(html)![1]!,
+  ) as { checks: GraphNode['checks'][]; format: string };
 
 describe('node checks on worker threads', () => {
   it('starts workers for a large graph with a stock backend, none for a small one', async () => {
@@ -223,7 +240,8 @@ describe('node checks on worker threads', () => {
   });
 
   it('a sound log: every signature and inclusion proof passes, the same graph either way', async () => {
-    const [inline, parallel] = await both();
+    const [inline, parallel, page] = await both();
+    expect(pageData(page).checks.every((c) => c.signature === 'pass')).toBe(true);
     expect(inline.nodes).toHaveLength(N);
     expect(inline.nodes.every((n) => n.checks.signature === 'pass')).toBe(true);
     expect(inline.nodes.every((n) => n.checks.inclusion === 'pass')).toBe(true);
@@ -240,10 +258,14 @@ describe('node checks on worker threads', () => {
     lines[k] = lines[k]!.replace(sig, forged);
     writeFileSync(seg, lines.join('\n'));
     try {
-      const [inline, parallel] = await both();
+      const [inline, parallel, page] = await both();
       expect(parallel).toEqual(inline);
       const bad = inline.nodes.filter((n) => n.checks.signature === 'fail');
       expect(bad.map((n) => n.source)).toEqual([expect.objectContaining({ index: k })]);
+      // the page walkHtml built before the results came carries them (its checks table, last)
+      const table = pageData(page).checks;
+      expect(table).toEqual(inline.nodes.map((n) => n.checks));
+      expect(table.filter((c) => c.signature === 'fail')).toHaveLength(1);
       expect(inline.problems.map((p) => p.code)).toContain('SIGNATURE_INVALID');
       // the line changed, so it is no longer the leaf the checkpoint signed
       expect(bad[0]!.checks.inclusion).toBe('fail');

@@ -34,6 +34,9 @@ export interface RealHome {
   close(): Promise<void>;
 }
 
+/** The walks' `generated_at`. */
+export const NOW = new Date('2026-11-28T13:00:00.000Z');
+
 /** In the reason of the rotation: the page must show it as text and never run it. */
 export const INJECTION = '</script><script>alert(1)</script><img src=x onerror=alert(2)>';
 
@@ -135,7 +138,7 @@ export async function realHome(dirs: string[]): Promise<RealHome> {
     async graph() {
       await log.drain();
       await log.checkpoint();
-      return walk({ home, directory, subject: 'home', now: new Date('2026-11-28T13:00:00.000Z') });
+      return walk({ home, directory, subject: 'home', now: NOW });
     },
     async more() {
       await kc.use({

@@ -14,9 +14,11 @@ import {
   verifyReport,
   verifyView,
   walk,
+  walkHtml,
   writeReport,
   type GraphSubject,
   type View,
+  type WalkOptions,
   type WalkResult,
 } from '@tibet/cbom';
 import { EXIT, refusal, usage } from '../errors.js';
@@ -64,18 +66,34 @@ function subjectOf(subject: string | undefined, o: CbomOpts): GraphSubject | str
   return { kind: o.kind as GraphSubject['kind'], id: subject ?? '*' };
 }
 
-async function walkFor(subject: string | undefined, o: CbomOpts): Promise<WalkResult> {
+function walkOptions(subject: string | undefined, o: CbomOpts): WalkOptions {
   const home = o.home ?? tibetHome();
+  return {
+    home,
+    ...(o.log ? { logDir: o.log } : {}),
+    ...(o.keychain ? { keychainDir: o.keychain } : {}),
+    bundles: o.bundle ?? [],
+    directory: new HomeRegistry(home).registry,
+    subject: subjectOf(subject, o),
+    store: o.store === false ? 'none' : 'full',
+  };
+}
+
+async function walkFor(subject: string | undefined, o: CbomOpts): Promise<WalkResult> {
   try {
-    return await walk({
-      home,
-      ...(o.log ? { logDir: o.log } : {}),
-      ...(o.keychain ? { keychainDir: o.keychain } : {}),
-      bundles: o.bundle ?? [],
-      directory: new HomeRegistry(home).registry,
-      subject: subjectOf(subject, o),
-      store: o.store === false ? 'none' : 'full',
-    });
+    return await walk(walkOptions(subject, o));
+  } catch (e) {
+    throw translate(e);
+  }
+}
+
+/** The walk and its HTML page, built while the walk's checks run (`walkHtml`). */
+async function walkForHtml(
+  subject: string | undefined,
+  o: CbomOpts,
+): Promise<{ graph: WalkResult; html: string }> {
+  try {
+    return await walkHtml(walkOptions(subject, o));
   } catch (e) {
     throw translate(e);
   }
@@ -114,7 +132,7 @@ function render(g: WalkResult, view: View, format: Format, o: CbomOpts): string 
     case 'md':
       return renderMarkdown(g, { view });
     case 'html':
-      return renderHtml(g);
+      return renderHtml(g); // (the views use walkHtml: the same page)
     case 'cyclonedx':
       return JSON.stringify(exportCycloneDx(g, { spec: specOf(o) }), null, 2) + '\n';
     case 'text':
@@ -126,8 +144,11 @@ function render(g: WalkResult, view: View, format: Format, o: CbomOpts): string 
 export async function view(name: View, subject: string | undefined, o: CbomOpts): Promise<void> {
   const format = formatOf(o, 'text');
   if (format !== 'cyclonedx' && o.spec !== undefined) throw usage('--spec goes with cyclonedx');
-  const g = await walkFor(subject, o);
-  await emit(render(g, name, format, o), o.out);
+  let g: WalkResult;
+  let text: string;
+  if (format === 'html') ({ graph: g, html: text } = await walkForHtml(subject, o));
+  else text = render((g = await walkFor(subject, o)), name, format, o);
+  await emit(text, o.out);
   if (name === 'verify' && verifyView(g).status === 'fail') process.exitCode = EXIT.failed;
 }
 
