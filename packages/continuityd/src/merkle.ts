@@ -22,12 +22,22 @@ export function leafHash(entry: Uint8Array, p: CryptoProvider = getProvider()): 
   return p.sha256(concatBytes(LEAF, entry));
 }
 
+/**
+ * 0x01 ‖ left ‖ right, reused for every node hash: public bytes, hashed at once (a provider's
+ * `sha256` returns a new array and does not keep its input).
+ */
+const nodeInput = new Uint8Array(65);
+nodeInput[0] = 0x01;
+
 export function nodeHash(
   left: Uint8Array,
   right: Uint8Array,
   p: CryptoProvider = getProvider(),
 ): Uint8Array {
-  return p.sha256(concatBytes(NODE, left, right));
+  if (left.length !== 32 || right.length !== 32) return p.sha256(concatBytes(NODE, left, right));
+  nodeInput.set(left, 1);
+  nodeInput.set(right, 33);
+  return p.sha256(nodeInput);
 }
 
 /** MTH of the empty tree: SHA-256 of the empty string. */
