@@ -26,6 +26,7 @@ import {
   type PackEntry,
   type TzaErrorCode,
 } from '@tibet/tza';
+import { folderConflict } from '../src/manifest.js';
 import { BLOCK } from '../src/tar.js';
 import { actor, clock, type ActorName } from './vectors/tza/support.js';
 
@@ -76,6 +77,9 @@ const specArb: fc.Arbitrary<Spec> = fc
     signers: fc.shuffledSubarray(RECIPIENTS, { minLength: 1, maxLength: 2 }),
     seed: fc.string({ maxLength: 8 }),
   })
+  // names such as `c` and `c/a` cannot be unpacked side by side, and packTza refuses them
+  // (a test of its own): these properties are about bundles that can be made
+  .filter((s) => folderConflict(s.entries.map((e) => e.name)) === undefined)
   .map((s) => ({ ...s, recipients: s.entries.some((e) => e.sealed) ? s.recipients : [] }));
 
 function dataOf(e: Spec['entries'][number]): Uint8Array {
