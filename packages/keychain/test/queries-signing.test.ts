@@ -1,20 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { IdentityRegistry, utf8 } from '@tibet/core';
-import { manualClock, seededRandom, testIdentity } from '@tibet/core/testing';
-import { AuditLog, EmbeddedClient } from '@tibet/continuityd';
-import { Keychain } from '@tibet/keychain';
+import { utf8 } from '@tibet/core';
 import { KeychainTimeline, timelineSourceFor, type SigningWay } from '../src/queries.js';
+import { T0, alice, bob, bot, gw, makeDirectory, openWorld, service } from './fixtures/helpers.js';
 
-const service = testIdentity('jis:acme:keychain', 'system');
-const logKey = testIdentity('jis:acme:auditlog', 'system');
-const alice = testIdentity('jis:acme:alice', 'human');
-const bob = testIdentity('jis:acme:bob', 'human');
-const bot = testIdentity('jis:acme:release-bot', 'mcp-server');
-const gw = testIdentity('jis:acme:gateway', 'gateway');
-const T0 = '2026-11-28T12:00:00.000Z';
 const at = (h: number): Date => new Date(Date.parse(T0) + h * 3_600_000);
 const iso = (h: number): string => at(h).toISOString();
 
@@ -31,19 +20,11 @@ afterEach(() => {
  *  6 alice rotates (v2)                 7 gateway signs for the bot (/sign/nightly)
  */
 async function setup() {
-  const home = mkdtempSync(join(tmpdir(), 'tibet-kcs-'));
-  dirs.push(home);
-  const directory = new IdentityRegistry();
-  for (const who of [service, alice, bob, bot, gw]) directory.add(who);
-  const clock = manualClock(T0);
-  const log = await AuditLog.open({
-    dir: join(home, 'log'),
-    signer: logKey,
-    registry: directory,
-    clock,
-  });
-  const audit = new EmbeddedClient(log);
-  const kc = new Keychain({ home, audit, service, directory, clock, random: seededRandom(home) });
+  const { log, audit, kc, clock } = await openWorld(
+    dirs,
+    'tibet-kcs-',
+    makeDirectory([service, alice, bob, bot, gw]),
+  );
   const id = 'sec_sign_1';
   const add = await kc.add({
     actor: alice,

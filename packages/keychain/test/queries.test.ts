@@ -1,11 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { IdentityRegistry, mintToken, utf8, type Identity } from '@tibet/core';
-import { manualClock, seededRandom, testIdentity } from '@tibet/core/testing';
-import { AuditLog, ContinuityError, EmbeddedClient, type AuditClient } from '@tibet/continuityd';
-import { Keychain, type Outcome } from '@tibet/keychain';
+import { mintToken, utf8, type Identity } from '@tibet/core';
+import { ContinuityError } from '@tibet/continuityd';
+import { type Outcome } from '@tibet/keychain';
 import {
   AuditClientSource,
   KeychainTimeline,
@@ -15,18 +13,20 @@ import {
   timelineSourceFor,
   type Evidence,
 } from '../src/queries.js';
-
-const service = testIdentity('jis:acme:keychain', 'system');
-const logKey = testIdentity('jis:acme:auditlog', 'system');
-const alice = testIdentity('jis:acme:alice', 'human');
-const bob = testIdentity('jis:acme:bob', 'human');
-const carol = testIdentity('jis:acme:carol', 'human');
-const bot = testIdentity('jis:acme:release-bot', 'mcp-server');
-const gw = testIdentity('jis:acme:gateway', 'gateway');
+import {
+  T0,
+  alice,
+  bob,
+  bot,
+  carol,
+  gw,
+  makeDirectory,
+  openWorld,
+  service,
+} from './fixtures/helpers.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
-const T0 = '2026-11-28T12:00:00.000Z';
 const at = (h: number): Date => new Date(Date.parse(T0) + h * HOUR);
 
 const dirs: string[] = [];
@@ -35,19 +35,11 @@ afterEach(() => {
 });
 
 async function setup() {
-  const home = mkdtempSync(join(tmpdir(), 'tibet-kcq-'));
-  dirs.push(home);
-  const directory = new IdentityRegistry();
-  for (const who of [service, alice, bob, carol, bot, gw]) directory.add(who);
-  const clock = manualClock(T0);
-  const log = await AuditLog.open({
-    dir: join(home, 'log'),
-    signer: logKey,
-    registry: directory,
-    clock,
-  });
-  const audit: AuditClient = new EmbeddedClient(log);
-  const kc = new Keychain({ home, audit, service, directory, clock, random: seededRandom(home) });
+  const { home, log, audit, kc, clock } = await openWorld(
+    dirs,
+    'tibet-kcq-',
+    makeDirectory([service, alice, bob, carol, bot, gw]),
+  );
   const timeline = new KeychainTimeline(timelineSourceFor(audit));
   return { home, log, audit, kc, clock, timeline };
 }

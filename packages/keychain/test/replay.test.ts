@@ -7,14 +7,9 @@
  * every step's state (to the member order), whether it applied, and what established each
  * tracked field must all be the same, and a replay must throw where the reference throws.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { canonicalize, utf8, type JsonValue } from '@tibet/core';
-import { manualClock, seededRandom } from '@tibet/core/testing';
-import { AuditLog, EmbeddedClient } from '@tibet/continuityd';
-import { Keychain } from '@tibet/keychain';
 import {
   KeychainTimeline,
   replay,
@@ -35,17 +30,7 @@ import {
   type SecretPolicy,
   type SecretState,
 } from '../src/state.js';
-import {
-  T0,
-  alice,
-  bob,
-  bot,
-  carol,
-  gw,
-  logKey,
-  makeDirectory,
-  service,
-} from './fixtures/helpers.js';
+import { T0, alice, bob, bot, carol, gw, openWorld } from './fixtures/helpers.js';
 
 const HOUR = 3_600_000;
 const at = (h: number): Date => new Date(Date.parse(T0) + h * HOUR);
@@ -194,18 +179,7 @@ function expectSameAsReference(events: readonly KeychainEvent[]): Replay {
 
 /** A keychain whose secret goes through every operation, an hour per step. */
 async function story(): Promise<KeychainEvent[]> {
-  const home = mkdtempSync(join(tmpdir(), 'tibet-kcreplay-'));
-  dirs.push(home);
-  const directory = makeDirectory();
-  const clock = manualClock(T0);
-  const log = await AuditLog.open({
-    dir: join(home, 'log'),
-    signer: logKey,
-    registry: directory,
-    clock,
-  });
-  const audit = new EmbeddedClient(log);
-  const kc = new Keychain({ home, audit, service, directory, clock, random: seededRandom(home) });
+  const { clock, log, audit, kc } = await openWorld(dirs, 'tibet-kcreplay-');
   const id = 'sec_replay_001';
   let h = 0;
   const next = (): void => clock.set(at(++h));
