@@ -5,14 +5,14 @@
  * memory up to the checkpoint's size, so that an inclusion proof of any line can be cut
  * from it in O(log n) without the writer's node store.
  */
-import { hash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fromBase64, fromUtf8, getProvider, toHex, type CryptoProvider } from '@tibet/core';
+import { fromBase64, fromUtf8, toHex, type CryptoProvider } from '@tibet/core';
 import {
   emptyRoot,
   latestCheckpoint,
   leafHash,
+  lineHash,
   listSegments,
   nodeHash,
   parseRecord,
@@ -108,15 +108,6 @@ async function readLogKey(dir: string): Promise<LogKeyInfo | undefined> {
   } catch {
     return undefined;
   }
-}
-
-/**
- * Lowercase hex SHA-256 of `bytes` through `p`: with the stock node backend straight from
- * OpenSSL's one-shot hash into hex (what `toHex(p.sha256(bytes))` gives, without the two
- * copies in between), else through the provider.
- */
-export function sha256Hex(bytes: Uint8Array, p: CryptoProvider): string {
-  return p === getProvider('node') ? hash('sha256', bytes, 'hex') : toHex(p.sha256(bytes));
 }
 
 /** Levels of an RFC 9162 tree over `leaves` (level 0 = leaves), complete pairs only. */
@@ -236,7 +227,7 @@ export async function loadLog(
     const { lines: raw } = splitLines(new Uint8Array(await readFile(seg.path)));
     hooks.lines?.(position + raw.length);
     for (const bytes of raw) {
-      const hash = sha256Hex(bytes, p); // (continuityd's lineHash)
+      const hash = lineHash(bytes, p);
       let record: LogRecord | undefined;
       try {
         record = parseRecord(bytes);

@@ -26,6 +26,7 @@ import {
   type CryptoProvider,
   type IdentityRegistry,
   type TibetToken,
+  sha256Hex,
 } from '@tibet/core';
 import type { LogRecord } from '@tibet/continuityd';
 import { readTza } from '@tibet/tza';
@@ -49,7 +50,6 @@ import {
 import { CbomError } from './errors.js';
 import {
   loadLog,
-  sha256Hex,
   type LoadHooks,
   type LoadedLog,
   type LogLine,

@@ -16,6 +16,7 @@ import {
   fromBase64Url,
   getProvider,
   mintToken,
+  sha256Hex,
   systemClock,
   tokenHash,
   tokenSigningInput,
@@ -24,7 +25,7 @@ import { seededRandom, testIdentity } from '@tibet/core/testing';
 import { AuditLog, lineHash, listSegments, verifyInclusion } from '@tibet/continuityd';
 import { ensureBuilt } from '../../../test/support/build-dist.js';
 import { renderHtml, walk, walkHtml, type GraphNode } from '../src/index.js';
-import { loadLog, sha256Hex, type LogLine } from '../src/log-read.js';
+import { loadLog, type LogLine } from '../src/log-read.js';
 import {
   INC_DONE,
   INC_OK,

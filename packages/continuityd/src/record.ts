@@ -12,7 +12,7 @@ import {
   parseCanonicalJson,
   parseRfc3339,
   parseToken,
-  toHex,
+  sha256Hex,
   utf8,
   type CryptoProvider,
   type TibetToken,
@@ -70,7 +70,7 @@ export function encodeRecordWithTokenText(r: LogRecord, tokenText: string): Uint
 }
 
 export function lineHash(line: Uint8Array, p: CryptoProvider = getProvider()): string {
-  return toHex(p.sha256(line));
+  return sha256Hex(line, p);
 }
 
 const RECORD_KEYS: ReadonlySet<string> = new Set([

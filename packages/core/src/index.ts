@@ -16,7 +16,13 @@ export {
   wipe,
 } from './bytes.js';
 export { fixedClock, manualClock, parseRfc3339, rfc3339, systemClock } from './clock.js';
-export { getProvider, nobleProvider, nodeProvider, setDefaultProvider } from './crypto/index.js';
+export {
+  getProvider,
+  nobleProvider,
+  nodeProvider,
+  setDefaultProvider,
+  sha256Hex,
+} from './crypto/index.js';
 export {
   HPKE_AEAD_ID,
   HPKE_KDF_ID,

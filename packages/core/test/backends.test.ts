@@ -18,6 +18,7 @@ import {
   nodeProvider,
   seededRandom,
   setDefaultProvider,
+  sha256Hex,
   systemRandom,
   toHex,
   utf8,
@@ -361,6 +362,18 @@ describe('published AEAD vectors', () => {
 describe('hashes and KDFs across backends', () => {
   test.prop([anyBytes(1000)])('SHA-256 identical', (data) => {
     expect(toHex(node.sha256(data))).toBe(toHex(noble.sha256(data)));
+  });
+
+  test.prop([anyBytes(1000)])('sha256Hex is toHex of sha256 on both', (data) => {
+    for (const p of BACKENDS) expect(sha256Hex(data, p)).toBe(toHex(p.sha256(data)));
+  });
+
+  it('sha256Hex of more than 64 KiB (the streaming path) and through the default provider', () => {
+    const big = systemRandom(70_000);
+    expect(sha256Hex(big, node)).toBe(toHex(noble.sha256(big)));
+    expect(sha256Hex(utf8('abc'))).toBe(
+      'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
+    );
   });
 
   test.prop([anyBytes(200), anyBytes(500)])(

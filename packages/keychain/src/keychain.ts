@@ -22,7 +22,6 @@ import {
   rfc3339,
   systemClock,
   systemRandom,
-  toHex,
   wipe,
   type Clock,
   type CryptoProvider,
@@ -32,6 +31,7 @@ import {
   type PolicyDecision,
   type Random,
   type TibetToken,
+  sha256Hex,
 } from '@tibet/core';
 import type { AppendReceipt, AuditClient } from '@tibet/continuityd';
 import { openTza, packTza, readTza, rewrapTza, type RecipientKey } from '@tibet/tza';
@@ -116,10 +116,6 @@ export interface Outcome {
   receipt: AppendReceipt;
 }
 
-function sha256Hex(p: CryptoProvider, b: Uint8Array): string {
-  return toHex(p.sha256(b));
-}
-
 type OpExtra = Partial<ApplyInput> & {
   erin?: Record<string, JsonValue>;
   eromheen?: Record<string, JsonValue>;
@@ -184,7 +180,7 @@ export class Keychain {
     const head = await this.store.head(id);
     if (!head) throw new KeychainError('SECRET_NOT_FOUND', `no secret ${id}`);
     const bytes = await this.store.readRevision(id, head.revision);
-    if (sha256Hex(this.provider, bytes) !== head.sha256) {
+    if (sha256Hex(bytes, this.provider) !== head.sha256) {
       throw new KeychainError(
         'STORE_CORRUPT',
         `revision ${head.revision} of ${id} does not match HEAD`,
@@ -272,7 +268,7 @@ export class Keychain {
       if (actionId && (await this.audit.action(actionId))) {
         await this.store.commit(id, {
           revision: r,
-          sha256: sha256Hex(this.provider, bytes),
+          sha256: sha256Hex(bytes, this.provider),
           action_id: actionId,
         });
       } else {
@@ -447,7 +443,7 @@ export class Keychain {
   async #openMaterial(s: SecretState, as: Identity): Promise<Uint8Array> {
     const bytes = await this.store.readMaterial(s.secret_id, s.material_seq);
     const cur = s.versions[s.versions.length - 1];
-    if (cur?.material_sha256 && sha256Hex(this.provider, bytes) !== cur.material_sha256) {
+    if (cur?.material_sha256 && sha256Hex(bytes, this.provider) !== cur.material_sha256) {
       throw new KeychainError(
         'STORE_CORRUPT',
         `material of ${s.secret_id} v${s.version} does not match its state`,
@@ -545,7 +541,7 @@ export class Keychain {
           {
             version: 1,
             created_at: at,
-            material_sha256: sha256Hex(this.provider, mat),
+            material_sha256: sha256Hex(mat, this.provider),
             state: 'active',
             retired_at: null,
             action_id: actionId,
@@ -609,7 +605,7 @@ export class Keychain {
       }
       await this.store.commit(i.secretId, {
         revision: 1,
-        sha256: sha256Hex(this.provider, revBytes),
+        sha256: sha256Hex(revBytes, this.provider),
         action_id: actionId,
       });
       return { record: toRecord(state), state, token, receipt };
@@ -700,7 +696,7 @@ export class Keychain {
       }
       await this.store.commit(i.secretId, {
         revision,
-        sha256: sha256Hex(this.provider, revBytes),
+        sha256: sha256Hex(revBytes, this.provider),
         action_id: actionId,
       });
       if (hooks.after) await hooks.after(state, next);
@@ -856,7 +852,7 @@ export class Keychain {
         // a new material file keeps the old one until the change is durable
         n.material_seq = s.material_seq + 1;
         const v = n.versions[n.versions.length - 1]!;
-        v.material_sha256 = sha256Hex(this.provider, next);
+        v.material_sha256 = sha256Hex(next, this.provider);
         await this.store.writeMaterial(secretId, n.material_seq, next);
         wrote = n.material_seq;
       },
@@ -906,7 +902,7 @@ export class Keychain {
           version = n.material_seq;
           await this.store.writeMaterial(i.secretId, n.material_seq, mat);
           const cur = n.versions[n.versions.length - 1]!;
-          cur.material_sha256 = sha256Hex(this.provider, mat);
+          cur.material_sha256 = sha256Hex(mat, this.provider);
           n.public_key = publicKey;
         },
         undo: async () => {

@@ -1,3 +1,5 @@
+import { hash as nodeHash } from 'node:crypto';
+import { toHex } from '../bytes.js';
 import { CoreError } from '../errors.js';
 import { nobleProvider } from './noble.js';
 import { nodeProvider } from './node.js';
@@ -30,3 +32,13 @@ const env = typeof process !== 'undefined' ? process.env['TIBET_CRYPTO'] : undef
 if (env === 'noble' || env === 'node') defaultProvider = getProvider(env);
 
 export { nobleProvider, nodeProvider };
+
+/**
+ * Lowercase hex of SHA-256(`data`) through `p`: `toHex(p.sha256(data))`, and with the stock
+ * node backend straight from OpenSSL's one-shot hash into hex (no copies in between).
+ */
+export function sha256Hex(data: Uint8Array, p: CryptoProvider = defaultProvider): string {
+  return p === nodeProvider && data.length <= 64 * 1024
+    ? nodeHash('sha256', data, 'hex')
+    : toHex(p.sha256(data));
+}
