@@ -5,7 +5,7 @@
  * files, append-only offsets) and then scan the few lines appended since. See
  * docs/continuityd-index.md.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { statSync, watch, type FSWatcher } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { isActionId, parseRfc3339 } from '@tibet/core';
@@ -379,8 +379,10 @@ async function queryWith(
   }
 
   if (options.unindexed !== false && hits.length < q.limit) {
+    const tail = idx.positionOf(n);
+    if (tailIsEmpty(dir, tail)) return hits;
     try {
-      for await (const { index, line } of readLines(dir, idx.positionOf(n), { follow: false })) {
+      for await (const { index, line } of readLines(dir, tail, { follow: false })) {
         options.onLineRead?.(index);
         const r = parseRecord(line, index);
         if (index >= q.fromIndex && matches(r, q)) {
@@ -398,6 +400,27 @@ async function queryWith(
     }
   }
   return hits;
+}
+
+/**
+ * Whether nothing was appended after `end` (the index's last flushed line): its segment ends
+ * exactly there and the segment that would follow does not exist. Two `stat`s instead of
+ * opening and reading the segment; anything else (lines appended, a segment cut back or
+ * missing) is left to {@link readLines}, which reads or reports it.
+ */
+function tailIsEmpty(dir: string, end: LogPosition): boolean {
+  try {
+    if (statSync(join(dir, 'segments', segmentName(end.segment))).size !== end.offset) return false;
+  } catch {
+    return false;
+  }
+  if (end.index === end.segment) return true; // the segment is empty: it is the next one
+  try {
+    statSync(join(dir, 'segments', segmentName(end.index)));
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT';
+  }
 }
 
 /**

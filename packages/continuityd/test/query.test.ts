@@ -1,4 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -280,6 +288,59 @@ describe('queryLog', () => {
     // cut the last line off: the log is shorter than its index
     truncateSync(seg, statSync(seg).size - 10);
     expect(await code({ actor: people[0]!.id })).toBe('STATE_CORRUPT');
+  });
+
+  it('reads past the index exactly when lines follow it, in its last segment or a new one', async () => {
+    const dir = tmp();
+    const clock = manualClock('2026-11-28T12:00:00.000Z');
+    const steps = workload('tail', 80);
+    const log = await AuditLog.open({
+      dir,
+      signer: logKey,
+      registry,
+      clock,
+      checkpointEvery: 0,
+      index: new DiskIndex(dir, { chunkRecords: 8, fanIn: 2 }),
+    });
+    await appendAll(log, clock, steps.slice(0, 60));
+    await log.checkpoint(); // index flushed at 60
+    await appendAll(log, clock, steps.slice(60)); // 20 lines after it, in the same segment
+    const all: LogRecord[] = [];
+    for (let i = 0; i < log.size; i++) all.push(await log.readRecord(i));
+    const seg0 = '0000000000000000.jsonl';
+    const lines = readFileSync(join(dir, 'segments', seg0), 'utf8').split('\n');
+    expect(lines).toHaveLength(81);
+    const head = lines.slice(0, 60).join('\n') + '\n';
+    // copies of the folder as the writer left it: the index ends at line 60 in each
+    const variant = (name: string, after: 'same segment' | 'new segment' | 'none'): string => {
+      const d = join(tmp(), name);
+      cpSync(dir, d, { recursive: true });
+      if (after === 'same segment') return d;
+      writeFileSync(join(d, 'segments', seg0), head);
+      if (after === 'new segment')
+        writeFileSync(
+          join(d, 'segments', '0000000000000060.jsonl'),
+          lines.slice(60, 80).join('\n') + '\n',
+        );
+      return d;
+    };
+    const q: LogQuery = { objectId: 'obj-2' };
+    const want = expected(all, q);
+    expect(want.some((i) => i >= 60) && want.some((i) => i < 60)).toBe(true);
+    for (const after of ['same segment', 'new segment', 'none'] as const) {
+      const d = variant(after.replace(' ', '-'), after);
+      const reads: number[] = [];
+      const got = await queryLog(d, q, { onLineRead: (i) => reads.push(i) });
+      const upTo = after === 'none' ? 60 : 80;
+      expect(
+        got.map((h) => h.index),
+        after,
+      ).toEqual(expected(all, q, upTo));
+      for (const h of got) expect(h.record).toEqual(all[h.index]);
+      if (after === 'none') expect(reads.every((i) => i < 60)).toBe(true);
+      else expect(reads.filter((i) => i >= 60)).toEqual([...Array(20).keys()].map((k) => 60 + k));
+    }
+    await log.close();
   });
 });
 

@@ -25,6 +25,7 @@ import {
   fromBase64,
   getProvider,
   isActorId,
+  sha256Hex,
   toHex,
   tokenHash,
   utf8,
@@ -174,7 +175,7 @@ function hashesFromLine(line: Uint8Array, r: LogRecord, provider: CryptoProvider
   return {
     line_hash: lineHash(line, provider),
     leaf_hash: toHex(leafHash(line, provider)),
-    token_hash: token ? `sha256:${toHex(provider.sha256(token))}` : tokenHash(r.token, provider),
+    token_hash: token ? `sha256:${sha256Hex(token, provider)}` : tokenHash(r.token, provider),
   };
 }
 
