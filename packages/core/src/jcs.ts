@@ -54,12 +54,80 @@ function ser(v: unknown, path: string, depth: number): string {
 }
 
 /**
+ * Thrown by {@link fast} for anything it does not serialise ({@link ser} then names why): one
+ * object made once, so that refusing costs no stack capture.
+ */
+const NOT_PLAIN = new Error('not canonicalizable');
+const ANY_SURROGATE = /[\ud800-\udfff]/;
+
+function fastStr(s: string): string {
+  // V8 answers ANY_SURROGATE without a scan for a one-byte string; only a string that holds a
+  // surrogate pays for the pairing check
+  if (ANY_SURROGATE.test(s) && LONE_SURROGATE.test(s)) throw NOT_PLAIN;
+  return JSON.stringify(s);
+}
+
+/**
+ * {@link ser} without the path bookkeeping (no string is built for a member's path): the
+ * same text for every value ser accepts, and {@link NOT_PLAIN} for every value it refuses.
+ */
+function fast(v: unknown, depth: number): string {
+  if (depth > 128) throw NOT_PLAIN;
+  if (v === null) return 'null';
+  switch (typeof v) {
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'number':
+      if (!Number.isFinite(v)) throw NOT_PLAIN;
+      return Object.is(v, -0) ? '0' : String(v);
+    case 'string':
+      return fastStr(v);
+    case 'object': {
+      if (Array.isArray(v)) {
+        const a = v as unknown[];
+        let out = '[';
+        for (let i = 0; i < a.length; i++) {
+          const x = a[i]; // a hole reads as undefined, which ser refuses too
+          if (x === undefined) throw NOT_PLAIN;
+          out += (i === 0 ? '' : ',') + fast(x, depth + 1);
+        }
+        return out + ']';
+      }
+      const proto = Object.getPrototypeOf(v) as unknown;
+      if (proto !== Object.prototype && proto !== null) throw NOT_PLAIN;
+      const obj = v as Record<string, unknown>;
+      const keys = Object.keys(obj);
+      let sorted = true;
+      for (let i = 1; i < keys.length && sorted; i++) sorted = keys[i - 1]! < keys[i]!;
+      if (!sorted) keys.sort(); // UTF-16 code unit order, as RFC 8785 §3.2.3 requires
+      let out = '{';
+      let first = true;
+      for (const k of keys) {
+        const x = obj[k];
+        if (x === undefined) continue;
+        out += (first ? '' : ',') + fastStr(k) + ':' + fast(x, depth + 1);
+        first = false;
+      }
+      return out + '}';
+    }
+    default:
+      throw NOT_PLAIN;
+  }
+}
+
+/**
  * The RFC 8785 canonical form of a JSON value as a string. Properties whose value is
  * `undefined` are left out (as JSON.stringify does); anything that is not JSON — a
  * non-finite number, a BigInt, a Date, a typed array, a lone surrogate — throws CoreError
  * `JSON_NOT_CANONICALIZABLE`.
  */
 export function canonicalize(value: unknown): string {
+  try {
+    return fast(value, 0);
+  } catch (e) {
+    if (e !== NOT_PLAIN) throw e;
+  }
+  // refused: the path-keeping serialiser finds where and throws the error that says so
   return ser(value, '$', 0);
 }
 
