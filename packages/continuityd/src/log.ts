@@ -9,13 +9,17 @@
  */
 import { constants } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
+  CoreError,
   canonicalize,
   equalBytes,
   fromBase64,
+  fromBase64Url,
   getProvider,
+  keyIdOf,
   parseToken,
   rfc3339,
   signingInputOfCanonical,
@@ -25,7 +29,6 @@ import {
   tokenHash,
   tokenSigningInput,
   utf8,
-  verifyParsedToken,
   type Clock,
   type CryptoProvider,
   type Identity,
@@ -52,6 +55,7 @@ import {
   tokenSlices,
   type LogRecord,
 } from './record.js';
+import { WorkerPool, workerScript } from './worker-pool.js';
 
 export const SEGMENT_DIGITS = 16;
 
@@ -100,6 +104,13 @@ export interface AuditLogOptions {
   io?: LogIo;
   /** Lock mode written into LOCK (`embedded` or `daemon`). */
   lockMode?: string;
+  /**
+   * Worker threads that check appended tokens' signatures when appends arrive together
+   * (default: the available cores, at most 4; 0 = always on the calling thread). Started at
+   * the first burst of appends, stopped by `close()`; a lone append is checked on the calling
+   * thread.
+   */
+  verifyWorkers?: number;
 }
 
 export interface AppendOptions {
@@ -118,6 +129,24 @@ export interface AppendReceipt {
   actionId: string;
   receivedAt: string;
 }
+
+/** An append whose token is parsed and whose signature is being checked. */
+interface Incoming {
+  t: TibetToken;
+  text: string;
+  opts: AppendOptions;
+  key: Uint8Array;
+  input: Uint8Array;
+  sig: Uint8Array;
+  /** 0 while the signature is being checked; then SIG_VALID or the rejection. */
+  verdict: 0 | typeof SIG_VALID | ContinuityError;
+  resolve: (r: AppendReceipt) => void;
+  reject: (e: unknown) => void;
+}
+
+const SIG_VALID = 1;
+/** Signatures handed to a worker in one message. */
+const SIG_CHUNK = 8;
 
 interface Pending {
   bytes: Uint8Array;
@@ -244,6 +273,15 @@ export class AuditLog {
   #sinceCheckpoint = 0;
   #latest: SignedCheckpoint | undefined;
   #waiters: (() => void)[] = [];
+  /** Appends in arrival order, from parsing until their line is queued (or they are refused). */
+  #incoming: Incoming[] = [];
+  #incomingHead = 0;
+  /** Appends whose signature nobody checks yet. */
+  #unsent: Incoming[] = [];
+  #dispatchQueued = false;
+  #idle: (() => void)[] = [];
+  #pool: WorkerPool | undefined;
+  #poolFailed = false;
 
   private constructor(
     o: AuditLogOptions,
@@ -385,6 +423,11 @@ export class AuditLog {
     return this.#frontier.size;
   }
 
+  /** Worker threads ready to check appended tokens' signatures (0 until a burst starts them). */
+  get verifyWorkersReady(): number {
+    return this.#pool?.ready ?? 0;
+  }
+
   get latestCheckpoint(): SignedCheckpoint | undefined {
     return this.#latest;
   }
@@ -416,15 +459,204 @@ export class AuditLog {
   /**
    * Validate and append one signed token. Resolves once the line is durable; rejects with a
    * ContinuityError when the token is refused or the write fails (then nothing was acknowledged).
+   *
+   * Appends are admitted in the order of their calls: the token's form and key are checked at
+   * once, its signature on the calling thread or, when appends arrive together, on a worker
+   * thread, and the causal checks (duplicate action, parent, prev, generation) against
+   * everything admitted before it once its signature has verified.
    */
   async append(token: unknown, opts: AppendOptions = {}): Promise<AppendReceipt> {
     this.#checkOpen();
     const maxPending = this.#o.maxPending ?? 8192;
-    while (this.#queue.length >= maxPending) {
+    while (this.#queue.length + this.#incomingCount() >= maxPending) {
       await new Promise<void>((res) => this.#waiters.push(res));
       this.#checkOpen();
     }
-    const { t, text } = this.#validate(token, opts);
+    const job = this.#prepare(token, opts);
+    return new Promise<AppendReceipt>((resolve, reject) => {
+      job.resolve = resolve;
+      job.reject = reject;
+      this.#incoming.push(job);
+      this.#unsent.push(job);
+      // a full chunk goes at once, so that checking it overlaps with parsing the next ones;
+      // the rest once this turn of the event loop has made all the appends it will make
+      if (this.#unsent.length >= SIG_CHUNK) this.#dispatch();
+      else if (!this.#dispatchQueued) {
+        this.#dispatchQueued = true;
+        setImmediate(() => {
+          this.#dispatchQueued = false;
+          this.#dispatch();
+        });
+      }
+    });
+  }
+
+  #incomingCount(): number {
+    return this.#incoming.length - this.#incomingHead;
+  }
+
+  /**
+   * Parse the token and find its key: the checks that need nothing admitted before it. The
+   * token is serialised once: the signature is checked over that text's signing-input cut,
+   * and the same text is hashed (`tokenHash`) and written into the line, so the bytes
+   * verified are the bytes stored.
+   */
+  #prepare(token: unknown, opts: AppendOptions): Incoming {
+    let t: TibetToken;
+    let text: string;
+    let sig: Uint8Array;
+    try {
+      t = parseToken(token);
+      text = canonicalize(t);
+      sig = fromBase64Url(t.signature, 'signature');
+    } catch (e) {
+      throw new ContinuityError('TOKEN_REJECTED', (e as Error).message, { cause: e });
+    }
+    const key = this.#o.registry.signingKey(t.actor, t.kid);
+    if (!key)
+      throw new ContinuityError('ACTOR_UNKNOWN', `no registered key ${t.kid} for ${t.actor}`);
+    if (key.length !== 32 || keyIdOf(key, this.provider) !== t.kid) {
+      const cause = new CoreError(
+        'TOKEN_SIGNATURE_INVALID',
+        `token ${t.action_id}: key id does not match the key given`,
+      );
+      throw new ContinuityError('TOKEN_REJECTED', cause.message, { cause });
+    }
+    return {
+      t,
+      text,
+      opts,
+      key,
+      input: signingInputOfCanonical(text, t) ?? tokenSigningInput(t),
+      sig,
+      verdict: 0,
+      resolve: () => undefined,
+      reject: () => undefined,
+    };
+  }
+
+  /** Check the signature on this thread. */
+  #verifyHere(j: Incoming): void {
+    let ok = false;
+    try {
+      ok = this.provider.ed25519Verify(j.key, j.input, j.sig);
+    } catch {
+      ok = false;
+    }
+    this.#setVerdict(j, ok);
+  }
+
+  #setVerdict(j: Incoming, ok: boolean): void {
+    if (ok) {
+      j.verdict = SIG_VALID;
+      return;
+    }
+    const cause = new CoreError(
+      'TOKEN_SIGNATURE_INVALID',
+      `token ${j.t.action_id}: signature does not verify`,
+    );
+    j.verdict = new ContinuityError('TOKEN_REJECTED', cause.message, { cause });
+  }
+
+  /**
+   * Hand the appends that arrived since the last call to a verifier: this thread for a lone
+   * one (or when no worker is ready), else the workers, in chunks, each to the least busy.
+   */
+  #dispatch(): void {
+    const jobs = this.#unsent;
+    if (jobs.length === 0) return;
+    this.#unsent = [];
+    const pool = jobs.length > 1 ? this.#workers() : undefined;
+    if (!pool || pool.ready === 0) {
+      for (const j of jobs) this.#verifyHere(j);
+      this.#admit();
+      return;
+    }
+    for (let from = 0; from < jobs.length; from += SIG_CHUNK) {
+      const part = jobs.slice(from, from + SIG_CHUNK);
+      let inputBytes = 0;
+      for (const j of part) inputBytes += j.input.length;
+      const keys = new Uint8Array(32 * part.length);
+      const sigs = new Uint8Array(64 * part.length);
+      const inputs = new Uint8Array(inputBytes);
+      const ends = new Uint32Array(part.length);
+      let o = 0;
+      part.forEach((j, i) => {
+        keys.set(j.key, 32 * i);
+        sigs.set(j.sig, 64 * i);
+        inputs.set(j.input, o);
+        o += j.input.length;
+        ends[i] = o;
+      });
+      pool.verify({ keys, sigs, inputs, ends }).then(
+        (ok) => {
+          part.forEach((j, i) => this.#setVerdict(j, ok[i] === 1));
+          this.#admit();
+        },
+        () => {
+          // the worker failed: check here instead (never admit an unchecked token)
+          for (const j of part) this.#verifyHere(j);
+          this.#admit();
+        },
+      );
+    }
+  }
+
+  /** The signature workers, started at the first burst of appends (undefined: none). */
+  #workers(): WorkerPool | undefined {
+    if (this.#pool) return this.#pool.alive > 0 ? this.#pool : undefined;
+    if (this.#poolFailed) return undefined;
+    const n = Math.min(4, Math.max(0, Math.floor(this.#o.verifyWorkers ?? availableParallelism())));
+    const script = n > 0 ? workerScript() : undefined;
+    if (!script) {
+      this.#poolFailed = true;
+      return undefined;
+    }
+    try {
+      this.#pool = new WorkerPool(n, script, this.provider.name);
+    } catch {
+      this.#poolFailed = true;
+    }
+    return this.#pool;
+  }
+
+  /**
+   * Admit the appends at the head of the arrival order whose signature check is done: refuse
+   * a bad signature, run the causal checks, and queue the line.
+   */
+  #admit(): void {
+    const inc = this.#incoming;
+    let freed = false;
+    while (this.#incomingHead < inc.length) {
+      const j = inc[this.#incomingHead]!;
+      if (j.verdict === 0) break;
+      inc[this.#incomingHead++] = undefined as unknown as Incoming;
+      freed = true;
+      try {
+        this.#checkOpen();
+        if (j.verdict !== SIG_VALID) throw j.verdict;
+        this.#enqueue(j);
+      } catch (e) {
+        j.reject(e);
+      }
+    }
+    if (this.#incomingHead === inc.length) {
+      this.#incoming = [];
+      this.#incomingHead = 0;
+      const idle = this.#idle;
+      this.#idle = [];
+      for (const f of idle) f();
+    } else if (this.#incomingHead > 1024 && this.#incomingHead * 2 > inc.length) {
+      this.#incoming = inc.slice(this.#incomingHead);
+      this.#incomingHead = 0;
+    }
+    if (freed) this.#wake();
+  }
+
+  /** The causal checks against everything admitted before, then the line into the queue. */
+  #enqueue(j: Incoming): void {
+    const { t, text, opts } = j;
+    this.#causalCheck(t, opts);
     const objectId = opts.objectId ?? null;
     const continuityId = opts.continuityId ?? objectId ?? t.actor;
     const index = this.#nextIndex;
@@ -466,56 +698,27 @@ export class AuditLog {
       actionId: t.action_id,
       receivedAt: record.received_at,
     };
-    return new Promise<AppendReceipt>((resolve, reject) => {
-      this.#queue.push({
-        bytes,
-        leaf,
-        receipt,
-        resolve,
-        reject,
-        rec: {
-          ...entry,
-          actionId: t.action_id,
-          actor: t.actor,
-          objectId,
-          continuityId,
-          receivedAt: now,
-          leafHash: leaf,
-        },
-      });
-      this.#kick();
+    this.#queue.push({
+      bytes,
+      leaf,
+      receipt,
+      resolve: j.resolve,
+      reject: j.reject,
+      rec: {
+        ...entry,
+        actionId: t.action_id,
+        actor: t.actor,
+        objectId,
+        continuityId,
+        receivedAt: now,
+        leafHash: leaf,
+      },
     });
+    this.#kick();
   }
 
-  /**
-   * Parse and check one token; returns it with its RFC 8785 text. The token is serialised
-   * once: the signature is checked over that text's signing-input cut, and the same text is
-   * hashed (`tokenHash`) and written into the line, so the bytes verified are the bytes
-   * stored.
-   */
-  #validate(token: unknown, opts: AppendOptions): { t: TibetToken; text: string } {
-    let t: TibetToken;
-    let text: string;
-    try {
-      t = parseToken(token);
-      text = canonicalize(t);
-    } catch (e) {
-      throw new ContinuityError('TOKEN_REJECTED', (e as Error).message, { cause: e });
-    }
-    const key = this.#o.registry.signingKey(t.actor, t.kid);
-    if (!key)
-      throw new ContinuityError('ACTOR_UNKNOWN', `no registered key ${t.kid} for ${t.actor}`);
-    try {
-      // checks that the key's id is the token's kid, then the signature
-      verifyParsedToken(
-        t,
-        key,
-        this.provider,
-        signingInputOfCanonical(text, t) ?? tokenSigningInput(t),
-      );
-    } catch (e) {
-      throw new ContinuityError('TOKEN_REJECTED', (e as Error).message, { cause: e });
-    }
+  /** The checks that depend on what was admitted before: ids, parent, prev, generation. */
+  #causalCheck(t: TibetToken, opts: AppendOptions): void {
     for (const k of ['objectId', 'parentObjectId', 'continuityId'] as const) {
       const v = opts[k];
       if (v !== undefined && v !== null && !OBJECT_ID.test(v))
@@ -548,7 +751,6 @@ export class AuditLog {
         `token ${t.action_id}: generation ${t.generation}, expected ${want}`,
       );
     }
-    return { t, text };
   }
 
   #kick(): void {
@@ -709,10 +911,11 @@ export class AuditLog {
     return this.index.lastOnLine(continuityId);
   }
 
-  /** Wait until every queued append is durable (or failed). */
+  /** Wait until every append made so far is durable (or failed). */
   async drain(): Promise<void> {
-    while (this.#flushing || this.#queue.length) {
-      if (this.#flushing) await this.#flushing;
+    while (this.#incomingCount() || this.#flushing || this.#queue.length) {
+      if (this.#incomingCount()) await new Promise<void>((res) => this.#idle.push(res));
+      else if (this.#flushing) await this.#flushing;
       else this.#kick();
     }
   }
@@ -747,6 +950,7 @@ export class AuditLog {
         for (const sink of this.#sinks) await sink.flush();
       }
     } finally {
+      await this.#pool?.close();
       await this.#fh.close();
       for (const sink of this.#sinks) await sink.close();
       await this.#lock.release();

@@ -268,15 +268,57 @@ export function keyCache(
 // worker protocol
 // ---------------------------------------------------------------------------------------
 
+/**
+ * Signatures to check, packed: item `i` is the Ed25519 public key `keys[32i, 32i+32)`, the
+ * signature `sigs[64i, 64i+64)` and the signed message `inputs[ends[i-1], ends[i])` (from 0
+ * for the first).
+ */
+export interface SigBatch {
+  id: number;
+  keys: Uint8Array;
+  sigs: Uint8Array;
+  inputs: Uint8Array;
+  ends: Uint32Array;
+}
+
+/** One byte per item of a {@link SigBatch}: 1 when the signature verifies, else 0. */
+export function verifySigBatch(b: Omit<SigBatch, 'id'>, provider: CryptoProvider): Uint8Array {
+  const n = b.ends.length;
+  if (b.keys.length !== 32 * n || b.sigs.length !== 64 * n)
+    throw new RangeError('signature batch: sizes do not match');
+  const ok = new Uint8Array(n);
+  let from = 0;
+  for (let i = 0; i < n; i++) {
+    const end = b.ends[i]!;
+    if (end < from || end > b.inputs.length)
+      throw new RangeError('signature batch: bad message bounds');
+    try {
+      ok[i] = provider.ed25519Verify(
+        b.keys.subarray(32 * i, 32 * i + 32),
+        b.inputs.subarray(from, end),
+        b.sigs.subarray(64 * i, 64 * i + 64),
+      )
+        ? 1
+        : 0;
+    } catch {
+      ok[i] = 0;
+    }
+    from = end;
+  }
+  return ok;
+}
+
 /** main → worker */
 export type ToWorker =
   | { t: 'batch'; id: number; first: number; buf: Uint8Array; ends: Uint32Array }
-  | { t: 'keys'; id: number; keys: [string, Uint8Array | null][] };
+  | { t: 'keys'; id: number; keys: [string, Uint8Array | null][] }
+  | ({ t: 'sigs' } & SigBatch);
 
 /** worker → main */
 export type FromWorker =
   | { t: 'need'; id: number; pairs: string[] }
   | { t: 'done'; id: number; result: BatchResult }
+  | { t: 'sigs-done'; id: number; ok: Uint8Array }
   | { t: 'fail'; id: number; message: string };
 
 export interface VerifyWorkerData {
@@ -319,6 +361,18 @@ function serve(): void {
   }
 
   port.on('message', (m: ToWorker) => {
+    if (m.t === 'sigs') {
+      // independent of the line batches (no keys to ask for): answered at once
+      try {
+        const ok = verifySigBatch(m, provider);
+        port.postMessage({ t: 'sigs-done', id: m.id, ok } satisfies FromWorker, [
+          ok.buffer as ArrayBuffer,
+        ]);
+      } catch (e) {
+        port.postMessage({ t: 'fail', id: m.id, message: String(e) } satisfies FromWorker);
+      }
+      return;
+    }
     if (m.t === 'keys') {
       const res = waiting.get(m.id);
       waiting.delete(m.id);

@@ -9,12 +9,9 @@
  * per continuity line. Signature checks — the cost — run in batches on worker threads.
  * See docs/continuityd.md.
  */
-import { existsSync } from 'node:fs';
 import { open, readFile, readdir, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import {
   equalBytes,
   fromBase64,
@@ -38,11 +35,9 @@ import {
   keyCache,
   parseBatch,
   type BatchResult,
-  type FromWorker,
   type LineBatch,
-  type ToWorker,
-  type VerifyWorkerData,
 } from './verify-worker.js';
+import { WorkerPool, workerScript } from './worker-pool.js';
 
 export type VerifyProblemCode =
   | 'META_INVALID'
@@ -280,99 +275,6 @@ export class ActionTable {
 /** `act_` + 16 hex from its two 32-bit words. */
 export function actionId(hi: number, lo: number): string {
   return `act_${hi.toString(16).padStart(8, '0')}${lo.toString(16).padStart(8, '0')}`;
-}
-
-// ---------------------------------------------------------------------------------------
-// worker pool
-// ---------------------------------------------------------------------------------------
-
-/** The worker script: next to this module when built; from dist when running from source. */
-function workerScript(): URL | undefined {
-  for (const rel of ['./verify-worker.js', '../dist/verify-worker.js']) {
-    const u = new URL(rel, import.meta.url);
-    if (u.protocol === 'file:' && existsSync(fileURLToPath(u))) return u;
-  }
-  return undefined;
-}
-
-interface Slot {
-  worker: Worker;
-  pending: Map<number, { resolve(r: BatchResult): void; reject(e: unknown): void }>;
-  dead: boolean;
-}
-
-class Pool {
-  readonly #slots: Slot[] = [];
-  #next = 0;
-
-  constructor(
-    n: number,
-    script: URL,
-    backend: BackendName,
-    resolveKey: (actor: string, kid: string) => Uint8Array | undefined,
-  ) {
-    for (let i = 0; i < n; i++) {
-      const worker = new Worker(script, {
-        workerData: { kind: 'tibet-verify-worker', backend } satisfies VerifyWorkerData,
-      });
-      const slot: Slot = { worker, pending: new Map(), dead: false };
-      worker.on('message', (m: FromWorker) => {
-        switch (m.t) {
-          case 'need': {
-            const keys: [string, Uint8Array | null][] = m.pairs.map((p) => {
-              const [actor = '', kid = ''] = p.split('\n');
-              let k: Uint8Array | undefined;
-              try {
-                k = resolveKey(actor, kid);
-              } catch {
-                k = undefined;
-              }
-              return [p, k ? Uint8Array.from(k) : null];
-            });
-            worker.postMessage({ t: 'keys', id: m.id, keys } satisfies ToWorker);
-            break;
-          }
-          case 'done':
-            slot.pending.get(m.id)?.resolve(m.result);
-            slot.pending.delete(m.id);
-            break;
-          case 'fail':
-            slot.pending.get(m.id)?.reject(new Error(m.message));
-            slot.pending.delete(m.id);
-            break;
-        }
-      });
-      const die = (e: unknown): void => {
-        slot.dead = true;
-        for (const p of slot.pending.values()) p.reject(e);
-        slot.pending.clear();
-      };
-      worker.on('error', die);
-      worker.on('exit', (code) => die(new Error(`verify worker exited with code ${code}`)));
-      this.#slots.push(slot);
-    }
-  }
-
-  get alive(): number {
-    return this.#slots.filter((s) => !s.dead).length;
-  }
-
-  run(b: LineBatch): Promise<BatchResult> {
-    const live = this.#slots.filter((s) => !s.dead);
-    const slot = live[this.#next++ % Math.max(1, live.length)];
-    if (!slot) return Promise.reject(new Error('no verify worker alive'));
-    return new Promise<BatchResult>((resolve, reject) => {
-      slot.pending.set(b.id, { resolve, reject });
-      slot.worker.postMessage(
-        { t: 'batch', id: b.id, first: b.first, buf: b.buf, ends: b.ends } satisfies ToWorker,
-        [b.buf.buffer as ArrayBuffer, b.ends.buffer as ArrayBuffer],
-      );
-    });
-  }
-
-  async close(): Promise<void> {
-    await Promise.all(this.#slots.map((s) => s.worker.terminate()));
-  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -981,7 +883,7 @@ class Verifier {
       }
     }, this.provider);
     const backend: BackendName = this.provider.name;
-    const pool = script && nWorkers > 0 ? new Pool(nWorkers, script, backend, rawKey) : undefined;
+    const pool = script && nWorkers > 0 ? new WorkerPool(nWorkers, script, backend, rawKey) : undefined;
     let segs: SegmentEntry[];
     try {
       await this.readMeta();

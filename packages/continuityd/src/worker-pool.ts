@@ -1,0 +1,194 @@
+/**
+ * The worker threads that check Ed25519 signatures off the calling thread, shared by
+ * {@link verifyLog} (batches of log lines: parse, hash, verify) and by the writer's appends
+ * (batches of tokens: verify only). Each worker runs verify-worker.js; see there for the
+ * protocol.
+ *
+ * A worker is referenced (keeps the process alive) only while it has requests in flight, so
+ * an idle pool never holds a process open. A request whose worker fails or exits is rejected;
+ * callers then do the work on their own thread, so a lost worker never turns into a skipped
+ * check.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { BackendName } from '@tibet/core';
+import type {
+  BatchResult,
+  FromWorker,
+  LineBatch,
+  SigBatch,
+  ToWorker,
+  VerifyWorkerData,
+} from './verify-worker.js';
+
+/** The worker script: next to this module when built; from dist when running from source. */
+export function workerScript(): URL | undefined {
+  for (const rel of ['./verify-worker.js', '../dist/verify-worker.js']) {
+    const u = new URL(rel, import.meta.url);
+    if (u.protocol === 'file:' && existsSync(fileURLToPath(u))) return u;
+  }
+  return undefined;
+}
+
+/**
+ * The process's Node options for a worker, without the family's `@tibet/source` export
+ * condition: the worker script is built JavaScript and must load the built packages, while a
+ * process started with that condition (the test runner) would point them at TypeScript
+ * sources it cannot load.
+ */
+function workerExecArgv(): string[] {
+  const out: string[] = [];
+  const argv = process.execArgv;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if ((a === '--conditions' || a === '-C') && argv[i + 1] === SOURCE_CONDITION) i++;
+    else if (a !== `--conditions=${SOURCE_CONDITION}`) out.push(a);
+  }
+  return out;
+}
+
+const SOURCE_CONDITION = '@tibet/source';
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, { resolve(r: unknown): void; reject(e: unknown): void }>;
+  online: boolean;
+  dead: boolean;
+}
+
+export class WorkerPool {
+  readonly #slots: Slot[] = [];
+  #next = 0;
+  #id = 0;
+
+  /**
+   * @param resolveKey answers a worker's request for actors' keys (line batches name actors,
+   *   not keys); a throwing or missing resolver answers "unknown".
+   */
+  constructor(
+    n: number,
+    script: URL,
+    backend: BackendName,
+    resolveKey?: (actor: string, kid: string) => Uint8Array | undefined,
+  ) {
+    for (let i = 0; i < n; i++) {
+      const worker = new Worker(script, {
+        workerData: { kind: 'tibet-verify-worker', backend } satisfies VerifyWorkerData,
+        execArgv: workerExecArgv(),
+      });
+      worker.unref();
+      const slot: Slot = { worker, pending: new Map(), online: false, dead: false };
+      worker.on('online', () => {
+        slot.online = true;
+      });
+      worker.on('message', (m: FromWorker) => {
+        switch (m.t) {
+          case 'need': {
+            const keys: [string, Uint8Array | null][] = m.pairs.map((p) => {
+              const [actor = '', kid = ''] = p.split('\n');
+              let k: Uint8Array | undefined;
+              try {
+                k = resolveKey?.(actor, kid);
+              } catch {
+                k = undefined;
+              }
+              return [p, k ? Uint8Array.from(k) : null];
+            });
+            worker.postMessage({ t: 'keys', id: m.id, keys } satisfies ToWorker);
+            break;
+          }
+          case 'done':
+            this.#settle(slot, m.id, (p) => p.resolve(m.result));
+            break;
+          case 'sigs-done':
+            this.#settle(slot, m.id, (p) => p.resolve(m.ok));
+            break;
+          case 'fail':
+            this.#settle(slot, m.id, (p) => p.reject(new Error(m.message)));
+            break;
+        }
+      });
+      const die = (e: unknown): void => {
+        if (slot.dead) return;
+        slot.dead = true;
+        for (const p of slot.pending.values()) p.reject(e);
+        slot.pending.clear();
+        worker.unref();
+      };
+      worker.on('error', die);
+      worker.on('exit', (code) => die(new Error(`verify worker exited with code ${code}`)));
+      this.#slots.push(slot);
+    }
+  }
+
+  #settle(
+    slot: Slot,
+    id: number,
+    f: (p: { resolve(r: unknown): void; reject(e: unknown): void }) => void,
+  ): void {
+    const p = slot.pending.get(id);
+    if (!p) return;
+    slot.pending.delete(id);
+    if (slot.pending.size === 0) slot.worker.unref();
+    f(p);
+  }
+
+  /** Workers that have not failed. */
+  get alive(): number {
+    return this.#slots.filter((s) => !s.dead).length;
+  }
+
+  /** Workers that have started and not failed (requests to a booting worker wait for it). */
+  get ready(): number {
+    return this.#slots.filter((s) => s.online && !s.dead).length;
+  }
+
+  /** The live worker with the fewest requests in flight (round robin among equals). */
+  #pick(): Slot | undefined {
+    let best: Slot | undefined;
+    const n = this.#slots.length;
+    for (let k = 0; k < n; k++) {
+      const s = this.#slots[(this.#next + k) % n]!;
+      if (!s.dead && (!best || s.pending.size < best.pending.size)) best = s;
+    }
+    this.#next++;
+    return best;
+  }
+
+  #send<R>(msg: ToWorker, transfer: ArrayBuffer[]): Promise<R> {
+    const slot = this.#pick();
+    if (!slot) return Promise.reject(new Error('no verify worker alive'));
+    return new Promise<R>((resolve, reject) => {
+      if (slot.pending.size === 0) slot.worker.ref();
+      slot.pending.set(msg.id, { resolve, reject });
+      slot.worker.postMessage(msg, transfer);
+    });
+  }
+
+  /** Parse, hash and verify a batch of log lines; its buffers are transferred. */
+  run(b: LineBatch): Promise<BatchResult> {
+    return this.#send<BatchResult>(
+      { t: 'batch', id: b.id, first: b.first, buf: b.buf, ends: b.ends },
+      [b.buf.buffer as ArrayBuffer, b.ends.buffer as ArrayBuffer],
+    );
+  }
+
+  /**
+   * Verify a batch of signatures; resolves with one byte per item (1 = valid). The batch's
+   * buffers are transferred.
+   */
+  verify(b: Omit<SigBatch, 'id'>): Promise<Uint8Array> {
+    const msg: ToWorker = { t: 'sigs', id: this.#id++, ...b };
+    return this.#send<Uint8Array>(msg, [
+      b.keys.buffer as ArrayBuffer,
+      b.sigs.buffer as ArrayBuffer,
+      b.inputs.buffer as ArrayBuffer,
+      b.ends.buffer as ArrayBuffer,
+    ]);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+  }
+}

@@ -1,0 +1,320 @@
+/**
+ * Appends whose signatures are checked on worker threads (`verifyWorkers`): the same lines as
+ * on the calling thread, in the order of the calls; forged and unknown tokens refused with
+ * the same codes while the rest of the burst lands; chains that build on a refused token
+ * refused after it; idle workers never keep a process alive. The workers load the built
+ * dist, like verifyLog's.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  fromBase64Url,
+  getProvider,
+  mintToken,
+  tokenSigningInput,
+  toBase64Url,
+  type Identity,
+  type TibetToken,
+} from '@tibet/core';
+import { fixedClock, seededRandom } from '@tibet/core/testing';
+import { AuditLog, ContinuityError, verifyLog, type AppendReceipt } from '@tibet/continuityd';
+import { WorkerPool, workerScript } from '../src/worker-pool.js';
+import {
+  PKG,
+  actors,
+  cleanup,
+  ensureBuilt,
+  logKey,
+  makeRegistry,
+  mallory,
+  segmentFiles,
+  tmpDir,
+} from './fixtures/helpers.js';
+
+beforeAll(() => ensureBuilt(), 180_000);
+const dirs: string[] = [];
+afterEach(() => cleanup(dirs));
+const clock = fixedClock('2026-11-29T02:00:00.000Z');
+const registry = makeRegistry();
+
+/** `perActor` tokens on each actor's own line, interleaved across actors (call order). */
+function burst(perActor: number, who: Identity[] = actors, seed = 'burst'): TibetToken[][] {
+  const random = seededRandom(seed);
+  return who.map((a) => {
+    const out: TibetToken[] = [];
+    for (let i = 0; i < perActor; i++)
+      out.push(
+        mintToken(
+          {
+            actor: a.id,
+            actorClass: 'human',
+            event: 'secret-proxied',
+            erachter: `use ${i} by ${a.id}`,
+            prev: out[i - 1] ?? null,
+          },
+          a,
+          { clock, random },
+        ),
+      );
+    return out;
+  });
+}
+
+function interleave<T>(lines: T[][]): T[] {
+  const out: T[] = [];
+  for (let i = 0; i < Math.max(...lines.map((l) => l.length)); i++)
+    for (const l of lines) if (i < l.length) out.push(l[i]!);
+  return out;
+}
+
+/** A copy of `t` whose signature is another valid-looking one (one bit of it flipped). */
+function forge(t: TibetToken): TibetToken {
+  const sig = fromBase64Url(t.signature, 'signature');
+  sig[10]! ^= 0x01;
+  return { ...t, signature: toBase64Url(sig) };
+}
+
+async function openWarm(dir: string, workers: number): Promise<AuditLog> {
+  const log = await AuditLog.open({
+    dir,
+    signer: logKey,
+    registry,
+    clock,
+    checkpointEvery: 0,
+    verifyWorkers: workers,
+  });
+  if (workers > 0) {
+    // a first burst (on a line of its own) starts the workers; wait until they take the next
+    const warm = burst(2, [actors[0]!], 'warm');
+    await Promise.all(warm[0]!.map((t) => log.append(t, { continuityId: 'warm-up' })));
+    const until = Date.now() + 30_000;
+    while (log.verifyWorkersReady < workers && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(log.verifyWorkersReady).toBe(workers);
+  }
+  return log;
+}
+
+type Outcome = AppendReceipt | string;
+const settle = (p: Promise<AppendReceipt>): Promise<Outcome> =>
+  p.then(
+    (r) => r,
+    (e: unknown) => (ContinuityError.is(e) ? e.code : `other: ${String(e)}`),
+  );
+
+describe('appends checked on worker threads', () => {
+  it('write exactly the lines the calling thread writes, in call order', async () => {
+    const tokens = interleave(burst(40));
+    const bytes: string[] = [];
+    for (const workers of [0, 2]) {
+      const dir = tmpDir('tibet-append-workers-');
+      dirs.push(dir);
+      const log = await AuditLog.open({
+        dir,
+        signer: logKey,
+        registry,
+        clock,
+        checkpointEvery: 0,
+        verifyWorkers: workers,
+      });
+      // one burst of 120 (each line's tokens chained on the ones before, none awaited)
+      const receipts = await Promise.all(tokens.map((t) => log.append(t)));
+      expect(receipts.map((r) => r.index)).toEqual([...tokens.keys()]);
+      expect(receipts.map((r) => r.actionId)).toEqual(tokens.map((t) => t.action_id));
+      await log.close();
+      bytes.push(
+        segmentFiles(dir)
+          .map((f) => readFileSync(join(dir, 'segments', f), 'utf8'))
+          .join(''),
+      );
+      const rep = await verifyLog(dir, {
+        registry,
+        logPublicKey: logKey.signingPublicKey,
+        workers: 0,
+      });
+      expect(rep.ok).toBe(true);
+      expect(rep.size).toBe(tokens.length);
+    }
+    expect(bytes[1]).toBe(bytes[0]);
+  });
+
+  it('refuse forged and unknown tokens, and what builds on them, while the rest lands', async () => {
+    const dir = tmpDir('tibet-append-workers-');
+    dirs.push(dir);
+    const log = await openWarm(dir, 2);
+    const lines = burst(30);
+    const forged = forge(lines[1]![10]!);
+    const stranger = burst(3, [mallory], 'stranger')[0]!;
+    const calls: { t: TibetToken; want: string }[] = [];
+    for (let i = 0; i < 30; i++) {
+      calls.push({ t: lines[0]![i]!, want: 'ok' });
+      // bob's line: 0..9 land, 10 is forged, 11.. chain on the real 10, which never landed
+      calls.push(
+        i === 10
+          ? { t: forged, want: 'TOKEN_REJECTED' }
+          : { t: lines[1]![i]!, want: i < 10 ? 'ok' : 'CAUSAL_PREV_MISMATCH' },
+      );
+      calls.push({ t: lines[2]![i]!, want: 'ok' });
+      if (i < 3) calls.push({ t: stranger[i]!, want: 'ACTOR_UNKNOWN' });
+    }
+    const before = log.size;
+    const outcomes = await Promise.all(calls.map((c) => settle(log.append(c.t))));
+    expect(outcomes.map((o) => (typeof o === 'string' ? o : 'ok'))).toEqual(
+      calls.map((c) => c.want),
+    );
+    // the admitted ones are numbered without gaps, in call order
+    const admitted = outcomes.filter((o): o is AppendReceipt => typeof o !== 'string');
+    expect(admitted.map((r) => r.index)).toEqual(admitted.map((_, k) => before + k));
+    expect(admitted.map((r) => r.actionId)).toEqual(
+      calls.filter((c) => c.want === 'ok').map((c) => c.t.action_id),
+    );
+    // bob's line goes on from where it really ends
+    const next = mintToken(
+      {
+        actor: actors[1]!.id,
+        actorClass: 'human',
+        event: 'secret-proxied',
+        erachter: 'after the forgery',
+        prev: lines[1]![9]!,
+      },
+      actors[1]!,
+      { clock, random: seededRandom('next') },
+    );
+    await log.append(next);
+    await log.close();
+    const text = segmentFiles(dir)
+      .map((f) => readFileSync(join(dir, 'segments', f), 'utf8'))
+      .join('');
+    expect(text).not.toContain(forged.signature);
+    expect(text).not.toContain(lines[1]![11]!.action_id);
+    expect(text).not.toContain(stranger[0]!.action_id);
+    const rep = await verifyLog(dir, {
+      registry,
+      logPublicKey: logKey.signingPublicKey,
+      workers: 0,
+    });
+    expect(rep.ok).toBe(true);
+    expect(rep.size).toBe(before + admitted.length + 1);
+  });
+
+  it('a closed log refuses appends; close waits for the ones being checked', async () => {
+    const dir = tmpDir('tibet-append-workers-');
+    dirs.push(dir);
+    const log = await openWarm(dir, 2);
+    const tokens = interleave(burst(20, actors, 'close'));
+    const pending = tokens.map((t) => settle(log.append(t)));
+    await log.close();
+    const outcomes = await Promise.all(pending);
+    expect(outcomes.every((o) => typeof o !== 'string')).toBe(true);
+    await expect(log.append(burst(1, [actors[0]!], 'late')[0]![0]!)).rejects.toMatchObject({
+      code: 'LOG_CLOSED',
+    });
+  });
+});
+
+describe('WorkerPool.verify', () => {
+  it('answers as the calling thread does, and a closed pool refuses', async () => {
+    const script = workerScript();
+    expect(script).toBeDefined();
+    const p = getProvider('node');
+    const pool = new WorkerPool(2, script!, 'node');
+    const tokens = burst(6);
+    const items = interleave(tokens).map((t, i) => {
+      const a = actors.find((x) => x.id === t.actor)!;
+      const sig = fromBase64Url(t.signature, 'signature');
+      if (i % 5 === 2) sig[0]! ^= 0x80; // forged
+      const input = tokenSigningInput(t);
+      if (i % 7 === 3) input[input.length - 2]! ^= 0x01; // altered message
+      const key = i % 11 === 4 ? actors[(actors.indexOf(a) + 1) % 3]! : a; // wrong key
+      return { key: key.signingPublicKey, input, sig };
+    });
+    const want = items.map((x) => (p.ed25519Verify(x.key, x.input, x.sig) ? 1 : 0));
+    expect(want.filter((v) => v === 0).length).toBeGreaterThan(3);
+    expect(want.filter((v) => v === 1).length).toBeGreaterThan(3);
+    const n = items.length;
+    const keys = new Uint8Array(32 * n);
+    const sigs = new Uint8Array(64 * n);
+    const inputs = new Uint8Array(items.reduce((s, x) => s + x.input.length, 0));
+    const ends = new Uint32Array(n);
+    let o = 0;
+    items.forEach((x, i) => {
+      keys.set(x.key, 32 * i);
+      sigs.set(x.sig, 64 * i);
+      inputs.set(x.input, o);
+      ends[i] = o += x.input.length;
+    });
+    const got = await pool.verify({ keys, sigs, inputs, ends });
+    expect([...got]).toEqual(want);
+    // a malformed batch is refused, not answered
+    await expect(
+      pool.verify({
+        keys: new Uint8Array(32),
+        sigs: new Uint8Array(64),
+        inputs: new Uint8Array(4),
+        ends: Uint32Array.of(9),
+      }),
+    ).rejects.toThrow(/bad message bounds/);
+    await pool.close();
+    await expect(
+      pool.verify({
+        keys: new Uint8Array(32),
+        sigs: new Uint8Array(64),
+        inputs: new Uint8Array(1),
+        ends: Uint32Array.of(1),
+      }),
+    ).rejects.toThrow();
+  });
+});
+
+describe('a process with a log whose workers are idle', () => {
+  it('exits on its own after its appends, without close()', async () => {
+    const dir = tmpDir('tibet-append-workers-');
+    dirs.push(dir);
+    const script = join(dir, 'burst.mjs');
+    const tokens = interleave(burst(16, actors, 'child'));
+    writeFileSync(join(dir, 'tokens.json'), JSON.stringify(tokens));
+    writeFileSync(
+      script,
+      `import { readFileSync } from 'node:fs';
+import { IdentityRegistry, fixedClock } from '${pathUrl(PKG, '../core/dist/index.js')}';
+import { testIdentity } from '${pathUrl(PKG, '../core/dist/testing.js')}';
+import { AuditLog } from '${pathUrl(PKG, 'dist/index.js')}';
+const registry = new IdentityRegistry();
+for (const id of ${JSON.stringify(actors.map((a) => a.id))}) registry.add(testIdentity(id, 'human'));
+const log = await AuditLog.open({ dir: ${JSON.stringify(join(dir, 'log'))}, signer: testIdentity('jis:acme:continuityd', 'system'), registry, clock: fixedClock('2026-11-29T02:00:00.000Z'), checkpointEvery: 0, verifyWorkers: 2 });
+const tokens = JSON.parse(readFileSync(${JSON.stringify(join(dir, 'tokens.json'))}, 'utf8'));
+await Promise.all(tokens.slice(0, 4).map((t) => log.append(t)));
+while (log.verifyWorkersReady < 2) await new Promise((r) => setTimeout(r, 10));
+const r = await Promise.all(tokens.slice(4).map((t) => log.append(t)));
+console.log('appended', r.length + 4, 'workers', log.verifyWorkersReady);
+`,
+    );
+    const started = Date.now();
+    const { code, out } = await new Promise<{ code: number | null; out: string }>((res) => {
+      const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.on('exit', (c) => {
+        clearTimeout(timer);
+        res({ code: c, out });
+      });
+    });
+    expect(code).toBe(0);
+    expect(out.trim()).toBe(`appended ${tokens.length} workers 2`);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const rep = await verifyLog(join(dir, 'log'), {
+      registry,
+      logPublicKey: logKey.signingPublicKey,
+      workers: 0,
+    });
+    expect(rep.ok).toBe(true);
+    expect(rep.size).toBe(tokens.length);
+  }, 60_000);
+});
+
+function pathUrl(base: string, rel: string): string {
+  return new URL(rel, `file://${base}/`).href;
+}
