@@ -16,6 +16,7 @@ import {
   listSegments,
   nodeHash,
   parseRecord,
+  parseRecordText,
   splitLines,
   verifyCheckpoint,
   type LogRecord,
@@ -228,9 +229,16 @@ export async function loadLog(
     hooks.lines?.(position + raw.length);
     for (const bytes of raw) {
       const hash = lineHash(bytes, p);
+      // decoded once: the record is parsed from the same text the line keeps
+      let text: string | undefined;
+      try {
+        text = fromUtf8(bytes);
+      } catch {
+        text = undefined;
+      }
       let record: LogRecord | undefined;
       try {
-        record = parseRecord(bytes);
+        record = text === undefined ? parseRecord(bytes) : parseRecordText(text);
       } catch (e) {
         problems.push({
           code: 'LOG_LINE_MALFORMED',
@@ -238,16 +246,10 @@ export async function loadLog(
           detail: `line ${position} is not a valid record: ${(e as Error).message}`,
         });
       }
-      let text: string;
-      try {
-        text = fromUtf8(bytes);
-      } catch {
-        text = '';
-      }
       const exact = !(bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf);
       const line: LogLine = {
         position,
-        text,
+        text: text ?? '',
         hash,
         leaf: leafHash(bytes, p),
         record,

@@ -35,7 +35,6 @@ import {
   replay,
   secretLine,
   type RecordHashes,
-  type Replay,
   type ReplayProblem,
   type SecretState,
 } from '@tibet/keychain';
@@ -538,7 +537,12 @@ async function walkWith(
     }
     return x;
   };
-  const replays = new Map<string, { records: LogRecord[]; r: Replay }>();
+  // (only what the graph takes from a replay is kept: its steps, a state per event, are
+  // dropped at once rather than carried through the rest of the walk)
+  const replays = new Map<
+    string,
+    { events: number; state: SecretState | undefined; problems: ReplayProblem[] }
+  >();
   for (const id of [...secretIds].sort()) {
     const lines = (log?.byObject.get(id) ?? []).filter((l) => l.record);
     const lineOf = new Map(lines.map((l) => [l.record!, l]));
@@ -550,7 +554,8 @@ async function walkWith(
       return { line_hash: l.hash, leaf_hash: hex(l.leaf), token_hash: lineTokenHash(l, p) };
     };
     const records = lines.map((l) => l.record!);
-    replays.set(id, { records, r: replay(secretLine(records, id, p, known).events) });
+    const r = replay(secretLine(records, id, p, known).events);
+    replays.set(id, { events: records.length, state: r.state, problems: r.problems });
   }
 
   // ---- and every node, but for the results of the checks the workers are running: what it
@@ -741,9 +746,8 @@ async function walkWith(
         detail: `${b.info.file}: ${b.info.detail.join('; ')}`,
       });
   const secrets: WalkResult['secrets'] = [];
-  for (const [id, { records, r }] of replays) {
-    for (const x of r.problems) tail.push(replayProblem(x));
-    const s = r.state;
+  for (const [id, { events, state: s, problems: replayed }] of replays) {
+    for (const x of replayed) tail.push(replayProblem(x));
     if (s)
       secrets.push({
         secret_id: id,
@@ -754,7 +758,7 @@ async function walkWith(
         version: s.version,
         state: s,
       });
-    else if (records.length === 0)
+    else if (events === 0)
       tail.push({
         code: 'SECRET_NOT_IN_LOG',
         severity: 'error',

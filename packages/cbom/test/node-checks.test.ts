@@ -5,7 +5,7 @@
  * gives each job its own result however the jobs arrive; every inclusion proof is checked in
  * full, however much of its path it shares with the proofs checked before it.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import {
   concatBytes,
   fixedClock,
   fromBase64Url,
+  fromUtf8,
   getProvider,
   mintToken,
   sha256Hex,
@@ -150,6 +151,57 @@ describe('node checks on worker threads', () => {
     expect(lineTokenHash(bom, p)).toBe(tokenHash(src.record!.token, p));
     // a line not in the usual shape is left to re-serialisation
     expect(signingInputOfLine({ ...src, text: `${src.text} ` })).toBeUndefined();
+  });
+
+  it("reads each line's text as its own strict UTF-8 decoding ('' and LOG_LINE_MALFORMED when it is not UTF-8)", async () => {
+    const p = getProvider();
+    const src = await loadLog(dir, p);
+    const segs = await listSegments(dir);
+    const first = (k: number): Uint8Array => src.lines[k]!.bytes;
+    const nl = Uint8Array.of(0x0a);
+    const write = (lines: Uint8Array[], torn: Uint8Array): string => {
+      const d = mkdtempSync(join(tmpdir(), 'tibet-cbom-text-'));
+      writeFileSync(join(d, 'log.json'), readFileSync(join(dir, 'log.json')));
+      const seg0 = join(d, 'segments');
+      mkdirSync(seg0);
+      writeFileSync(
+        join(seg0, segs[0]!.path.slice(segs[0]!.path.lastIndexOf('/') + 1)),
+        concatBytes(...lines.flatMap((l) => [l, nl]), torn),
+      );
+      return d;
+    };
+    const nonAscii = src.lines.findIndex((l) => l.bytes.length !== l.text.length);
+    expect(nonAscii).toBeGreaterThanOrEqual(0);
+    const bom = concatBytes(Uint8Array.of(0xef, 0xbb, 0xbf), first(1));
+    const dirs: string[] = [];
+    try {
+      // valid UTF-8 throughout (a BOM kept, a non-ASCII line; a torn tail that is not UTF-8)
+      const ok = [first(0), bom, first(nonAscii), first(2)];
+      // one line that is not UTF-8: the others are read as ever
+      const bad = [first(0), Uint8Array.of(0x7b, 0xff, 0x7d), bom, first(nonAscii)];
+      for (const lines of [ok, bad]) {
+        const d = write(lines, Uint8Array.of(0x7b, 0xe2, 0x82));
+        dirs.push(d);
+        const log = await loadLog(d, p);
+        expect(log.lines.map((l) => l.text)).toEqual(
+          lines.map((l) => {
+            try {
+              return fromUtf8(l);
+            } catch {
+              return '';
+            }
+          }),
+        );
+        expect(log.lines.map((l) => l.bytes)).toEqual(lines);
+      }
+      const damaged = await loadLog(dirs[1]!, p);
+      expect(
+        damaged.problems.filter((x) => x.code === 'LOG_LINE_MALFORMED').map((x) => x.detail),
+      ).toEqual([expect.stringMatching(/^line 1 /), expect.stringMatching(/^line 2 /)]);
+    } finally {
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+    }
+    expect(dirs).toHaveLength(2);
   });
 
   it('each job gets its own result, however the jobs arrive (streamed, in batches, early start)', async () => {

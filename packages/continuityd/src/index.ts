@@ -48,7 +48,14 @@ export {
 } from './proof.js';
 export { TREE_DIR, TreeStore, levelFileName } from './tree-store.js';
 export { verifyLog } from './verify.js';
-export { OBJECT_ID, RECORD_VERSION, encodeRecord, lineHash, parseRecord } from './record.js';
+export {
+  OBJECT_ID,
+  RECORD_VERSION,
+  encodeRecord,
+  lineHash,
+  parseRecord,
+  parseRecordText,
+} from './record.js';
 
 export type { Checkpoint, NoteSignature, SignedCheckpoint } from './checkpoint.js';
 export type { AuditClient, DaemonAddress, LogHead } from './client.js';

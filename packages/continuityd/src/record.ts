@@ -112,6 +112,15 @@ export function parseRecord(line: Uint8Array, expectIndex?: number): LogRecord {
   } catch {
     bad('not UTF-8', expectIndex);
   }
+  return parseRecordText(text, expectIndex);
+}
+
+/**
+ * {@link parseRecord} for a caller that has already decoded the line: `text` must be
+ * `fromUtf8` of the line's bytes (core's strict decoder), so that the record parsed is the one
+ * the bytes hold. Same checks, same errors.
+ */
+export function parseRecordText(text: string, expectIndex?: number): LogRecord {
   let v: unknown;
   try {
     v = parseCanonicalJson(text);
@@ -120,7 +129,9 @@ export function parseRecord(line: Uint8Array, expectIndex?: number): LogRecord {
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) bad('not an object', expectIndex);
   const r = v as Record<string, unknown>;
-  for (const k of Object.keys(r)) if (!RECORD_KEYS.has(k)) bad(`unknown field "${k}"`, expectIndex);
+  // for-in allocates no key array; JSON.parse gives plain objects, and a key that is not an
+  // own one (an enumerable member added to Object.prototype) is refused like any other
+  for (const k in r) if (!RECORD_KEYS.has(k)) bad(`unknown field "${k}"`, expectIndex);
   if (r['v'] !== RECORD_VERSION) bad(`v must be ${RECORD_VERSION}`, expectIndex);
   const index = r['index'];
   if (typeof index !== 'number' || !Number.isSafeInteger(index) || index < 0)
@@ -142,8 +153,7 @@ export function parseRecord(line: Uint8Array, expectIndex?: number): LogRecord {
   const c = r['causal'] as Record<string, unknown> | null;
   if (typeof c !== 'object' || c === null || Array.isArray(c))
     bad('causal must be an object', index);
-  for (const k of Object.keys(c))
-    if (!CAUSAL_KEY_SET.has(k)) bad(`causal: unknown field "${k}"`, index);
+  for (const k in c) if (!CAUSAL_KEY_SET.has(k)) bad(`causal: unknown field "${k}"`, index);
   for (const k of CAUSAL_KEYS) if (!(k in c)) bad(`causal.${k} missing`, index);
   if (!isActorId(c['actor_id']) || c['actor_id'] !== token.actor)
     bad('causal.actor_id must equal token.actor', index);

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import { canonicalize, fromUtf8, utf8 } from '@tibet/core';
-import { encodeRecord, parseRecord, type LogRecord } from '@tibet/continuityd';
+import { encodeRecord, parseRecord, parseRecordText, type LogRecord } from '@tibet/continuityd';
 import { encodeRecordWithTokenText } from '../src/record.js';
 import { allLines, buildLog, cleanup, tmpDir } from './fixtures/helpers.js';
 
@@ -40,12 +40,24 @@ function oldCanonical(text: string): string | null {
 }
 
 function outcome(text: string): string | null {
+  let got: string | null;
   try {
     parseRecord(utf8(text));
-    return null;
+    got = null;
   } catch (e) {
-    return (e as Error).message;
+    got = (e as Error).message;
   }
+  // parseRecordText of the bytes' decoding answers the same, record or error
+  const bytes = utf8(text);
+  let again: LogRecord | string;
+  try {
+    again = parseRecordText(fromUtf8(bytes));
+  } catch (e) {
+    again = (e as Error).message;
+  }
+  if (got === null) expect(again).toEqual(parseRecord(bytes));
+  else expect(again).toBe(got);
+  return got;
 }
 
 function check(text: string): void {

@@ -820,6 +820,16 @@ function same(a: unknown, b: unknown): boolean {
  * generic walk. Any other shape, and any difference, is left to {@link same} (so the answer
  * is same()'s in every case).
  */
+/**
+ * Whether `o` has exactly three enumerable members, all its own (what `Object.keys(o).length
+ * === 3` tells for a plain object, without allocating the key array).
+ */
+function threeOwnMembers(o: object): boolean {
+  let n = 0;
+  for (const k in o) if (!Object.hasOwn(o, k) || ++n > 3) return false;
+  return n === 3;
+}
+
 function sameDecisions(a: readonly PolicyDecision[], b: unknown): boolean {
   fast: {
     if (!Array.isArray(b) || b.length !== a.length) break fast;
@@ -844,8 +854,8 @@ function sameDecisions(a: readonly PolicyDecision[], b: unknown): boolean {
         !wellFormed(rule) ||
         !wellFormed(decision) ||
         !wellFormed(detail) ||
-        Object.keys(o).length !== 3 ||
-        Object.keys(x).length !== 3
+        !threeOwnMembers(o) ||
+        !threeOwnMembers(x)
       )
         break fast;
     }
