@@ -22,7 +22,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import { bareVerifiesAllCores } from './lib.mjs';
 
 const core = await import('../packages/core/dist/index.js');
 const cd = await import('../packages/continuityd/dist/index.js');
@@ -136,59 +136,20 @@ function bareVerifies(n) {
   return (n / (now() - t0)) * 1000;
 }
 
-/**
- * Bare verifies of the given tokens' signatures (same keys, same signing inputs) split over
- * all cores, each worker with its keys imported before the clock starts; returns per second.
- */
-async function bareVerifiesAllCores(tokens) {
-  const cores = os.cpus().length;
-  const src = `
-    const { parentPort, workerData } = require('node:worker_threads');
-    const { createPublicKey, verify } = require('node:crypto');
-    const keys = new Map(workerData.keys.map(([id, x]) => [id, createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' })]));
-    parentPort.postMessage('ready');
-    parentPort.once('message', () => {
-      let bad = 0;
-      for (const [id, msg, sig] of workerData.jobs) if (!verify(null, msg, keys.get(id), sig)) bad++;
-      parentPort.postMessage(bad);
-    });`;
-  const keysWd = actors.map((a) => [a.id, Buffer.from(a.signingPublicKey).toString('base64url')]);
-  const jobs = Array.from({ length: cores }, () => []);
-  tokens.forEach((t, i) =>
-    jobs[i % cores].push([t.actor, core.tokenSigningInput(t), core.fromBase64Url(t.signature)]),
+/** Bare verifies of these tokens' signatures on all cores (bench/lib.mjs); per second. */
+function bareVerifiesOfTokens(tokens) {
+  const keys = actors.map((a) => [a.id, Buffer.from(a.signingPublicKey).toString('base64url')]);
+  return bareVerifiesAllCores(
+    keys,
+    tokens.map((t) => [t.actor, core.tokenSigningInput(t), core.fromBase64Url(t.signature)]),
   );
-  const workers = await Promise.all(
-    jobs.map(
-      (j) =>
-        new Promise((res, rej) => {
-          const w = new Worker(src, { eval: true, workerData: { keys: keysWd, jobs: j } });
-          w.once('message', () => res(w));
-          w.once('error', rej);
-        }),
-    ),
-  );
-  const t0 = now();
-  const bad = await Promise.all(
-    workers.map(
-      (w) =>
-        new Promise((res, rej) => {
-          w.once('message', res);
-          w.once('error', rej);
-          w.postMessage('go');
-        }),
-    ),
-  );
-  const rate = (tokens.length / (now() - t0)) * 1000;
-  await Promise.all(workers.map((w) => w.terminate()));
-  if (bad.some((b) => b !== 0)) throw new Error('floor: a bare verify failed');
-  return rate;
 }
 
 const nSingle = quick ? 300 : 2000;
 const single = await bareSync(nSingle, 1);
 const grouped = await bareSync(quick ? 64 * 100 : 64 * 600, 64);
 const verifyRate = bareVerifies(quick ? 3000 : 20000);
-const verifyRateAll = await bareVerifiesAllCores(ordered.slice(0, quick ? 6000 : 20000));
+const verifyRateAll = await bareVerifiesOfTokens(ordered.slice(0, quick ? 6000 : 20000));
 out.floor = {
   fdatasyncOneLinePerSec: single.linesPerSec,
   fdatasyncP50ms: single.p50,
@@ -323,7 +284,7 @@ if (typeof cd.verifyLog === 'function') {
   const cores = os.cpus().length;
   // floor: bare verifies of the log's own signatures (same keys, same signing inputs, same
   // count) split over all cores, each worker with its keys imported beforehand
-  const floorRate = await bareVerifiesAllCores(ordered.slice(0, N));
+  const floorRate = await bareVerifiesOfTokens(ordered.slice(0, N));
   const vt = now();
   const report = await cd.verifyLog(dir, { registry, logPublicKey: logKey.signingPublicKey });
   const vRate = (N / (now() - vt)) * 1000;
