@@ -76,6 +76,14 @@ function forge(t: TibetToken): TibetToken {
   return { ...t, signature: toBase64Url(sig) };
 }
 
+/** Lines a log from {@link openWarm} holds before the test's own. */
+const WARM_UP = 2;
+
+/**
+ * A log with `workers` signature workers, ready: a first burst of {@link WARM_UP} appends (on
+ * a line of its own, made with any number of workers, so that logs compare byte for byte)
+ * starts them, and the next burst finds them running.
+ */
 async function openWarm(dir: string, workers: number): Promise<AuditLog> {
   const log = await AuditLog.open({
     dir,
@@ -85,15 +93,12 @@ async function openWarm(dir: string, workers: number): Promise<AuditLog> {
     checkpointEvery: 0,
     verifyWorkers: workers,
   });
-  if (workers > 0) {
-    // a first burst (on a line of its own) starts the workers; wait until they take the next
-    const warm = burst(2, [actors[0]!], 'warm');
-    await Promise.all(warm[0]!.map((t) => log.append(t, { continuityId: 'warm-up' })));
-    const until = Date.now() + 30_000;
-    while (log.verifyWorkersReady < workers && Date.now() < until)
-      await new Promise((r) => setTimeout(r, 10));
-    expect(log.verifyWorkersReady).toBe(workers);
-  }
+  const warm = burst(WARM_UP, [actors[0]!], 'warm');
+  await Promise.all(warm[0]!.map((t) => log.append(t, { continuityId: 'warm-up' })));
+  const until = Date.now() + 30_000;
+  while (log.verifyWorkersReady < workers && Date.now() < until)
+    await new Promise((r) => setTimeout(r, 10));
+  expect(log.verifyWorkersReady).toBe(workers);
   return log;
 }
 
@@ -111,17 +116,10 @@ describe('appends checked on worker threads', () => {
     for (const workers of [0, 2]) {
       const dir = tmpDir('tibet-append-workers-');
       dirs.push(dir);
-      const log = await AuditLog.open({
-        dir,
-        signer: logKey,
-        registry,
-        clock,
-        checkpointEvery: 0,
-        verifyWorkers: workers,
-      });
+      const log = await openWarm(dir, workers);
       // one burst of 120 (each line's tokens chained on the ones before, none awaited)
       const receipts = await Promise.all(tokens.map((t) => log.append(t)));
-      expect(receipts.map((r) => r.index)).toEqual([...tokens.keys()]);
+      expect(receipts.map((r) => r.index)).toEqual([...tokens.keys()].map((i) => WARM_UP + i));
       expect(receipts.map((r) => r.actionId)).toEqual(tokens.map((t) => t.action_id));
       await log.close();
       bytes.push(
@@ -135,7 +133,7 @@ describe('appends checked on worker threads', () => {
         workers: 0,
       });
       expect(rep.ok).toBe(true);
-      expect(rep.size).toBe(tokens.length);
+      expect(rep.size).toBe(WARM_UP + tokens.length);
     }
     expect(bytes[1]).toBe(bytes[0]);
   });
