@@ -10,9 +10,15 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { IdentityRegistry, mintToken, type TibetToken } from '@tibet/core';
+import { IdentityRegistry, mintToken, type Clock, type TibetToken } from '@tibet/core';
 import { manualClock, seededRandom, testIdentity } from '@tibet/core/testing';
-import { AuditLog, ContinuityError, type AppendOptions, type LogRecord } from '@tibet/continuityd';
+import {
+  AuditLog,
+  ContinuityError,
+  type AppendOptions,
+  type AuditLogOptions,
+  type LogRecord,
+} from '@tibet/continuityd';
 import { DiskIndex } from '../src/disk-index.js';
 import { queryLog, tailLog, type LogHit, type LogQuery } from '../src/query.js';
 
@@ -120,6 +126,24 @@ function expected(all: readonly LogRecord[], q: LogQuery, upTo = all.length): nu
   return out.slice(0, q.limit ?? Infinity);
 }
 
+/** A writer with a persisted index of small runs (`chunkRecords` lines, merged `fanIn` at a time). */
+function openIndexed(
+  dir: string,
+  clock: Clock,
+  chunkRecords: number,
+  fanIn: number,
+  more: Partial<AuditLogOptions> = {},
+): Promise<AuditLog> {
+  return AuditLog.open({
+    dir,
+    signer: logKey,
+    registry,
+    clock,
+    ...more,
+    index: new DiskIndex(dir, { chunkRecords, fanIn }),
+  });
+}
+
 async function collect(it: AsyncIterable<LogHit>): Promise<LogHit[]> {
   const out: LogHit[] = [];
   for await (const h of it) out.push(h);
@@ -131,14 +155,9 @@ describe('queryLog', () => {
     const dir = tmp();
     const clock = manualClock('2026-11-28T12:00:00.000Z');
     const steps = workload('q', 340);
-    const log = await AuditLog.open({
-      dir,
-      signer: logKey,
-      registry,
-      clock,
+    const log = await openIndexed(dir, clock, 16, 4, {
       checkpointEvery: 0,
       segmentMaxBytes: 40_000,
-      index: new DiskIndex(dir, { chunkRecords: 16, fanIn: 4 }),
     });
     await appendAll(log, clock, steps.slice(0, 300));
     await log.checkpoint(); // index flushed at 300
@@ -209,14 +228,7 @@ describe('queryLog', () => {
     const dir = tmp();
     const clock = manualClock('2026-11-28T12:00:00.000Z');
     const steps = workload('shared', 120);
-    const log = await AuditLog.open({
-      dir,
-      signer: logKey,
-      registry,
-      clock,
-      checkpointEvery: 0,
-      index: new DiskIndex(dir, { chunkRecords: 8, fanIn: 2 }),
-    });
+    const log = await openIndexed(dir, clock, 8, 2, { checkpointEvery: 0 });
     await appendAll(log, clock, steps.slice(0, 60));
     await log.checkpoint();
     const seg = readFileSync(join(dir, 'segments', '0000000000000000.jsonl'));
@@ -244,13 +256,7 @@ describe('queryLog', () => {
     // a rebuilt index (a new manifest, new runs) is picked up as well
     await log.close();
     rmSync(join(dir, 'index'), { recursive: true });
-    const again = await AuditLog.open({
-      dir,
-      signer: logKey,
-      registry,
-      clock,
-      index: new DiskIndex(dir, { chunkRecords: 16, fanIn: 2 }),
-    });
+    const again = await openIndexed(dir, clock, 16, 2);
     const records = await all();
     await again.close(); // the rebuilt index is flushed
     expect(await queryLog(dir, q, { unindexed: false })).toEqual(second);
@@ -263,13 +269,7 @@ describe('queryLog', () => {
     const dir = tmp();
     const clock = manualClock('2026-11-28T12:00:00.000Z');
     const steps = workload('lie', 60);
-    const log = await AuditLog.open({
-      dir,
-      signer: logKey,
-      registry,
-      clock,
-      index: new DiskIndex(dir, { chunkRecords: 8, fanIn: 2 }),
-    });
+    const log = await openIndexed(dir, clock, 8, 2);
     await appendAll(log, clock, steps);
     await log.close();
     const seg = join(dir, 'segments', '0000000000000000.jsonl');
@@ -294,14 +294,7 @@ describe('queryLog', () => {
     const dir = tmp();
     const clock = manualClock('2026-11-28T12:00:00.000Z');
     const steps = workload('tail', 80);
-    const log = await AuditLog.open({
-      dir,
-      signer: logKey,
-      registry,
-      clock,
-      checkpointEvery: 0,
-      index: new DiskIndex(dir, { chunkRecords: 8, fanIn: 2 }),
-    });
+    const log = await openIndexed(dir, clock, 8, 2, { checkpointEvery: 0 });
     await appendAll(log, clock, steps.slice(0, 60));
     await log.checkpoint(); // index flushed at 60
     await appendAll(log, clock, steps.slice(60)); // 20 lines after it, in the same segment
@@ -398,14 +391,9 @@ describe('tailLog', () => {
     const dir = tmp();
     const clock = manualClock('2026-11-28T12:00:00.000Z');
     const steps = workload('tail', 80);
-    const log = await AuditLog.open({
-      dir,
-      signer: logKey,
-      registry,
-      clock,
+    const log = await openIndexed(dir, clock, 8, 2, {
       checkpointEvery: 20,
       segmentMaxBytes: 20_000,
-      index: new DiskIndex(dir, { chunkRecords: 8, fanIn: 2 }),
     });
     await appendAll(log, clock, steps.slice(0, 50));
     const all: LogRecord[] = [];
