@@ -883,7 +883,8 @@ class Verifier {
       }
     }, this.provider);
     const backend: BackendName = this.provider.name;
-    const pool = script && nWorkers > 0 ? new WorkerPool(nWorkers, script, backend, rawKey) : undefined;
+    const pool =
+      script && nWorkers > 0 ? new WorkerPool(nWorkers, script, backend, rawKey) : undefined;
     let segs: SegmentEntry[];
     try {
       await this.readMeta();

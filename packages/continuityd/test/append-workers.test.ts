@@ -286,7 +286,7 @@ const tokens = JSON.parse(readFileSync(${JSON.stringify(join(dir, 'tokens.json')
 await Promise.all(tokens.slice(0, 4).map((t) => log.append(t)));
 while (log.verifyWorkersReady < 2) await new Promise((r) => setTimeout(r, 10));
 const r = await Promise.all(tokens.slice(4).map((t) => log.append(t)));
-console.log('appended', r.length + 4, 'workers', log.verifyWorkersReady);
+process.stdout.write('appended ' + (r.length + 4) + ' workers ' + log.verifyWorkersReady + '\\n');
 `,
     );
     const started = Date.now();
