@@ -254,7 +254,19 @@ describe('WorkerPool.verify', () => {
         ends: Uint32Array.of(9),
       }),
     ).rejects.toThrow(/bad message bounds/);
+    // a request in flight when its worker goes away is rejected (the log then checks it on
+    // its own thread), not left hanging
+    const many = 2000;
+    const big = {
+      keys: new Uint8Array(32 * many),
+      sigs: new Uint8Array(64 * many),
+      inputs: new Uint8Array(many),
+      ends: Uint32Array.from({ length: many }, (_, i) => i + 1),
+    };
+    for (let i = 0; i < many; i++) big.keys.set(items[0]!.key, 32 * i);
+    const inFlight = expect(pool.verify(big)).rejects.toThrow(/exited/);
     await pool.close();
+    await inFlight;
     await expect(
       pool.verify({
         keys: new Uint8Array(32),
