@@ -22,6 +22,7 @@ import {
   keyIdOf,
   parseToken,
   rfc3339,
+  sha256Hex,
   signingInputOfCanonical,
   systemClock,
   toBase64,
@@ -134,6 +135,8 @@ export interface AppendReceipt {
 interface Incoming {
   t: TibetToken;
   text: string;
+  /** UTF-8 of `text`: hashed for the token hash, cut for the signing input. */
+  tokenBytes: Uint8Array;
   opts: AppendOptions;
   key: Uint8Array;
   input: Uint8Array;
@@ -515,24 +518,38 @@ export class AuditLog {
     const key = this.#o.registry.signingKey(t.actor, t.kid);
     if (!key)
       throw new ContinuityError('ACTOR_UNKNOWN', `no registered key ${t.kid} for ${t.actor}`);
-    if (key.length !== 32 || keyIdOf(key, this.provider) !== t.kid) {
+    if (key.length !== 32 || this.#keyId(key) !== t.kid) {
       const cause = new CoreError(
         'TOKEN_SIGNATURE_INVALID',
         `token ${t.action_id}: key id does not match the key given`,
       );
       throw new ContinuityError('TOKEN_REJECTED', cause.message, { cause });
     }
+    const tokenBytes = utf8(text);
     return {
       t,
       text,
+      tokenBytes,
       opts,
       key,
-      input: signingInputOfCanonical(text, t) ?? tokenSigningInput(t),
+      input: signingInputOfCanonical(text, t, tokenBytes) ?? tokenSigningInput(t),
       sig,
       verdict: 0,
       resolve: () => undefined,
       reject: () => undefined,
     };
+  }
+
+  /** Key ids of registered keys, by the key's array, kept with a copy of the bytes they hash. */
+  readonly #kids = new WeakMap<Uint8Array, { bytes: Uint8Array; kid: string }>();
+
+  /** `keyIdOf(key)`, computed once per key array and recomputed if its bytes ever change. */
+  #keyId(key: Uint8Array): string {
+    const hit = this.#kids.get(key);
+    if (hit && equalBytes(hit.bytes, key)) return hit.kid;
+    const kid = keyIdOf(key, this.provider);
+    this.#kids.set(key, { bytes: Uint8Array.from(key), kid });
+    return kid;
   }
 
   /** Check the signature on this thread. */
@@ -678,13 +695,11 @@ export class AuditLog {
       },
       token: t,
     };
-    const line = encodeRecordWithTokenText(record, text);
-    const bytes = new Uint8Array(line.length + 1);
-    bytes.set(line);
-    bytes[line.length] = 0x0a;
+    const bytes = encodeRecordWithTokenText(record, text, true);
+    const line = bytes.subarray(0, bytes.length - 1);
     const lh = lineHash(line, this.provider);
     const leaf = leafHash(line, this.provider);
-    const th = `sha256:${toHex(this.provider.sha256(utf8(text)))}`;
+    const th = `sha256:${sha256Hex(j.tokenBytes, this.provider)}`;
     const entry: ActionEntry = { index, generation: t.generation, tokenHash: th };
     this.#nextIndex++;
     this.#lastLineHash = lh;

@@ -59,13 +59,19 @@ export function encodeRecord(r: LogRecord): Uint8Array {
  * received_at, token, v`, and the RFC 8785 form of a nested object is its form on its own, so
  * the line is assembled from the parts; `index` is a safe integer (its ECMAScript form is
  * its decimal digits) and `received_at`/`prev` need no escapes (RFC 3339 text, hex or null).
+ * With `newline`, the bytes end with the line's `\n` (one encoding for the writer).
  */
-export function encodeRecordWithTokenText(r: LogRecord, tokenText: string): Uint8Array {
+export function encodeRecordWithTokenText(
+  r: LogRecord,
+  tokenText: string,
+  newline = false,
+): Uint8Array {
   if (!Number.isSafeInteger(r.index) || r.index < 0) throw new RangeError('bad record index');
   return utf8(
     `{"causal":${canonicalize(r.causal)},"index":${r.index},"prev":${JSON.stringify(r.prev)},` +
       `"received_at":${JSON.stringify(r.received_at)},"token":${tokenText},` +
-      `"v":${JSON.stringify(r.v)}}`,
+      `"v":${JSON.stringify(r.v)}}` +
+      (newline ? '\n' : ''),
   );
 }
 

@@ -18,9 +18,11 @@ import {
   parseCanonicalJson,
   parseToken,
   seededRandom,
+  signingInputOfCanonical,
   toHex,
   tokenHash,
   tokenSigningInput,
+  utf8,
   verifyLine,
   verifyToken,
   type CoreErrorCode,
@@ -412,6 +414,28 @@ describe('mintToken', () => {
       // Compare canonical text: -0 in the content comes back as 0, which is the same JSON.
       for (const q of BACKENDS)
         expect(canonicalize(verifyToken(back, who.signingPublicKey, q))).toBe(text);
+    },
+  );
+
+  test.prop(
+    [
+      fc.jsonValue({ stringUnit: 'binary', maxDepth: 2 }) as fc.Arbitrary<JsonValue>,
+      fc.string({ unit: 'binary', minLength: 1, maxLength: 60 }).filter((s) => s.trim().length > 0),
+      fc.integer({ min: 1, max: 40 }),
+    ],
+    { numRuns: 300 },
+  )(
+    'signingInputOfCanonical, from the text or from its bytes, is the signing input; a text cut short is refused',
+    (erin, erachter, chop) => {
+      const t = mintToken(base({ erin, erachter }), alice, opts());
+      const text = canonicalize(t);
+      const want = tokenSigningInput(t);
+      expect(signingInputOfCanonical(text, t)).toEqual(want);
+      expect(signingInputOfCanonical(text, t, utf8(text))).toEqual(want);
+      // not the token's text: refused either way
+      const other = text.slice(0, text.length - 1 - chop) + '}';
+      expect(signingInputOfCanonical(other, t)).toBeUndefined();
+      expect(signingInputOfCanonical(other, t, utf8(other))).toBeUndefined();
     },
   );
 });
