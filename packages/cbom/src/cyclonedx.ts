@@ -13,9 +13,9 @@ import {
   fromBase64Url,
   fromHex,
   getProvider,
-  toHex,
   utf8,
   type JsonValue,
+  sha256Hex,
 } from '@tibet/core';
 import type { SecretState } from '@tibet/keychain';
 import type { GraphNode, GraphSecret } from './model.js';
@@ -277,7 +277,7 @@ export function publicKeyDigest(pk: string): string {
   } catch {
     raw = utf8(pk);
   }
-  return toHex(getProvider().sha256(raw));
+  return sha256Hex(raw, getProvider());
 }
 
 function publicKeyComponent(

@@ -24,6 +24,7 @@ import {
   verifyToken,
   type CryptoProvider,
   type IdentityRegistry,
+  sha256Hex,
 } from '@tibet/core';
 import {
   formatTlogProof,
@@ -200,7 +201,7 @@ export async function writeReport(o: WriteReportOptions): Promise<ReportDocument
       timestamp: node.timestamp,
       role,
       file,
-      line_sha256: toHex(p.sha256(bytes)),
+      line_sha256: sha256Hex(bytes, p),
       proof,
     });
   }

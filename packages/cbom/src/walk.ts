@@ -1007,7 +1007,7 @@ async function checkStore(
     const file = join(sdir, `rev-${String(r).padStart(6, '0')}.tza`);
     const bytes = new Uint8Array(await readFile(file));
     const b = loadBundleBytes(file, bytes, directory, p).info;
-    const sha = toHex(p.sha256(bytes));
+    const sha = sha256Hex(bytes, p);
     bundles.push(b);
     const action = typeof b.meta['action_id'] === 'string' ? b.meta['action_id'] : undefined;
     if (b.status !== 'pass') {
@@ -1076,7 +1076,7 @@ async function checkStore(
       bundles.push(b);
       const want = st.versions[st.versions.length - 1]?.material_sha256;
       if (b.status !== 'pass') err('MATERIAL_INVALID', `${file}: ${b.detail.join('; ')}`);
-      else if (want && toHex(p.sha256(bytes)) !== want)
+      else if (want && sha256Hex(bytes, p) !== want)
         err('MATERIAL_DIGEST_MISMATCH', `${file} does not hash to the state's material_sha256`);
     }
   }

@@ -48,6 +48,7 @@ import {
   toHex,
   utf8,
   type CryptoProvider,
+  sha256Hex,
 } from '@tibet/core';
 import { ContinuityError } from './errors.js';
 import type { ActionEntry, IndexedRecord, LogIndex } from './log-index.js';
@@ -1431,7 +1432,7 @@ class Run {
 // The manifest.
 
 function manifestChecksum(m: Omit<Manifest, 'checksum'>, p: CryptoProvider): string {
-  return toHex(p.sha256(utf8(canonicalize(m))));
+  return sha256Hex(utf8(canonicalize(m)), p);
 }
 
 function isNat(v: unknown): v is number {

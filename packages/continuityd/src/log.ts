@@ -26,7 +26,6 @@ import {
   signingInputOfCanonical,
   systemClock,
   toBase64,
-  toHex,
   tokenHash,
   tokenSigningInput,
   utf8,
@@ -1007,7 +1006,7 @@ export async function latestCheckpoint(dir: string): Promise<SignedCheckpoint | 
  */
 function tokenHashOfLine(line: Uint8Array, t: TibetToken, provider: CryptoProvider): string {
   const cut = tokenSlices(line, t);
-  return cut ? `sha256:${toHex(provider.sha256(cut.token))}` : tokenHash(t, provider);
+  return cut ? `sha256:${sha256Hex(cut.token, provider)}` : tokenHash(t, provider);
 }
 
 /**

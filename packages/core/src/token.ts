@@ -4,7 +4,7 @@
  */
 import { fromBase64Url, toBase64Url, toHex, utf8 } from './bytes.js';
 import { parseRfc3339, rfc3339, systemClock, type Clock } from './clock.js';
-import { getProvider } from './crypto/index.js';
+import { getProvider, sha256Hex } from './crypto/index.js';
 import type { CryptoProvider, Ed25519PrivateKey } from './crypto/provider.js';
 import { CoreError } from './errors.js';
 import {
@@ -99,7 +99,7 @@ export function tokenSigningInput(token: TokenBody | TibetToken): Uint8Array {
 
 /** `sha256:<hex>` over the RFC 8785 form of the whole signed token: what `prev` holds. */
 export function tokenHash(token: TibetToken, provider: CryptoProvider = getProvider()): string {
-  return `sha256:${toHex(provider.sha256(canonicalBytes(token)))}`;
+  return `sha256:${sha256Hex(canonicalBytes(token), provider)}`;
 }
 
 /** The causal-time rule: 1 + the larger of the predecessor's and the parent's generation. */

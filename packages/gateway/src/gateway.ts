@@ -25,7 +25,6 @@ import {
   rfc3339,
   systemClock,
   systemRandom,
-  toHex,
   verifyToken,
   type Clock,
   type CryptoProvider,
@@ -35,6 +34,7 @@ import {
   type PolicyDecision,
   type Random,
   type TibetToken,
+  sha256Hex,
 } from '@tibet/core';
 import { ContinuityError, type AppendReceipt, type AuditClient } from '@tibet/continuityd';
 import { KeychainError, type Keychain, type KeychainErrorCode } from '@tibet/keychain';
@@ -295,7 +295,7 @@ export class Gateway {
       return this.#deny(a, verdict, e.message);
     }
     a.capsule = capsule;
-    a.capsuleSha256 = toHex(this.provider.sha256(bytes));
+    a.capsuleSha256 = sha256Hex(bytes, this.provider);
 
     // authenticated: the agent signed this request for this capsule with its own key —
     // before any check that could tell an unauthenticated caller about the capsule
@@ -824,7 +824,7 @@ export class Gateway {
       destroy_session_confirmed: receipt.destroy_session_confirmed,
       session_id: receipt.session_id,
       proxied_action_id: receipt.proxied_action_id,
-      receipt_sha256: toHex(this.provider.sha256(receiptBytes)),
+      receipt_sha256: sha256Hex(receiptBytes, this.provider),
       events: structuredClone(a.events) as unknown as JsonValue,
     };
     const policy: PolicyDecision[] = a.events.map((e) => ({

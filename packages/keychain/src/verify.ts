@@ -17,7 +17,13 @@
  * file number). Warnings (a revision a crash left for recovery, an old creation event that
  * does not record everything) do not make the report fail.
  */
-import { canonicalize, toHex, verifyToken, type JsonValue, type KeyResolver } from '@tibet/core';
+import {
+  canonicalize,
+  verifyToken,
+  type JsonValue,
+  type KeyResolver,
+  sha256Hex,
+} from '@tibet/core';
 import { openTza, verifyTza } from '@tibet/tza';
 import { KeychainError } from './errors.js';
 import type { Keychain } from './keychain.js';
@@ -163,7 +169,7 @@ async function verifySecret(
   ): void => {
     problems.push({ code, message, severity, ...at });
   };
-  const sha = (b: Uint8Array): string => toHex(p.sha256(b));
+  const sha = (b: Uint8Array): string => sha256Hex(b, p);
 
   // ------------------------------------------------------------ the secret's line
   const { events, gaps } = secretLine(await source.eventsFor(id), id, p);

@@ -22,7 +22,7 @@ import {
   type PublicIdentity,
   type Random,
   type TibetToken,
-  toHex,
+  sha256Hex,
 } from '@tibet/core';
 import { KeychainError, type Keychain, type SecretState } from '@tibet/keychain';
 import { sealCapsule } from './bundle.js';
@@ -92,8 +92,7 @@ export function issuanceErin(
   const { upstream_payload: payload, ...rest } = capsuleBody(c as Capsule);
   return {
     ...(rest as unknown as Record<string, JsonValue>),
-    upstream_payload_sha256:
-      payload === null ? null : toHex(provider.sha256(canonicalBytes(payload))),
+    upstream_payload_sha256: payload === null ? null : sha256Hex(canonicalBytes(payload), provider),
   };
 }
 
@@ -420,7 +419,7 @@ async function logDenial(
           verdict: e.verdict ?? null,
           reason: e.message.slice(0, 1000),
           agent_authenticated: proof !== undefined,
-          request_sha256: toHex(kc.provider.sha256(canonicalBytes(requestErin(req, kc.provider)))),
+          request_sha256: sha256Hex(canonicalBytes(requestErin(req, kc.provider)), kc.provider),
         },
         eraan: [{ object_id: req.secret_id }],
         eromheen: {},

@@ -31,6 +31,7 @@ import {
   type JsonValue,
   type Random,
   type TibetToken,
+  sha256Hex,
 } from '@tibet/core';
 import {
   capsuleRequestFromJson,
@@ -57,8 +58,9 @@ export interface ProofOptions {
   provider?: CryptoProvider;
 }
 
-function sha256Hex(v: unknown, provider: CryptoProvider): string {
-  return toHex(provider.sha256(canonicalBytes(v)));
+/** Hex SHA-256 of a value's RFC 8785 form. */
+function canonicalSha256Hex(v: unknown, provider: CryptoProvider): string {
+  return sha256Hex(canonicalBytes(v), provider);
 }
 
 /** The JSON of a value without its `undefined` members (what goes over the wire). */
@@ -73,7 +75,7 @@ export function execRequestDigest(request: ExecRequest, provider = getProvider()
   if (typeof request !== 'object' || request === null)
     throw new TypeError('"request" expected an ExecRequest object');
   try {
-    return sha256Hex(defined(request), provider);
+    return canonicalSha256Hex(defined(request), provider);
   } catch (cause) {
     throw new TypeError('"request" is not JSON', { cause });
   }
@@ -90,7 +92,7 @@ export function requestErin(request: CapsuleRequest, provider = getProvider()): 
     ? rest
     : {
         ...rest,
-        upstream_payload_sha256: payload === null ? null : sha256Hex(payload, provider),
+        upstream_payload_sha256: payload === null ? null : canonicalSha256Hex(payload, provider),
       };
 }
 

@@ -26,7 +26,15 @@
  * OpenSSL keeps inside a KeyObject until it is collected.
  */
 import { createPrivateKey, createPublicKey, sign as nodeSign, type KeyObject } from 'node:crypto';
-import { fromBase64, getProvider, toBase64Url, toHex, utf8, type JsonValue } from '@tibet/core';
+import {
+  fromBase64,
+  getProvider,
+  toBase64Url,
+  toHex,
+  utf8,
+  type JsonValue,
+  sha256Hex,
+} from '@tibet/core';
 import {
   aborted,
   bytesText,
@@ -137,7 +145,7 @@ export class SignerAdapter implements Adapter {
     }
     const payload = parsePayload(resolvePayload(capsule, i.request), this.#maxPayload);
     const provider = getProvider();
-    const digest = toHex(provider.sha256(payload));
+    const digest = sha256Hex(payload, provider);
     const bound = constraint(capsule, 'payload_sha256');
     if (bound !== undefined && bound.toLowerCase() !== digest) {
       throw refuse('sam-constraint-mismatch', 'the payload is not the one the capsule binds');
