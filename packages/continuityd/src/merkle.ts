@@ -3,23 +3,35 @@
  * perfect subtrees that make up the left-to-right decomposition of the tree): O(log n)
  * work and state per append, no rebuild at start.
  */
-import { hash } from 'node:crypto';
-import { concatBytes, getProvider, type CryptoProvider } from '@tibet/core';
+import { concatBytes, getProvider, sha256Into, type CryptoProvider } from '@tibet/core';
 
 const LEAF = Uint8Array.of(0x00);
 const NODE = Uint8Array.of(0x01);
 
-/** 0x00 ‖ entry for the node backend's one-shot hash, reused (grown as needed). */
+/** 0x00 ‖ entry, reused (grown as needed): public bytes, hashed at once. */
 let leafInput = new Uint8Array(4096);
 
 export function leafHash(entry: Uint8Array, p: CryptoProvider = getProvider()): Uint8Array {
-  if (p.name === 'node' && entry.length < 1 << 16) {
-    if (leafInput.length < entry.length + 1) leafInput = new Uint8Array(2 * entry.length + 1);
-    leafInput[0] = 0x00;
-    leafInput.set(entry, 1);
-    return new Uint8Array(hash('sha256', leafInput.subarray(0, entry.length + 1), 'buffer'));
+  const out = new Uint8Array(32);
+  leafHashInto(entry, out, 0, p);
+  return out;
+}
+
+/** {@link leafHash} written into `out[at, at + 32)`. */
+export function leafHashInto(
+  entry: Uint8Array,
+  out: Uint8Array,
+  at: number,
+  p: CryptoProvider = getProvider(),
+): void {
+  if (entry.length >= 1 << 16) {
+    out.set(p.sha256(concatBytes(LEAF, entry)), at);
+    return;
   }
-  return p.sha256(concatBytes(LEAF, entry));
+  if (leafInput.length < entry.length + 1) leafInput = new Uint8Array(2 * entry.length + 1);
+  leafInput[0] = 0x00;
+  leafInput.set(entry, 1);
+  sha256Into(leafInput.subarray(0, entry.length + 1), out, at, p);
 }
 
 /**

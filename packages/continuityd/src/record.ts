@@ -10,7 +10,7 @@ import {
   isActionId,
   isActorId,
   parseCanonicalJson,
-  parseRfc3339,
+  rfc3339Millis,
   parseToken,
   sha256Hex,
   utf8,
@@ -148,7 +148,7 @@ export function parseRecordText(text: string, expectIndex?: number): LogRecord {
   const prev = r['prev'];
   if (index === 0 ? prev !== null : !(typeof prev === 'string' && HEX64.test(prev)))
     bad('prev must be 64 hex (null at index 0)', index);
-  if (!parseRfc3339(r['received_at'])) bad('received_at must be RFC 3339 UTC', index);
+  if (rfc3339Millis(r['received_at']) === undefined) bad('received_at must be RFC 3339 UTC', index);
   let token: TibetToken;
   try {
     // the whole line is proven RFC 8785 text, so the token needs no second canonicality walk
@@ -208,6 +208,25 @@ export function tokenSlices(
   line: Uint8Array,
   t: TibetToken,
 ): { token: Uint8Array; signingInput: Uint8Array } | undefined {
+  const c = tokenCut(line, t);
+  if (!c) return undefined;
+  // copied (not a view, not a pooled Buffer) so that a caller may keep or transfer it
+  const signingInput = new Uint8Array(c.end - c.start - (c.sigEnd - c.sig));
+  signingInput.set(line.subarray(c.start, c.sig));
+  signingInput.set(line.subarray(c.sigEnd, c.end), c.sig - c.start);
+  return { token: line.subarray(c.start, c.end), signingInput };
+}
+
+/**
+ * Where {@link tokenSlices} cuts: the token's bytes are `line[start, end)`, its signature
+ * member `,"signature":"<86 chars>"` is `line[sig, sigEnd)`, so its signing input is
+ * `line[start, sig)` followed by `line[sigEnd, end)`. Same soundness condition; undefined
+ * when the line does not have that shape.
+ */
+export function tokenCut(
+  line: Uint8Array,
+  t: TibetToken,
+): { start: number; sig: number; sigEnd: number; end: number } | undefined {
   const b = asBuffer(line);
   const at = b.indexOf(TOKEN_KEY);
   if (at < 0) return undefined;
@@ -223,9 +242,5 @@ export function tokenSlices(
   const sig = t.signature;
   if (sig.length !== SIG_LEN || v + SIG_LEN >= end || line[v + SIG_LEN] !== 0x22) return undefined;
   for (let k = 0; k < SIG_LEN; k++) if (line[v + k] !== sig.charCodeAt(k)) return undefined;
-  // copied (not a view, not a pooled Buffer) so that a caller may keep or transfer it
-  const signingInput = new Uint8Array(end - start - (v + SIG_LEN + 1 - s));
-  b.copy(signingInput, 0, start, s);
-  b.copy(signingInput, s - start, v + SIG_LEN + 1, end);
-  return { token: line.subarray(start, end), signingInput };
+  return { start, sig: s, sigEnd: v + SIG_LEN + 1, end };
 }

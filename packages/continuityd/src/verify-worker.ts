@@ -11,14 +11,15 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import {
   getProvider,
   keyIdOf,
-  parseRfc3339,
+  rfc3339Millis,
+  sha256Into,
   tokenHash,
   tokenSigningInput,
   type BackendName,
   type CryptoProvider,
 } from '@tibet/core';
-import { leafHash } from './merkle.js';
-import { parseRecord, tokenSlices, type LogRecord } from './record.js';
+import { leafHashInto } from './merkle.js';
+import { parseRecord, tokenCut, tokenSlices, type LogRecord } from './record.js';
 
 export { tokenSlices };
 
@@ -137,6 +138,41 @@ function word(id: string, at: number): number {
   return parseInt(id.slice(at, at + 8), 16) >>> 0;
 }
 
+/** This thread's scratch arrays for the signatures of one batch (finishBatch runs to the end). */
+interface Scratch {
+  keys: Uint8Array;
+  sigs: Uint8Array;
+  sigsBuf: Buffer;
+  inputs: Uint8Array;
+  ends: Uint32Array;
+}
+let scratch: Scratch | undefined;
+
+function grown(a: Uint8Array, size: number): Uint8Array {
+  if (a.length >= size) return a;
+  const b = new Uint8Array(Math.max(size, 2 * a.length));
+  b.set(a);
+  return b;
+}
+
+/** Scratch for a batch of `lines` lines and `bytes` bytes (signing inputs are cut from them). */
+function scratchFor(bytes: number, lines: number): Scratch {
+  let s = scratch;
+  if (!s || s.ends.length < lines) {
+    const sigs = new Uint8Array(64 * lines);
+    s = {
+      keys: new Uint8Array(32 * lines),
+      sigs,
+      sigsBuf: Buffer.from(sigs.buffer, sigs.byteOffset, sigs.byteLength),
+      inputs: s?.inputs ?? new Uint8Array(0),
+      ends: new Uint32Array(lines),
+    };
+  }
+  s.inputs = grown(s.inputs, bytes);
+  scratch = s;
+  return s;
+}
+
 /**
  * Pass 2: hashes and signatures. `keyOf` returns the actor's Ed25519 key for a kid, already
  * checked to have that key id, or undefined for an unknown actor or kid.
@@ -165,14 +201,18 @@ export function finishBatch(
     sigInfo: [],
   };
   const lineIdx = new Map<string, number>();
-  const checks: { i: number; key: Uint8Array; input: Uint8Array; sig: Uint8Array }[] = [];
+  // the signatures to check, packed into this thread's scratch arrays (see verifySigBatch)
+  const s = scratchFor(batch.buf.length, n);
+  const checkLine = new Uint32Array(n);
+  let nChecks = 0;
+  let inputEnd = 0;
   let from = 0;
   for (let i = 0; i < n; i++) {
     const end = batch.ends[i]!;
     const line = batch.buf.subarray(from, end);
     from = end + 1;
-    r.lineHashes.set(provider.sha256(line), 32 * i);
-    r.leaves.set(leafHash(line, provider), 32 * i);
+    sha256Into(line, r.lineHashes, 32 * i, provider);
+    leafHashInto(line, r.leaves, 32 * i, provider);
     const rec = records[i]!;
     if (typeof rec === 'string') {
       r.errs.push([i, rec]);
@@ -185,7 +225,7 @@ export function finishBatch(
     else if (rec.prev !== null && hexIs(rec.prev, r.lineHashes, 32 * (i - 1))) f |= F_PREV_OK;
     r.num[3 * i] = rec.index;
     // parseRecord has checked the form, so this is the instant (ms) it stands for
-    r.num[3 * i + 1] = parseRfc3339(rec.received_at)!.getTime();
+    r.num[3 * i + 1] = rfc3339Millis(rec.received_at)!;
     r.num[3 * i + 2] = t.generation;
     r.ids[4 * i] = word(t.action_id, 4);
     r.ids[4 * i + 1] = word(t.action_id, 12);
@@ -204,39 +244,53 @@ export function finishBatch(
       lineIdx.set(rec.causal.continuity_id, li);
     }
     r.lineRef[i] = li;
-    const cut = tokenSlices(line, t);
-    if (cut) r.th.set(provider.sha256(cut.token), 64 * i);
+    const cut = tokenCut(line, t);
+    if (cut) sha256Into(line.subarray(cut.start, cut.end), r.th, 64 * i, provider);
     else hexToBytes(tokenHash(t, provider).slice(7), r.th, 64 * i);
     r.flags[i] = f;
     const key = keyOf(t.actor, t.kid);
-    if (key) {
-      checks.push({
-        i,
-        key,
-        input: cut ? cut.signingInput : tokenSigningInput(t),
-        // parseToken has checked the signature's form (86 base64url characters, canonical
-        // last character), so Buffer's decoder gives exactly its 64 bytes
-        sig: Buffer.from(t.signature, 'base64url'),
-      });
-    } else {
+    if (!key) {
       r.flags[i] = f | (SIG_NO_KEY << 4);
       r.sigInfo.push([i, t.actor, t.kid]);
+      continue;
     }
+    if (cut) {
+      s.inputs = grown(s.inputs, inputEnd + (cut.end - cut.start));
+      s.inputs.set(line.subarray(cut.start, cut.sig), inputEnd);
+      inputEnd += cut.sig - cut.start;
+      s.inputs.set(line.subarray(cut.sigEnd, cut.end), inputEnd);
+      inputEnd += cut.end - cut.sigEnd;
+    } else {
+      const input = tokenSigningInput(t);
+      s.inputs = grown(s.inputs, inputEnd + input.length);
+      s.inputs.set(input, inputEnd);
+      inputEnd += input.length;
+    }
+    // parseToken has checked the signature's form (86 base64url characters, canonical last
+    // character), so it decodes to exactly 64 bytes; anything else fails the check below
+    if (s.sigsBuf.write(t.signature, 64 * nChecks, 64, 'base64url') !== 64)
+      s.sigs.fill(0, 64 * nChecks, 64 * nChecks + 64);
+    s.keys.set(key, 32 * nChecks);
+    s.ends[nChecks] = inputEnd;
+    checkLine[nChecks++] = i;
   }
   // The signatures last, one after another: the verifier's code and tables stay hot in the
   // cache instead of alternating with the parsing and hashing above.
-  for (const c of checks) {
-    let ok = false;
-    try {
-      ok = provider.ed25519Verify(c.key, c.input, c.sig);
-    } catch {
-      ok = false;
-    }
-    if (!ok) {
-      const t = (records[c.i] as LogRecord).token;
-      r.sigInfo.push([c.i, t.actor, t.kid]);
-      r.flags[c.i]! |= SIG_BAD << 4;
-    }
+  const ok = verifySigBatch(
+    {
+      keys: s.keys.subarray(0, 32 * nChecks),
+      sigs: s.sigs.subarray(0, 64 * nChecks),
+      inputs: s.inputs.subarray(0, inputEnd),
+      ends: s.ends.subarray(0, nChecks),
+    },
+    provider,
+  );
+  for (let k = 0; k < nChecks; k++) {
+    if (ok[k]) continue;
+    const i = checkLine[k]!;
+    const t = (records[i] as LogRecord).token;
+    r.sigInfo.push([i, t.actor, t.kid]);
+    r.flags[i]! |= SIG_BAD << 4;
   }
   if (r.sigInfo.length > 1) r.sigInfo.sort((a, b) => a[0] - b[0]);
   return r;
@@ -337,8 +391,17 @@ function serve(): void {
   const keyOf = keyCache((actor, kid) => known.get(`${actor}\n${kid}`), provider);
   let chain: Promise<void> = Promise.resolve();
 
+  // a batch in shared memory is copied here once: small copies out of a SharedArrayBuffer
+  // take V8's slow path (~8× a plain one), and the lines are copied from in several places
+  let own = new Uint8Array(0);
   async function handle(m: Extract<ToWorker, { t: 'batch' }>): Promise<void> {
-    const parsed = parseBatch({ id: m.id, first: m.first, buf: m.buf, ends: m.ends });
+    let buf = m.buf;
+    if (buf.buffer instanceof SharedArrayBuffer) {
+      if (own.length < buf.length) own = new Uint8Array(Math.max(buf.length, 2 * own.length));
+      own.set(buf);
+      buf = own.subarray(0, buf.length);
+    }
+    const parsed = parseBatch({ id: m.id, first: m.first, buf, ends: m.ends });
     const missing = keyPairs(parsed, has);
     if (missing.length) {
       const keys = await new Promise<[string, Uint8Array | null][]>((res) => {

@@ -37,7 +37,7 @@ import {
   type BatchResult,
   type LineBatch,
 } from './verify-worker.js';
-import { WorkerPool, workerScript } from './worker-pool.js';
+import { BatchRing, WorkerPool, workerScript } from './worker-pool.js';
 
 export type VerifyProblemCode =
   | 'META_INVALID'
@@ -339,6 +339,8 @@ class Verifier {
   seg: PosInfo = { segment: '', first: 0, named: 0 };
   /** Index the next record should hold, from the records' own numbering. */
   nextIdx = 0;
+  /** Shared memory the batches go to the workers in (when there are workers). */
+  ring: BatchRing | undefined;
   /** The open run of lines whose received_at goes back (one problem per run). */
   recvRun: { problem: VerifyProblem | undefined; base: string; count: number } | undefined;
 
@@ -628,8 +630,10 @@ class Verifier {
       let skipping = false;
       let offset = 0;
       let pos = firstPos;
+      // one read buffer for the segment: every batch and the carried tail are copied out of
+      // it before the next read
+      const chunk = Buffer.allocUnsafe(CHUNK);
       for (;;) {
-        const chunk = Buffer.allocUnsafe(CHUNK);
         const { bytesRead } = await fh.read(chunk, 0, CHUNK, offset);
         if (bytesRead === 0) break;
         offset += bytesRead;
@@ -639,7 +643,8 @@ class Verifier {
           data = new Uint8Array(carry.length + bytesRead);
           data.set(carry);
           data.set(chunk.subarray(0, bytesRead), carry.length);
-        } else data = chunk.subarray(0, bytesRead);
+          // a plain view, not a Buffer: its slice() copies (a Buffer's is another view)
+        } else data = new Uint8Array(chunk.buffer, chunk.byteOffset, bytesRead);
         const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
         let start = 0;
         let batchStart = 0;
@@ -649,7 +654,7 @@ class Verifier {
           const b: LineBatch = {
             id: nextId(),
             first: pos,
-            buf: new Uint8Array(data.subarray(batchStart, upTo)),
+            buf: this.ring?.copyIn(data.subarray(batchStart, upTo)) ?? data.slice(batchStart, upTo),
             ends: Uint32Array.from(ends),
           };
           pos += ends.length;
@@ -856,11 +861,11 @@ class Verifier {
         `action ${action()} appears earlier in the log`,
         this.at(pos),
       );
-    const th = r.th.slice(64 * i, 64 * i + 32);
+    // the line's entry is updated in place: no new array per line for the collector
     if (st) {
-      st.th = th;
+      st.th.set(r.th.subarray(64 * i, 64 * i + 32));
       st.gen = gen;
-    } else this.lines.set(lineId, { th, gen });
+    } else this.lines.set(lineId, { th: r.th.slice(64 * i, 64 * i + 32), gen });
   }
 
   // --- driver ------------------------------------------------------------------------------
@@ -909,20 +914,23 @@ class Verifier {
       finishBatch(parseBatch(b), inlineKey, this.provider);
     const runBatch = (b: LineBatch): Promise<BatchResult> => {
       if (!pool || pool.alive === 0) return Promise.resolve(inline(b));
-      // keep a copy: the buffer is transferred, and a dead worker means re-running inline
-      const copy: LineBatch = { ...b, buf: b.buf.slice(), ends: b.ends.slice() };
-      return pool.run(b).catch(() => inline(copy));
+      // the worker gets a copy of the batch, so a dead worker means re-running it here
+      return pool.run(b).catch(() => inline(b));
     };
 
     let id = 0;
     const nextId = (): number => id++;
-    const inflight: { seg: PosInfo; p: Promise<BatchResult> }[] = [];
+    const inflight: { seg: PosInfo; p: Promise<BatchResult>; buf: Uint8Array }[] = [];
     const maxInflight = Math.max(2, nWorkers * 3);
+    // room for the batches in flight and the one being cut, at 256 lines of ~2 KB; a batch
+    // that does not fit is copied privately instead
+    if (pool) this.ring = new BatchRing(Math.max(8, 2 * maxInflight) << 20);
     const drainOne = async (): Promise<void> => {
       const f = inflight.shift()!;
       const r = await f.p;
       this.seg = f.seg;
       this.apply(r);
+      if (this.ring?.holds(f.buf)) this.ring.free(f.buf);
       this.o.onProgress?.({
         lines: this.frontier.size,
         bytes: this.bytes,
@@ -948,7 +956,7 @@ class Verifier {
         try {
           for await (const b of this.batches(s, pos, nextId, torn)) {
             count += b.ends.length;
-            inflight.push({ seg: info, p: runBatch(b) });
+            inflight.push({ seg: info, p: runBatch(b), buf: b.buf });
             while (inflight.length >= maxInflight) await drainOne();
           }
         } catch (e) {

@@ -32,20 +32,51 @@ export function workerScript(): URL | undefined {
 }
 
 /**
- * The process's Node options for a worker, without the family's `@tibet/source` export
- * condition: the worker script is built JavaScript and must load the built packages, while a
- * process started with that condition (the test runner) would point them at TypeScript
- * sources it cannot load.
+ * The Node options for a worker: left to Node (which passes the process's own on, less those a
+ * worker cannot take, such as V8 flags like `--max-old-space-size`) unless the process runs
+ * with the family's `@tibet/source` export condition. The worker script is built JavaScript
+ * and must load the built packages, while that condition (the test runner's) would point them
+ * at TypeScript sources it cannot load; then the options are the process's without it.
  */
-function workerExecArgv(): string[] {
+function workerExecArgv(): string[] | undefined {
   const out: string[] = [];
   const argv = process.execArgv;
+  let strip = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if ((a === '--conditions' || a === '-C') && argv[i + 1] === SOURCE_CONDITION) i++;
-    else if (a !== `--conditions=${SOURCE_CONDITION}`) out.push(a);
+    if ((a === '--conditions' || a === '-C') && argv[i + 1] === SOURCE_CONDITION) {
+      i++;
+      strip = true;
+    } else if (a === `--conditions=${SOURCE_CONDITION}`) strip = true;
+    else out.push(a);
+  }
+  return strip ? out : undefined;
+}
+
+/** Only the export conditions of a list of Node options (what a worker must keep). */
+function conditionsOnly(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if ((a === '--conditions' || a === '-C') && i + 1 < argv.length) out.push(a, argv[++i]!);
+    else if (a.startsWith('--conditions=')) out.push(a);
   }
   return out;
+}
+
+/**
+ * Start a verify worker. Explicit options that a worker refuses (V8 flags beside the source
+ * condition) are dropped down to the export conditions rather than failing the start.
+ */
+function startWorker(script: URL, backend: BackendName): Worker {
+  const workerData = { kind: 'tibet-verify-worker', backend } satisfies VerifyWorkerData;
+  const execArgv = workerExecArgv();
+  try {
+    return new Worker(script, { workerData, execArgv });
+  } catch (e) {
+    if (!execArgv || (e as { code?: unknown }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw e;
+    return new Worker(script, { workerData, execArgv: conditionsOnly(execArgv) });
+  }
 }
 
 const SOURCE_CONDITION = '@tibet/source';
@@ -55,6 +86,62 @@ interface Slot {
   pending: Map<number, { resolve(r: unknown): void; reject(e: unknown): void }>;
   online: boolean;
   dead: boolean;
+}
+
+/**
+ * Shared memory for the line batches handed to workers, used first in, first out: a batch's
+ * bytes are copied in once, the workers read them in place (a SharedArrayBuffer crosses to a
+ * worker without a copy), and the region is freed when the batch's result has been applied —
+ * until then the caller can still check the batch on its own thread should its worker fail.
+ * Nothing else writes a region while it is allocated.
+ */
+export class BatchRing {
+  readonly #buf: Uint8Array;
+  /** Allocated regions, oldest first. */
+  readonly #used: { start: number; end: number }[] = [];
+
+  constructor(bytes: number) {
+    this.#buf = new Uint8Array(new SharedArrayBuffer(bytes));
+  }
+
+  /**
+   * A copy of `src` in the ring, or undefined when it has no room for it (then the caller
+   * keeps a private copy). Regions must be freed in the order they were taken.
+   */
+  copyIn(src: Uint8Array): Uint8Array | undefined {
+    const n = src.length;
+    const size = this.#buf.length;
+    if (n === 0 || n > size) return undefined;
+    let at: number;
+    const first = this.#used[0];
+    const last = this.#used[this.#used.length - 1];
+    if (!first || !last) at = 0;
+    else if (last.start >= first.start) {
+      // in use: [first.start, last.end); free: after it, then before it
+      if (last.end + n <= size) at = last.end;
+      else if (n <= first.start) at = 0;
+      else return undefined;
+    } else if (last.end + n <= first.start)
+      at = last.end; // wrapped: free between the two
+    else return undefined;
+    this.#used.push({ start: at, end: at + n });
+    const view = this.#buf.subarray(at, at + n);
+    view.set(src);
+    return view;
+  }
+
+  /** Free the oldest region; `view` must be it. */
+  free(view: Uint8Array): void {
+    const u = this.#used[0];
+    if (!u || view.buffer !== this.#buf.buffer || view.byteOffset !== u.start)
+      throw new Error('BatchRing: regions are freed oldest first');
+    this.#used.shift();
+  }
+
+  /** Whether `view` lies in this ring. */
+  holds(view: Uint8Array): boolean {
+    return view.buffer === this.#buf.buffer;
+  }
 }
 
 export class WorkerPool {
@@ -73,10 +160,13 @@ export class WorkerPool {
     resolveKey?: (actor: string, kid: string) => Uint8Array | undefined,
   ) {
     for (let i = 0; i < n; i++) {
-      const worker = new Worker(script, {
-        workerData: { kind: 'tibet-verify-worker', backend } satisfies VerifyWorkerData,
-        execArgv: workerExecArgv(),
-      });
+      let worker: Worker;
+      try {
+        worker = startWorker(script, backend);
+      } catch {
+        // a worker that cannot start is one fewer: its share is checked on the calling thread
+        continue;
+      }
       worker.unref();
       const slot: Slot = { worker, pending: new Map(), online: false, dead: false };
       worker.on('online', () => {
@@ -166,11 +256,15 @@ export class WorkerPool {
     });
   }
 
-  /** Parse, hash and verify a batch of log lines; its buffers are transferred. */
+  /**
+   * Parse, hash and verify a batch of log lines. The worker reads the batch in place when it
+   * lies in shared memory ({@link BatchRing}), else gets a copy; either way the caller keeps it,
+   * to check it on its own thread should the worker fail.
+   */
   run(b: LineBatch): Promise<BatchResult> {
     return this.#send<BatchResult>(
       { t: 'batch', id: b.id, first: b.first, buf: b.buf, ends: b.ends },
-      [b.buf.buffer as ArrayBuffer, b.ends.buffer as ArrayBuffer],
+      [],
     );
   }
 

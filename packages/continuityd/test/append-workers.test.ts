@@ -20,7 +20,7 @@ import {
 } from '@tibet/core';
 import { fixedClock, seededRandom } from '@tibet/core/testing';
 import { AuditLog, ContinuityError, verifyLog, type AppendReceipt } from '@tibet/continuityd';
-import { WorkerPool, workerScript } from '../src/worker-pool.js';
+import { BatchRing, WorkerPool, workerScript } from '../src/worker-pool.js';
 import {
   PKG,
   actors,
@@ -278,7 +278,39 @@ describe('WorkerPool.verify', () => {
   });
 });
 
+describe('BatchRing (the shared memory verifyLog hands batches over in)', () => {
+  const bytes = (n: number, v: number): Uint8Array => new Uint8Array(n).fill(v);
+
+  it('copies batches in, first in first out, wrapping around, never over one in use', () => {
+    const ring = new BatchRing(100);
+    const a = ring.copyIn(bytes(40, 1))!;
+    const b = ring.copyIn(bytes(40, 2))!;
+    expect(a.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect([a.byteOffset, b.byteOffset]).toEqual([0, 40]);
+    expect(ring.copyIn(bytes(30, 3))).toBeUndefined(); // 20 left at the end, 0 before a
+    ring.free(a);
+    const c = ring.copyIn(bytes(30, 3))!; // wraps to the start, before b
+    expect(c.byteOffset).toBe(0);
+    expect(ring.copyIn(bytes(11, 4))).toBeUndefined(); // 10 between c and b
+    const d = ring.copyIn(bytes(10, 4))!;
+    expect(d.byteOffset).toBe(30);
+    expect([...b].every((x) => x === 2) && [...c].every((x) => x === 3)).toBe(true);
+    expect(() => ring.free(c)).toThrow(/oldest first/);
+    ring.free(b);
+    ring.free(c);
+    ring.free(d);
+    expect(ring.copyIn(bytes(100, 5))!.byteOffset).toBe(0); // empty again: all of it
+    expect(ring.copyIn(bytes(1, 6))).toBeUndefined();
+    expect(ring.holds(d) && !ring.holds(bytes(1, 0))).toBe(true);
+    expect(new BatchRing(10).copyIn(bytes(11, 0))).toBeUndefined();
+    expect(new BatchRing(10).copyIn(new Uint8Array(0))).toBeUndefined();
+    expect(() => new BatchRing(10).free(bytes(1, 0))).toThrow(/oldest first/);
+  });
+});
+
 describe('a process with a log whose workers are idle', () => {
+  // started with a V8 flag (which a worker refuses when it is passed on explicitly): the
+  // workers still start, for the writer and for verifyLog
   it('exits on its own after its appends, without close()', async () => {
     const dir = tmpDir('tibet-append-workers-');
     dirs.push(dir);
@@ -290,20 +322,25 @@ describe('a process with a log whose workers are idle', () => {
       `import { readFileSync } from 'node:fs';
 import { IdentityRegistry, fixedClock } from '${pathUrl(PKG, '../core/dist/index.js')}';
 import { testIdentity } from '${pathUrl(PKG, '../core/dist/testing.js')}';
-import { AuditLog } from '${pathUrl(PKG, 'dist/index.js')}';
+import { AuditLog, verifyLog } from '${pathUrl(PKG, 'dist/index.js')}';
 const registry = new IdentityRegistry();
 for (const id of ${JSON.stringify(actors.map((a) => a.id))}) registry.add(testIdentity(id, 'human'));
-const log = await AuditLog.open({ dir: ${JSON.stringify(join(dir, 'log'))}, signer: testIdentity('jis:acme:continuityd', 'system'), registry, clock: fixedClock('2026-11-29T02:00:00.000Z'), checkpointEvery: 0, verifyWorkers: 2 });
+const signer = testIdentity('jis:acme:continuityd', 'system');
+const log = await AuditLog.open({ dir: ${JSON.stringify(join(dir, 'log'))}, signer, registry, clock: fixedClock('2026-11-29T02:00:00.000Z'), checkpointEvery: 0, verifyWorkers: 2 });
 const tokens = JSON.parse(readFileSync(${JSON.stringify(join(dir, 'tokens.json'))}, 'utf8'));
 await Promise.all(tokens.slice(0, 4).map((t) => log.append(t)));
 while (log.verifyWorkersReady < 2) await new Promise((r) => setTimeout(r, 10));
 const r = await Promise.all(tokens.slice(4).map((t) => log.append(t)));
 process.stdout.write('appended ' + (r.length + 4) + ' workers ' + log.verifyWorkersReady + '\\n');
+const v = await verifyLog(${JSON.stringify(join(dir, 'log'))}, { registry, logPublicKey: signer.signingPublicKey, workers: 2, batchLines: 4 });
+process.stdout.write('verified ' + v.ok + ' ' + v.size + ' workers ' + v.stats.workers + '\\n');
 `,
     );
     const started = Date.now();
     const { code, out } = await new Promise<{ code: number | null; out: string }>((res) => {
-      const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, ['--max-old-space-size=512', script], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       let out = '';
       child.stdout.on('data', (b: Buffer) => (out += b.toString()));
       const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
@@ -313,7 +350,10 @@ process.stdout.write('appended ' + (r.length + 4) + ' workers ' + log.verifyWork
       });
     });
     expect(code).toBe(0);
-    expect(out.trim()).toBe(`appended ${tokens.length} workers 2`);
+    expect(out.trim().split('\n')).toEqual([
+      `appended ${tokens.length} workers 2`,
+      `verified true ${tokens.length} workers 2`,
+    ]);
     expect(Date.now() - started).toBeLessThan(30_000);
     const rep = await verifyLog(join(dir, 'log'), {
       registry,

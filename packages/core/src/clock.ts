@@ -50,6 +50,16 @@ const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
  * first three digits (milliseconds, truncated). Years 0000–9999.
  */
 export function parseRfc3339(s: unknown): Date | undefined {
+  const ms = rfc3339Millis(s);
+  return ms === undefined ? undefined : new Date(ms);
+}
+
+/**
+ * The instant of a strict RFC 3339 UTC timestamp in milliseconds since the epoch, by exactly
+ * the rules of {@link parseRfc3339} (which is built on it), without building a Date; undefined
+ * if it is not one.
+ */
+export function rfc3339Millis(s: unknown): number | undefined {
   if (typeof s !== 'string') return undefined;
   let y: number, mo: number, d: number, h: number, mi: number, sec: number, ms: number;
   if (s.length === 24 && isMillisForm(s)) {
@@ -76,11 +86,11 @@ export function parseRfc3339(s: unknown): Date | undefined {
   const leap = (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
   if (d > (mo === 2 && leap ? 29 : DAYS_IN_MONTH[mo - 1]!)) return undefined;
   // Date.UTC maps years 0–99 to 1900–1999: setUTCFullYear for those
-  if (y >= 100) return new Date(Date.UTC(y, mo - 1, d, h, mi, sec, ms));
+  if (y >= 100) return Date.UTC(y, mo - 1, d, h, mi, sec, ms);
   const t = new Date(0);
   t.setUTCFullYear(y, mo - 1, d);
   t.setUTCHours(h, mi, sec, ms);
-  return t;
+  return t.getTime();
 }
 
 const DIGIT_AT = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22];

@@ -15,13 +15,21 @@ export {
   utf8,
   wipe,
 } from './bytes.js';
-export { fixedClock, manualClock, parseRfc3339, rfc3339, systemClock } from './clock.js';
+export {
+  fixedClock,
+  manualClock,
+  parseRfc3339,
+  rfc3339,
+  rfc3339Millis,
+  systemClock,
+} from './clock.js';
 export {
   getProvider,
   nobleProvider,
   nodeProvider,
   setDefaultProvider,
   sha256Hex,
+  sha256Into,
 } from './crypto/index.js';
 export {
   HPKE_AEAD_ID,

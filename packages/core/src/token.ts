@@ -3,7 +3,7 @@
  * canonical JSON of the token without its `signature` member (see docs/core-token.md).
  */
 import { fromBase64Url, toBase64Url, toHex, utf8 } from './bytes.js';
-import { parseRfc3339, rfc3339, systemClock, type Clock } from './clock.js';
+import { rfc3339, rfc3339Millis, systemClock, type Clock } from './clock.js';
 import { getProvider, sha256Hex } from './crypto/index.js';
 import type { CryptoProvider, Ed25519PrivateKey } from './crypto/provider.js';
 import { CoreError } from './errors.js';
@@ -187,7 +187,7 @@ function tokenFieldErrors(
     e.push('generation must be an integer ≥ 1');
   if (t['prev'] === null && t['parent_action_id'] === null && g !== 1)
     e.push('a token without prev or parent must have generation 1');
-  if (!parseRfc3339(t['timestamp'])) e.push('timestamp must be RFC 3339 UTC');
+  if (rfc3339Millis(t['timestamp']) === undefined) e.push('timestamp must be RFC 3339 UTC');
   if (!isActorId(t['actor'])) e.push('actor must be jis:<org>:<name>');
   if (!isActorClass(t['actor_class']))
     e.push(`actor_class must be one of ${ACTOR_CLASSES.join(', ')}`);

@@ -19,6 +19,7 @@ import {
   seededRandom,
   setDefaultProvider,
   sha256Hex,
+  sha256Into,
   systemRandom,
   toHex,
   utf8,
@@ -374,6 +375,33 @@ describe('hashes and KDFs across backends', () => {
     expect(sha256Hex(utf8('abc'))).toBe(
       'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
     );
+  });
+
+  test.prop([anyBytes(1000), fc.nat(64)])(
+    'sha256Into writes sha256 at the offset on both, and nothing else',
+    (data, at) => {
+      for (const p of BACKENDS) {
+        const out = new Uint8Array(at + 32 + 7).fill(0xa5);
+        sha256Into(data, out, at, p);
+        expect(toHex(out.subarray(at, at + 32))).toBe(toHex(noble.sha256(data)));
+        expect([...out.subarray(0, at), ...out.subarray(at + 32)].every((b) => b === 0xa5)).toBe(
+          true,
+        );
+      }
+    },
+  );
+
+  it('sha256Into: the streaming path, the default provider, and no room refused', () => {
+    const big = systemRandom(70_000);
+    const out = new Uint8Array(40);
+    sha256Into(big, out, 8, node);
+    expect(toHex(out.subarray(8))).toBe(toHex(noble.sha256(big)));
+    sha256Into(utf8('abc'), out, 0);
+    expect(toHex(out.subarray(0, 32))).toBe(
+      'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
+    );
+    for (const at of [9, -1, 0.5, Number.NaN])
+      expect(() => sha256Into(big, out, at, node)).toThrow(RangeError);
   });
 
   test.prop([anyBytes(200), anyBytes(500)])(

@@ -18,6 +18,7 @@ import {
   i2osp,
   manualClock,
   parseRfc3339,
+  rfc3339Millis,
   rfc3339,
   seededRandom,
   systemClock,
@@ -290,6 +291,7 @@ describe('clocks', () => {
       frac === undefined ? '' : `.${frac}`
     }Z`;
     expect(parseRfc3339(text)?.getTime(), text).toBe(referenceParse(text));
+    expect(rfc3339Millis(text), text).toBe(referenceParse(text));
   });
 
   // The millisecond form rfc3339() writes is read without the regex: the same answers.
@@ -305,6 +307,7 @@ describe('clocks', () => {
     const text = `${pad(y, 4)}-${pad(mo, 2)}-${pad(d, 2)}T${pad(h, 2)}:${pad(mi, 2)}:${pad(s, 2)}.${pad(ms, 3)}Z`;
     expect(text).toHaveLength(24);
     expect(parseRfc3339(text)?.getTime(), text).toBe(referenceParse(text));
+    expect(rfc3339Millis(text), text).toBe(referenceParse(text));
   });
 
   it('the millisecond form refuses a non-digit or a wrong separator anywhere', () => {

@@ -36,7 +36,10 @@ function rawPublicOf(key: KeyObject): Uint8Array {
   return fromBase64Url(jwk.x ?? '', 'jwk.x');
 }
 
-/** Bounded cache of imported public keys (public data only; keyed by base64url). */
+/**
+ * Bounded cache of imported public keys (public data only), keyed by the key's exact bytes
+ * (as a latin1 string: one character a byte, the cheapest string of them).
+ */
 class PublicKeyCache {
   readonly #map = new Map<string, KeyObject>();
   constructor(
@@ -46,21 +49,23 @@ class PublicKeyCache {
     readonly check?: (raw: Uint8Array) => void,
   ) {}
   get(raw: Uint8Array): KeyObject {
-    const x = toBase64Url(raw);
-    let k = this.#map.get(x);
+    const id = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('latin1');
+    let k = this.#map.get(id);
     if (k) {
-      // refresh recency
-      this.#map.delete(x);
-      this.#map.set(x, k);
+      // least recently used goes first; the order matters only once the cache is half full
+      if (this.#map.size > this.max >> 1) {
+        this.#map.delete(id);
+        this.#map.set(id, k);
+      }
       return k;
     }
     this.check?.(raw);
-    k = createPublicKey({ key: { kty: 'OKP', crv: this.crv, x }, format: 'jwk' });
+    k = createPublicKey({ key: { kty: 'OKP', crv: this.crv, x: toBase64Url(raw) }, format: 'jwk' });
     if (this.#map.size >= this.max) {
       const oldest = this.#map.keys().next().value;
       if (oldest !== undefined) this.#map.delete(oldest);
     }
-    this.#map.set(x, k);
+    this.#map.set(id, k);
     return k;
   }
 }
@@ -152,16 +157,25 @@ function x25519Of(key: KeyObject, publicKey: Uint8Array): X25519PrivateKey {
   };
 }
 
+/**
+ * Write the bytes a latin1 string stands for (one byte a character: a digest from
+ * `hash(..., 'binary')`) into `out` at `at`; returns `out`.
+ */
+export function latin1Bytes(s: string, out: Uint8Array, at: number): Uint8Array {
+  for (let k = 0; k < s.length; k++) out[at + k] = s.charCodeAt(k);
+  return out;
+}
+
 /** The fast backend: OpenSSL through `node:crypto`, long-lived keys kept as KeyObjects. */
 export const nodeProvider: CryptoProvider = {
   name: 'node',
   sha256: (data) =>
-    copyBytes(
-      // the one-shot form saves building a Hash object; a streaming Hash for large inputs
-      data.length <= ONE_SHOT_HASH_MAX
-        ? nodeHash('sha256', data, 'buffer')
-        : createHash('sha256').update(data).digest(),
-    ),
+    // the one-shot form saves building a Hash object (a streaming Hash for large inputs), and
+    // its digest as a 'binary' (latin1) string, one byte a character, spares the Buffer it would
+    // otherwise allocate outside the heap: the 32 bytes land in a small on-heap array
+    data.length <= ONE_SHOT_HASH_MAX
+      ? latin1Bytes(nodeHash('sha256', data, 'binary'), new Uint8Array(32), 0)
+      : copyBytes(createHash('sha256').update(data).digest()),
   hmacSha256: (key, data) => copyBytes(createHmac('sha256', key).update(data).digest()),
   ed25519(seed) {
     assertBytes(seed, 'seed', 32);
