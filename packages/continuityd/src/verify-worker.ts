@@ -118,24 +118,33 @@ export function keyPairs(p: ParsedBatch, has: (actor: string, kid: string) => bo
   return [...out];
 }
 
-/** 64 lowercase hex (already validated by parseToken) into 32 bytes at `at`. */
-function hexToBytes(hex: string, out: Uint8Array, at: number): void {
-  out.set(Buffer.from(hex, 'hex'), at);
+/** The value of a lowercase hex digit (the text is already validated). */
+function nib(c: number): number {
+  return c > 0x39 ? c - 0x57 : c - 0x30;
+}
+
+/**
+ * 64 lowercase hex (already validated by parseToken) starting at `from` in `hex`, into 32
+ * bytes at `at`.
+ */
+function hexToBytes(hex: string, from: number, out: Uint8Array, at: number): void {
+  for (let k = 0; k < 32; k++)
+    out[at + k] = (nib(hex.charCodeAt(from + 2 * k)) << 4) | nib(hex.charCodeAt(from + 2 * k + 1));
 }
 
 /** Whether `hex` (64 lowercase hex, already validated) spells the 32 bytes of `b` at `at`. */
 function hexIs(hex: string, b: Uint8Array, at: number): boolean {
-  for (let k = 0; k < 32; k++) {
-    const hi = hex.charCodeAt(2 * k);
-    const lo = hex.charCodeAt(2 * k + 1);
-    const v = ((hi > 0x39 ? hi - 0x57 : hi - 0x30) << 4) | (lo > 0x39 ? lo - 0x57 : lo - 0x30);
-    if (v !== b[at + k]) return false;
-  }
+  for (let k = 0; k < 32; k++)
+    if (((nib(hex.charCodeAt(2 * k)) << 4) | nib(hex.charCodeAt(2 * k + 1))) !== b[at + k])
+      return false;
   return true;
 }
 
+/** The 32-bit word of 8 lowercase hex digits at `at` of an (already validated) action id. */
 function word(id: string, at: number): number {
-  return parseInt(id.slice(at, at + 8), 16) >>> 0;
+  let v = 0;
+  for (let k = at; k < at + 8; k++) v = (v << 4) | nib(id.charCodeAt(k));
+  return v >>> 0;
 }
 
 /** This thread's scratch arrays for the signatures of one batch (finishBatch runs to the end). */
@@ -184,18 +193,20 @@ export function finishBatch(
 ): BatchResult {
   const { batch, records } = p;
   const n = batch.ends.length;
+  const mem = new ArrayBuffer(173 * n);
   const r: BatchResult = {
     id: batch.id,
     first: batch.first,
     n,
-    num: new Float64Array(3 * n),
-    flags: new Uint8Array(n),
-    ids: new Uint32Array(4 * n),
-    th: new Uint8Array(64 * n),
-    lineHashes: new Uint8Array(32 * n),
-    leaves: new Uint8Array(32 * n),
+    // the per-line arrays are views of one buffer (one allocation, one transfer back)
+    num: new Float64Array(mem, 0, 3 * n),
+    ids: new Uint32Array(mem, 24 * n, 4 * n),
+    lineRef: new Uint32Array(mem, 40 * n, n),
+    th: new Uint8Array(mem, 44 * n, 64 * n),
+    lineHashes: new Uint8Array(mem, 108 * n, 32 * n),
+    leaves: new Uint8Array(mem, 140 * n, 32 * n),
+    flags: new Uint8Array(mem, 172 * n, n),
     lineIds: [],
-    lineRef: new Uint32Array(n),
     firstPrev: null,
     errs: [],
     sigInfo: [],
@@ -236,7 +247,7 @@ export function finishBatch(
     }
     if (t.prev !== null) {
       f |= F_TPREV;
-      hexToBytes(t.prev.slice(7), r.th, 64 * i + 32);
+      hexToBytes(t.prev, 7, r.th, 64 * i + 32);
     }
     let li = lineIdx.get(rec.causal.continuity_id);
     if (li === undefined) {
@@ -246,7 +257,7 @@ export function finishBatch(
     r.lineRef[i] = li;
     const cut = tokenCut(line, t);
     if (cut) sha256Into(line.subarray(cut.start, cut.end), r.th, 64 * i, provider);
-    else hexToBytes(tokenHash(t, provider).slice(7), r.th, 64 * i);
+    else hexToBytes(tokenHash(t, provider), 7, r.th, 64 * i);
     r.flags[i] = f;
     const key = keyOf(t.actor, t.kid);
     if (!key) {
@@ -417,10 +428,10 @@ function serve(): void {
       }
     }
     const r = finishBatch(parsed, keyOf, provider);
-    const transfer = [r.num, r.flags, r.ids, r.th, r.lineHashes, r.leaves, r.lineRef].map(
-      (a) => a.buffer as ArrayBuffer,
-    );
-    port.postMessage({ t: 'done', id: m.id, result: r } satisfies FromWorker, transfer);
+    // the arrays share one buffer (see finishBatch)
+    port.postMessage({ t: 'done', id: m.id, result: r } satisfies FromWorker, [
+      r.num.buffer as ArrayBuffer,
+    ]);
   }
 
   port.on('message', (m: ToWorker) => {

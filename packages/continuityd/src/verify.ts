@@ -194,10 +194,15 @@ const CHECK_OF: Record<VerifyProblemCode, VerifyCheckName> = {
 // per-action table: action id (64 bits) → generation, open addressing, 16 bytes a slot
 // ---------------------------------------------------------------------------------------
 
-/** Action ids are `act_` + 16 hex: 64 bits, kept as two u32 words. Generation 0 = empty. */
+/**
+ * Action ids are `act_` + 16 hex: 64 bits, kept as two u32 words. Generation 0 = empty. A slot
+ * is 16 bytes in one buffer — the two words, then the generation as a float64 — so that a
+ * probe touches one cache line (the table is random access and, at 10^6 actions, 32 MiB).
+ */
 export class ActionTable {
-  #hi: Uint32Array;
-  #lo: Uint32Array;
+  /** Slot i: words 4i (hi), 4i + 1 (lo). */
+  #w: Uint32Array;
+  /** Slot i: element 2i + 1 (the same buffer as #w). */
   #gen: Float64Array;
   #mask: number;
   #size = 0;
@@ -206,9 +211,9 @@ export class ActionTable {
   constructor(capacity = 1 << 14, seed = (Math.random() * 0x100000000) >>> 0) {
     let c = 16;
     while (c < capacity) c *= 2;
-    this.#hi = new Uint32Array(c);
-    this.#lo = new Uint32Array(c);
-    this.#gen = new Float64Array(c);
+    const buf = new ArrayBuffer(16 * c);
+    this.#w = new Uint32Array(buf);
+    this.#gen = new Float64Array(buf);
     this.#mask = c - 1;
     this.#seed = seed;
   }
@@ -218,7 +223,7 @@ export class ActionTable {
   }
 
   get bytes(): number {
-    return this.#gen.length * 16;
+    return this.#gen.byteLength;
   }
 
   #slot(hi: number, lo: number): number {
@@ -230,14 +235,14 @@ export class ActionTable {
     h = Math.imul(h, 0xc2b2ae35);
     h ^= h >>> 16;
     let i = h & this.#mask;
-    while (this.#gen[i] !== 0 && !(this.#hi[i] === hi && this.#lo[i] === lo))
+    while (this.#gen[2 * i + 1] !== 0 && !(this.#w[4 * i] === hi && this.#w[4 * i + 1] === lo))
       i = (i + 1) & this.#mask;
     return i;
   }
 
   /** The generation recorded for the action id (hi, lo words), or undefined. */
   get(hi: number, lo: number): number | undefined {
-    const g = this.#gen[this.#slot(hi, lo)]!;
+    const g = this.#gen[2 * this.#slot(hi, lo) + 1]!;
     return g === 0 ? undefined : g;
   }
 
@@ -245,31 +250,42 @@ export class ActionTable {
   add(hi: number, lo: number, generation: number): boolean {
     if (!(generation >= 1)) throw new RangeError('"generation" must be ≥ 1');
     const i = this.#slot(hi, lo);
-    if (this.#gen[i] !== 0) return false;
-    this.#hi[i] = hi;
-    this.#lo[i] = lo;
-    this.#gen[i] = generation;
-    if (++this.#size * 4 > this.#gen.length * 3) this.#grow();
+    if (this.#gen[2 * i + 1] !== 0) return false;
+    this.#w[4 * i] = hi;
+    this.#w[4 * i + 1] = lo;
+    this.#gen[2 * i + 1] = generation;
+    if (++this.#size * 4 > (this.#mask + 1) * 3) this.#grow();
     return true;
   }
 
   #grow(): void {
-    const { length } = this.#gen;
-    const hi = this.#hi;
-    const lo = this.#lo;
+    const length = this.#mask + 1;
+    const w = this.#w;
     const gen = this.#gen;
-    this.#hi = new Uint32Array(length * 2);
-    this.#lo = new Uint32Array(length * 2);
-    this.#gen = new Float64Array(length * 2);
+    const buf = new ArrayBuffer(32 * length);
+    this.#w = new Uint32Array(buf);
+    this.#gen = new Float64Array(buf);
     this.#mask = length * 2 - 1;
     for (let j = 0; j < length; j++) {
-      if (gen[j] === 0) continue;
-      const i = this.#slot(hi[j]!, lo[j]!);
-      this.#hi[i] = hi[j]!;
-      this.#lo[i] = lo[j]!;
-      this.#gen[i] = gen[j]!;
+      const g = gen[2 * j + 1]!;
+      if (g === 0) continue;
+      const i = this.#slot(w[4 * j]!, w[4 * j + 1]!);
+      this.#w[4 * i] = w[4 * j]!;
+      this.#w[4 * i + 1] = w[4 * j + 1]!;
+      this.#gen[2 * i + 1] = g;
     }
   }
+}
+
+/** Whether `a[at, at + b.length)` holds the bytes of `b`. */
+function sameAt(a: Uint8Array, at: number, b: Uint8Array): boolean {
+  for (let k = 0; k < b.length; k++) if (a[at + k] !== b[k]) return false;
+  return true;
+}
+
+/** The action id of line `i` of a batch result (for messages). */
+function actionOf(r: BatchResult, i: number): string {
+  return actionId(r.ids[4 * i]!, r.ids[4 * i + 1]!);
 }
 
 /** `act_` + 16 hex from its two 32-bit words. */
@@ -324,7 +340,12 @@ class Verifier {
   readonly failed = new Set<VerifyCheckName>();
   lockNote = '';
   keyName: string | undefined;
-  lastLineHash: Uint8Array | null = null;
+  /** The hash of the last line applied: 32 bytes at lastAt of lastSrc (none yet: null). */
+  lastSrc: Uint8Array | null = null;
+  lastAt = 0;
+  get lastLineHash(): Uint8Array | null {
+    return this.lastSrc && this.lastSrc.subarray(this.lastAt, this.lastAt + 32);
+  }
   lastRecv = -Infinity;
   /** record index minus position of the line before (to report an index shift once). */
   shift = 0;
@@ -715,8 +736,9 @@ class Verifier {
     const sigInfo = new Map(r.sigInfo.map(([j, actor, kid]) => [j, { actor, kid }]));
     for (let i = 0; i < r.n; i++) {
       const pos = r.first + i;
-      const prevHash = this.lastLineHash;
-      this.lastLineHash = r.lineHashes.subarray(32 * i, 32 * i + 32);
+      const prevHash = i === 0 ? this.lastLineHash : null; // (the chain check of line 0)
+      this.lastSrc = r.lineHashes;
+      this.lastAt = 32 * i;
       this.frontier.push(r.leaves.slice(32 * i, 32 * i + 32));
       const f = r.flags[i]!;
       const idx = f & F_PARSED ? r.num[3 * i]! : undefined;
@@ -730,7 +752,7 @@ class Verifier {
       }
       const recv = r.num[3 * i + 1]!;
       const gen = r.num[3 * i + 2]!;
-      const action = (): string => actionId(r.ids[4 * i]!, r.ids[4 * i + 1]!); // messages only
+
       this.nextIdx = idx + 1;
       // index: report where the records' own numbering departs from the line positions
       const shift = idx - pos;
@@ -777,17 +799,17 @@ class Verifier {
       if (sig === SIG_NO_KEY)
         this.report(
           'ACTOR_UNKNOWN',
-          `token ${action()}: no registered key ${who?.kid ?? '?'} for ${who?.actor ?? '?'}`,
+          `token ${actionOf(r, i)}: no registered key ${who?.kid ?? '?'} for ${who?.actor ?? '?'}`,
           this.at(pos),
         );
       else if (sig === SIG_BAD)
         this.report(
           'TOKEN_SIGNATURE_INVALID',
-          `token ${action()}: signature by ${who?.actor ?? '?'} does not verify`,
+          `token ${actionOf(r, i)}: signature by ${who?.actor ?? '?'} does not verify`,
           this.at(pos),
         );
       else this.signatures++;
-      this.causal(pos, r, i, f, gen, action);
+      this.causal(pos, r, i, f, gen);
       this.meet();
     }
   }
@@ -815,23 +837,18 @@ class Verifier {
       );
   }
 
-  causal(
-    pos: number,
-    r: BatchResult,
-    i: number,
-    f: number,
-    gen: number,
-    action: () => string,
-  ): void {
+  causal(pos: number, r: BatchResult, i: number, f: number, gen: number): void {
     const lineId = r.lineIds[r.lineRef[i]!]!;
     const st = this.lines.get(lineId);
-    const tprev = f & F_TPREV ? r.th.subarray(64 * i + 32, 64 * i + 64) : null;
-    if (tprev === null ? st !== undefined : st === undefined || !equalBytes(tprev, st.th))
+    const hasPrev = (f & F_TPREV) !== 0;
+    if (!hasPrev ? st !== undefined : st === undefined || !sameAt(r.th, 64 * i + 32, st.th)) {
+      const tprev = hasPrev ? `sha256:${toHex(r.th.subarray(64 * i + 32, 64 * i + 64))}` : 'null';
       this.report(
         'CAUSAL_PREV_MISMATCH',
-        `token ${action()}: prev ${tprev ? `sha256:${toHex(tprev)}` : 'null'} but continuity line ${lineId} ends at ${st ? `sha256:${toHex(st.th)}` : 'null'}`,
+        `token ${actionOf(r, i)}: prev ${tprev} but continuity line ${lineId} ends at ${st ? `sha256:${toHex(st.th)}` : 'null'}`,
         this.at(pos),
       );
+    }
     let parentGen: number | undefined;
     if (f & F_PARENT) {
       const hi = r.ids[4 * i + 2]!;
@@ -842,7 +859,7 @@ class Verifier {
         else
           this.report(
             'CAUSAL_PARENT_UNKNOWN',
-            `parent ${actionId(hi, lo)} of ${action()} is not earlier in the log`,
+            `parent ${actionId(hi, lo)} of ${actionOf(r, i)} is not earlier in the log`,
             this.at(pos),
           );
       }
@@ -852,13 +869,13 @@ class Verifier {
     if (exact ? gen !== want : gen < want)
       this.report(
         'CAUSAL_GENERATION_INVALID',
-        `token ${action()}: generation ${gen}, expected ${exact ? '' : 'at least '}${want}`,
+        `token ${actionOf(r, i)}: generation ${gen}, expected ${exact ? '' : 'at least '}${want}`,
         this.at(pos),
       );
     if (!this.actions.add(r.ids[4 * i]!, r.ids[4 * i + 1]!, gen))
       this.report(
         'DUPLICATE_ACTION',
-        `action ${action()} appears earlier in the log`,
+        `action ${actionOf(r, i)} appears earlier in the log`,
         this.at(pos),
       );
     // the line's entry is updated in place: no new array per line for the collector

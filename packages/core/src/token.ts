@@ -166,6 +166,8 @@ export function mintToken(
   return { ...body, signature: toBase64Url(key.sign(tokenSigningInput(body))) };
 }
 
+const NOT_BLANK = /\S/;
+
 function tokenFieldErrors(
   o: Record<string, unknown> | TokenBody,
   withSig: boolean,
@@ -173,7 +175,7 @@ function tokenFieldErrors(
 ): string[] {
   const t = o as Record<string, unknown>;
   const e: string[] = [];
-  for (const k of Object.keys(t)) {
+  for (const k in t) {
     if (!TOKEN_KEY_SET.has(k)) e.push(`unknown field "${k}"`);
   }
   if (t['typ'] !== TOKEN_TYPE) e.push(`typ must be "${TOKEN_TYPE}"`);
@@ -194,7 +196,8 @@ function tokenFieldErrors(
   if (!(typeof t['kid'] === 'string' && KID.test(t['kid']))) e.push('kid must be 16 hex');
   if (!(typeof t['event'] === 'string' && EVENT.test(t['event'])))
     e.push('event must match [a-z][a-z0-9._-]{0,63}');
-  if (!(typeof t['erachter'] === 'string' && t['erachter'].trim().length > 0))
+  // \S: anything but what trim() removes (WhiteSpace and LineTerminator, the same set)
+  if (!(typeof t['erachter'] === 'string' && NOT_BLANK.test(t['erachter'])))
     e.push('erachter (intent) is required and must be non-empty');
   else if (t['erachter'].length > 4096) e.push('erachter longer than 4096 characters');
   for (const k of ['erin', 'eraan', 'eromheen'] as const)

@@ -304,6 +304,21 @@ describe('mintToken', () => {
     expect(() => mintToken(base({ erachter: 'x'.repeat(4096) }), alice, opts())).not.toThrow();
   });
 
+  it('counts as blank exactly what String.prototype.trim removes', () => {
+    const blank: string[] = [];
+    for (let c = 0; c < 0x10000; c++)
+      if (String.fromCharCode(c).trim() === '') blank.push(String.fromCharCode(c));
+    expect(blank.length).toBeGreaterThan(20);
+    for (const ws of blank)
+      expectCoreError(
+        () => mintToken(base({ erachter: `${ws}${ws}` }), alice, opts()),
+        'INVALID_TOKEN',
+      );
+    // look-alikes that trim() keeps are intent text
+    for (const c of ['\u200b', '\u180e', '\u2060', 'x'])
+      expect(() => mintToken(base({ erachter: ` ${c} ` }), alice, opts())).not.toThrow();
+  });
+
   it('collects every field error in one CoreError', () => {
     const e = expectCoreError(
       () =>
