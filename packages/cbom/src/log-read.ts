@@ -1,11 +1,13 @@
 /**
  * Reading an audit log folder for the walker: every line kept verbatim (the exact bytes the
- * Merkle tree hashes), parsed strictly, its index and hash chain checked, the latest signed
+ * Merkle tree hashes, read into shared memory, where the walk's worker threads read them),
+ * parsed strictly, its index and hash chain checked, the latest signed
  * checkpoint verified under the log's key (`log.json`) and the RFC 9162 tree rebuilt in
  * memory up to the checkpoint's size, so that an inclusion proof of any line can be cut
  * from it in O(log n) without the writer's node store.
  */
-import { readFile } from 'node:fs/promises';
+import { isAscii } from 'node:buffer';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fromBase64, fromUtf8, toHex, type CryptoProvider } from '@tibet/core';
 import {
@@ -111,17 +113,54 @@ async function readLogKey(dir: string): Promise<LogKeyInfo | undefined> {
   }
 }
 
-/** Levels of an RFC 9162 tree over `leaves` (level 0 = leaves), complete pairs only. */
+/**
+ * Levels of an RFC 9162 tree over `leaves` (level 0 = leaves), complete pairs only. Every hash
+ * is a view into one SharedArrayBuffer, so that the walk's worker threads read the proofs cut
+ * from it in place (see node-checks.ts).
+ */
 function buildLevels(leaves: readonly Uint8Array[], p: CryptoProvider): Uint8Array[][] {
-  const levels: Uint8Array[][] = [leaves.slice()];
+  let total = 0;
+  for (let m = leaves.length; m >= 1; m = m >> 1) total += m;
+  const mem = new Uint8Array(new SharedArrayBuffer(32 * Math.max(1, total)));
+  let at = 0;
+  const keep = (h: Uint8Array): Uint8Array => {
+    mem.set(h, at);
+    const v = mem.subarray(at, at + 32);
+    at += 32;
+    return v;
+  };
+  const levels: Uint8Array[][] = [leaves.map(keep)];
   for (;;) {
     const below = levels[levels.length - 1]!;
     if (below.length < 2) break;
     const up: Uint8Array[] = [];
-    for (let i = 0; i + 1 < below.length; i += 2) up.push(nodeHash(below[i]!, below[i + 1]!, p));
+    for (let i = 0; i + 1 < below.length; i += 2)
+      up.push(keep(nodeHash(below[i]!, below[i + 1]!, p)));
     levels.push(up);
   }
   return levels;
+}
+
+/**
+ * A segment's bytes, read into shared memory (the walk's worker threads read signing inputs
+ * from them in place). What is there when it is read: a log being appended to is read up to
+ * where it was when the read began (its torn tail, if any, is left out by `splitLines`).
+ */
+async function readSegment(path: string): Promise<Uint8Array> {
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    const buf = new Uint8Array(new SharedArrayBuffer(Math.max(1, size)), 0, size);
+    let at = 0;
+    while (at < size) {
+      const { bytesRead } = await fh.read(buf, at, size - at, at);
+      if (bytesRead === 0) break;
+      at += bytesRead;
+    }
+    return buf.subarray(0, at);
+  } finally {
+    await fh.close();
+  }
 }
 
 function largestPow2Below(n: number): number {
@@ -225,17 +264,27 @@ export async function loadLog(
         severity: 'error',
         detail: `segment ${seg.path} starts at ${seg.first}, expected ${position}`,
       });
-    const { lines: raw } = splitLines(new Uint8Array(await readFile(seg.path)));
+    const buf = await readSegment(seg.path);
+    const { lines: raw } = splitLines(buf);
     hooks.lines?.(position + raw.length);
+    // An ASCII segment (the usual case) is decoded once, and each line's text is a slice of
+    // it: the same string `fromUtf8` gives for those bytes (ASCII is UTF-8 with one byte a
+    // character), in one allocation the collector does not copy instead of one per line.
+    const asBuffer = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
+    const whole = isAscii(asBuffer) ? asBuffer.toString('latin1') : undefined;
     for (const bytes of raw) {
       const hash = lineHash(bytes, p);
       // decoded once: the record is parsed from the same text the line keeps
       let text: string | undefined;
-      try {
-        text = fromUtf8(bytes);
-      } catch {
-        text = undefined;
-      }
+      if (whole !== undefined) {
+        const at = bytes.byteOffset - buf.byteOffset;
+        text = whole.slice(at, at + bytes.length);
+      } else
+        try {
+          text = fromUtf8(bytes);
+        } catch {
+          text = undefined;
+        }
       let record: LogRecord | undefined;
       try {
         record = text === undefined ? parseRecord(bytes) : parseRecordText(text);
@@ -334,6 +383,9 @@ export async function loadLog(
         lines.slice(0, checkpoint.size).map((l) => l.leaf),
         p,
       );
+      // (the same bytes, now in shared memory: an inclusion job's leaf is read in place)
+      const level0 = levels[0]!;
+      for (let i = 0; i < level0.length; i++) lines[i]!.leaf = level0[i]!;
       const root =
         checkpoint.size === 0 ? emptyRoot(p) : subtreeHash(levels, 0, checkpoint.size, p);
       rootMatches = toHex(root) === toHex(checkpoint.rootHash);

@@ -48,19 +48,31 @@ const BATCH = 512;
 /** Below this many jobs the workers' start-up costs more than they save. */
 export const MIN_PARALLEL_JOBS = 512;
 
+/**
+ * A batch in shared memory. The bytes a job checks — its signing input (in one or more parts),
+ * its leaf and its proof's hashes — are "pieces": a range of one of the batch's buffers. A
+ * piece that is already in shared memory (a log segment, the rebuilt tree: see log-read.ts) is
+ * referenced where it is; any other is copied into the batch's own buffer (`bufs[0]`).
+ */
 interface Shared {
   n: number;
   counter: Int32Array;
   status: Uint8Array;
   keyIdx: Int32Array;
   keys: Uint8Array;
-  inOff: Float64Array;
-  inBytes: Uint8Array;
+  bufs: SharedArrayBuffer[];
+  /** Piece k: buffer index, byte offset, length at 3k, 3k + 1, 3k + 2. */
+  pieces: Float64Array;
+  /**
+   * Job i's pieces start at inP[i]: first its signing input (verified as the concatenation of
+   * its pieces), up to its leaf (leafP[i]) or, without one, to the next job's (inP[i + 1]).
+   */
+  inP: Uint32Array;
   sigs: Uint8Array;
   incIdx: Float64Array;
-  leaves: Uint8Array;
-  prOff: Uint32Array;
-  prBytes: Uint8Array;
+  /** Job i's leaf (piece leafP[i], −1: none), then its proof's hashes up to piece prEnd[i]. */
+  leafP: Int32Array;
+  prEnd: Uint32Array;
   root: Uint8Array;
   size: number;
 }
@@ -82,10 +94,10 @@ function aligned(n: number, size: number): number {
 
 /** Views carved out of one SharedArrayBuffer (one allocation per batch), each 8-aligned. */
 class Arena {
-  readonly #buf: SharedArrayBuffer;
+  readonly buffer: SharedArrayBuffer;
   #at = 0;
   constructor(bytes: number) {
-    this.#buf = new SharedArrayBuffer(Math.max(8, bytes));
+    this.buffer = new SharedArrayBuffer(Math.max(8, bytes));
   }
   #next(n: number, size: number): number {
     const at = this.#at;
@@ -93,24 +105,74 @@ class Arena {
     return at;
   }
   u8(n: number): Uint8Array {
-    return new Uint8Array(this.#buf, this.#next(n, 1), n);
+    return new Uint8Array(this.buffer, this.#next(n, 1), n);
   }
   i32(n: number): Int32Array {
-    return new Int32Array(this.#buf, this.#next(n, 4), n);
+    return new Int32Array(this.buffer, this.#next(n, 4), n);
   }
   u32(n: number): Uint32Array {
-    return new Uint32Array(this.#buf, this.#next(n, 4), n);
+    return new Uint32Array(this.buffer, this.#next(n, 4), n);
   }
   f64(n: number): Float64Array {
-    return new Float64Array(this.#buf, this.#next(n, 8), n);
+    return new Float64Array(this.buffer, this.#next(n, 8), n);
+  }
+  /** The offset of the next `n` bytes, reserved (for bytes copied in). */
+  reserve(n: number): number {
+    return this.#next(n, 1);
   }
 }
 
-function inputLength(input: Uint8Array | readonly Uint8Array[]): number {
-  if (input instanceof Uint8Array) return input.length;
-  let n = 0;
-  for (const part of input) n += part.length;
-  return n;
+function isShared(b: Uint8Array): boolean {
+  return b.buffer instanceof SharedArrayBuffer;
+}
+
+/** Lays a batch's pieces out: shared ones by reference, the others copied into its arena. */
+class PieceWriter {
+  readonly #s: Shared;
+  readonly #own: Uint8Array;
+  readonly #bufAt = new Map<ArrayBufferLike, number>();
+  #lastBuf: ArrayBufferLike | undefined;
+  #lastIdx = 0;
+  #copyAt: number;
+  #k = 0;
+
+  constructor(s: Shared, arena: Arena, copyAt: number) {
+    this.#s = s;
+    this.#own = new Uint8Array(arena.buffer);
+    this.#copyAt = copyAt;
+    s.bufs.push(arena.buffer);
+  }
+
+  /** Add `b` as the next piece; returns its number. */
+  add(b: Uint8Array): number {
+    const k = this.#k++;
+    const p = this.#s.pieces;
+    const buf = b.buffer;
+    if (buf === this.#lastBuf || isShared(b)) {
+      if (buf !== this.#lastBuf) {
+        let i = this.#bufAt.get(buf);
+        if (i === undefined) {
+          i = this.#s.bufs.push(buf as SharedArrayBuffer) - 1;
+          this.#bufAt.set(buf, i);
+        }
+        this.#lastBuf = buf;
+        this.#lastIdx = i;
+      }
+      p[3 * k] = this.#lastIdx;
+      p[3 * k + 1] = b.byteOffset;
+    } else {
+      this.#own.set(b, this.#copyAt);
+      p[3 * k] = 0;
+      p[3 * k + 1] = this.#copyAt;
+      this.#copyAt += b.length;
+    }
+    p[3 * k + 2] = b.length;
+    return k;
+  }
+
+  get count(): number {
+    return this.#k;
+  }
 }
 
 function pack(
@@ -120,26 +182,38 @@ function pack(
   const n = jobs.length;
   const keyList: Uint8Array[] = [];
   const keyAt = new Map<Uint8Array, number>();
-  let inLen = 0;
-  let prCount = 0;
-  for (const j of jobs) {
-    if (j.sig) inLen += inputLength(j.sig.input);
-    if (j.inclusion) prCount += j.inclusion.proof.length;
-  }
   const root = checkpoint?.root;
+  // first pass: how many pieces, and how many bytes of them are to be copied
+  let pieceCount = 0;
+  let copyLen = 0;
+  const count = (b: Uint8Array): void => {
+    pieceCount++;
+    if (!isShared(b)) copyLen += b.length;
+  };
+  for (const j of jobs) {
+    if (j.sig) {
+      const input = j.sig.input;
+      if (input instanceof Uint8Array) count(input);
+      else for (const part of input) count(part);
+    }
+    if (j.inclusion && root) {
+      count(j.inclusion.leaf);
+      for (const h of j.inclusion.proof) count(h);
+    }
+  }
   const B = aligned;
   const a = new Arena(
     B(1, 4) +
       B(n, 1) +
       B(n, 4) +
-      B(n + 1, 8) +
-      B(inLen, 1) +
+      B(3 * pieceCount, 8) +
+      B(n + 1, 4) +
       B(64 * n, 1) +
       B(n, 8) +
-      B(32 * n, 1) +
-      B(n + 1, 4) +
-      B(32 * prCount, 1) +
-      B(32, 1),
+      B(n, 4) +
+      B(n, 4) +
+      B(32, 1) +
+      B(copyLen, 1),
   );
   const s: Shared = {
     n,
@@ -147,25 +221,24 @@ function pack(
     status: a.u8(n),
     keyIdx: a.i32(n),
     keys: new Uint8Array(0),
-    inOff: a.f64(n + 1),
-    inBytes: a.u8(inLen),
+    bufs: [],
+    pieces: a.f64(3 * pieceCount),
+    inP: a.u32(n + 1),
     sigs: a.u8(64 * n),
     incIdx: a.f64(n),
-    leaves: a.u8(32 * n),
-    prOff: a.u32(n + 1),
-    prBytes: a.u8(32 * prCount),
+    leafP: a.i32(n),
+    prEnd: a.u32(n),
     root: a.u8(32),
     size: checkpoint?.size ?? 0,
   };
   if (root) s.root.set(root);
-  let off = 0;
-  let pr = 0;
+  const w = new PieceWriter(s, a, a.reserve(copyLen));
   for (let i = 0; i < n; i++) {
     const j = jobs[i]!;
-    s.inOff[i] = off;
-    s.prOff[i] = pr;
     s.keyIdx[i] = -1;
     s.incIdx[i] = -1;
+    s.leafP[i] = -1;
+    s.inP[i] = w.count;
     if (j.sig) {
       let k = keyAt.get(j.sig.key);
       if (k === undefined) {
@@ -174,25 +247,19 @@ function pack(
       }
       s.keyIdx[i] = k;
       const input = j.sig.input;
-      if (input instanceof Uint8Array) {
-        s.inBytes.set(input, off);
-        off += input.length;
-      } else
-        for (const part of input) {
-          s.inBytes.set(part, off);
-          off += part.length;
-        }
+      if (input instanceof Uint8Array) w.add(input);
+      else for (const part of input) w.add(part);
       if (j.sig.signature.length === 64) s.sigs.set(j.sig.signature, 64 * i);
       else s.keyIdx[i] = -2; // a signature that is not 64 bytes never verifies
     }
     if (j.inclusion && root) {
       s.incIdx[i] = j.inclusion.index;
-      s.leaves.set(j.inclusion.leaf, 32 * i);
-      for (const h of j.inclusion.proof) s.prBytes.set(h, 32 * pr++);
+      s.leafP[i] = w.add(j.inclusion.leaf);
+      for (const h of j.inclusion.proof) w.add(h);
+      s.prEnd[i] = w.count;
     }
   }
-  s.inOff[n] = off;
-  s.prOff[n] = pr;
+  s.inP[n] = w.count;
   s.keys = new Arena(32 * keyList.length).u8(32 * keyList.length);
   keyList.forEach((k, i) => s.keys.set(k, 32 * i));
   return s;
@@ -256,6 +323,32 @@ function hasherFor(p: CryptoProvider): ProofHasher {
   return h;
 }
 
+/** Piece `k` of batch `s` (see {@link Shared}). */
+function piece(s: Shared, k: number): Uint8Array {
+  const p = s.pieces;
+  return new Uint8Array(s.bufs[p[3 * k]!]!, p[3 * k + 1], p[3 * k + 2]);
+}
+
+/** Where a signing input in several pieces is put together (per thread, grown as needed). */
+let joined = new Uint8Array(4096);
+
+/** The signing input of job `i`: its one piece, or its pieces copied together. */
+function signingInput(s: Shared, i: number): Uint8Array {
+  const from = s.inP[i]!;
+  const to = s.leafP[i]! >= 0 ? s.leafP[i]! : s.inP[i + 1]!;
+  if (to - from === 1) return piece(s, from);
+  let len = 0;
+  for (let k = from; k < to; k++) len += s.pieces[3 * k + 2]!;
+  if (joined.length < len) joined = new Uint8Array(2 * len);
+  let at = 0;
+  for (let k = from; k < to; k++) {
+    const b = piece(s, k);
+    joined.set(b, at);
+    at += b.length;
+  }
+  return joined.subarray(0, len);
+}
+
 /** Run job `i` and record its result bits. */
 function runJob(s: Shared, i: number, p: CryptoProvider): void {
   let bits = 0;
@@ -265,7 +358,7 @@ function runJob(s: Shared, i: number, p: CryptoProvider): void {
     try {
       ok = p.ed25519Verify(
         s.keys.subarray(32 * k, 32 * k + 32),
-        s.inBytes.subarray(s.inOff[i], s.inOff[i + 1]),
+        signingInput(s, i),
         s.sigs.subarray(64 * i, 64 * i + 64),
       );
     } catch {
@@ -275,21 +368,14 @@ function runJob(s: Shared, i: number, p: CryptoProvider): void {
   } else if (k === -2) bits |= SIG_DONE;
   const idx = s.incIdx[i]!;
   if (idx >= 0) {
+    const leaf = s.leafP[i]!;
     const proof: Uint8Array[] = [];
-    for (let h = s.prOff[i]!; h < s.prOff[i + 1]!; h++)
-      proof.push(s.prBytes.subarray(32 * h, 32 * h + 32));
+    for (let h = leaf + 1; h < s.prEnd[i]!; h++) proof.push(piece(s, h));
     let ok = false;
     try {
       const h = hasherFor(p);
       h.begin();
-      verifyInclusion(
-        s.leaves.subarray(32 * i, 32 * i + 32),
-        idx,
-        s.size,
-        proof,
-        s.root,
-        h.provider,
-      );
+      verifyInclusion(piece(s, leaf), idx, s.size, proof, s.root, h.provider);
       ok = true;
     } catch {
       ok = false;

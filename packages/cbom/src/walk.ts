@@ -12,7 +12,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import {
   canonicalize,
-  fromBase64Url,
+  fromUtf8,
   getProvider,
   keyIdOf,
   signingInputOfCanonical,
@@ -227,12 +227,8 @@ async function walkWith(
       kidOf.set(key, kid);
     }
     if (kid !== t.kid) return;
-    let signature: Uint8Array;
-    try {
-      signature = fromBase64Url(t.signature, 'signature');
-    } catch {
-      return;
-    }
+    const signature = signatureBytes(t.signature);
+    if (!signature) return;
     const input = signingInputOfLine(line) ?? tokenSigningInput(t);
     sigJob.set(line.position, checks.add({ sig: { key, input, signature } }));
   };
@@ -489,6 +485,15 @@ async function walkWith(
       a.token.timestamp.localeCompare(b.token.timestamp) ||
       a.token.action_id.localeCompare(b.token.action_id),
   );
+  // A graph that keeps few of the log's lines gets their texts as strings of their own: a line
+  // of an ASCII segment is read as a slice of the segment's text (see log-read.ts), and would
+  // keep the whole segment's text alive with the graph.
+  if (log && 2 * picked.length < log.lines.length)
+    for (const c of picked)
+      if (c.line && c.source.kind === 'log') {
+        c.line.text = fromUtf8(c.line.bytes);
+        c.source = { ...c.source, line: c.line.text };
+      }
   const inGraph = new Set(picked.map((c) => c.token.action_id));
   const edges: GraphEdge[] = [];
   const actors = new Map<string, GraphActor>();
@@ -850,6 +855,21 @@ async function walkWith(
 
   for (const x of tail) problems.push(x);
   return { graph, html: prepared?.finish(graph) };
+}
+
+/** The canonical unpadded base64url of 64 bytes (what `parseToken` accepts as a signature). */
+const SIGNATURE_B64URL = /^[A-Za-z0-9_-]{85}[AQgw]$/;
+
+/**
+ * A log token's 64 signature bytes: `fromBase64Url(signature)` without its round trip, which
+ * the format makes needless — in the canonical base64url of 64 bytes (checked here again) each
+ * text has exactly one decoding and each 64 bytes exactly one text. Undefined for any other
+ * text (the token then takes the inline path, as when `fromBase64Url` throws).
+ */
+export function signatureBytes(sig: string): Uint8Array | undefined {
+  if (!SIGNATURE_B64URL.test(sig)) return undefined;
+  const b = Buffer.from(sig, 'base64url');
+  return new Uint8Array(b.buffer, b.byteOffset, b.length);
 }
 
 /** Lowercase hex, as `toHex` writes it, in one flat string (Buffer's encoder). */

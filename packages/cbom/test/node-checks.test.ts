@@ -37,7 +37,7 @@ import {
   startNodeChecks,
   type NodeCheckJob,
 } from '../src/node-checks.js';
-import { lineTokenHash, signingInputOfLine } from '../src/walk.js';
+import { lineTokenHash, signatureBytes, signingInputOfLine } from '../src/walk.js';
 
 const alice = testIdentity('jis:acme:alice', 'human');
 const logKey = testIdentity('jis:acme:auditlog', 'system');
@@ -45,6 +45,7 @@ const directory = new IdentityRegistry();
 directory.add(alice);
 const N = MIN_PARALLEL_JOBS + 88;
 const now = new Date('2026-12-01T00:00:00Z');
+const now0 = fixedClock(new Date('2026-12-01T00:00:00Z'));
 let dir: string;
 
 beforeAll(async () => {
@@ -204,6 +205,89 @@ describe('node checks on worker threads', () => {
     expect(dirs).toHaveLength(2);
   });
 
+  it('reads an ASCII segment as one text (each line a slice of it, the same as its own decoding) into shared memory', async () => {
+    const p = getProvider();
+    const d = mkdtempSync(join(tmpdir(), 'tibet-cbom-ascii-'));
+    try {
+      const log = await AuditLog.open({ dir: d, signer: logKey, registry: directory, clock: now0 });
+      const random = seededRandom('cbom-ascii');
+      for (let i = 0; i < 6; i++) {
+        const id = `sec_ascii_${i}`;
+        const t = mintToken(
+          {
+            actor: alice.id,
+            actorClass: 'human',
+            event: 'secret-imported',
+            erachter: `ascii secret ${i}`,
+            erin: { secret_id: id, secret_type: 'api_key', version: 1 },
+            eraan: [{ object_id: id }],
+          },
+          alice,
+          { clock: fixedClock(new Date(Date.UTC(2026, 0, 1, 0, 0, i))), random },
+        );
+        await log.append(t, { objectId: id });
+      }
+      await log.checkpoint();
+      await log.close();
+      const read = await loadLog(d, p);
+      expect(read.problems).toEqual([]);
+      expect(read.lines).toHaveLength(6);
+      for (const l of read.lines) {
+        expect(l.bytes.length).toBe(l.text.length); // ASCII
+        expect(l.text).toBe(fromUtf8(l.bytes));
+        expect(l.bytes.buffer).toBeInstanceOf(SharedArrayBuffer);
+        expect(l.exact).toBe(true);
+      }
+      const seg = readFileSync((await listSegments(d))[0]!.path);
+      expect(concatBytes(...read.lines.flatMap((l) => [l.bytes, Uint8Array.of(0x0a)]))).toEqual(
+        new Uint8Array(seg),
+      );
+      // a graph of one secret (few of the log's lines: their texts are copied out of the
+      // segment's) and of the whole log: every check passes, each node carries its line
+      for (const subject of ['sec_ascii_4', 'home']) {
+        const g = await walk({ logDir: d, directory, subject, store: 'none', now, workers: 0 });
+        expect(g.nodes).toHaveLength(subject === 'home' ? 6 : 1);
+        for (const n of g.nodes) {
+          expect(n.checks).toMatchObject({ signature: 'pass', chain: 'pass', inclusion: 'pass' });
+          const src = n.source as { kind: 'log'; index: number; line: string };
+          expect(src.line).toBe(read.lines[src.index]!.text);
+        }
+        expect((await walkHtml({ logDir: d, directory, subject, store: 'none', now })).html).toBe(
+          renderHtml(g),
+        );
+      }
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+
+  it("decodes a log token's signature as fromBase64Url does, and only its canonical form", () => {
+    const t = mintToken(
+      { actor: alice.id, actorClass: 'human', event: 'x', erachter: 'sig' },
+      alice,
+      {
+        clock: fixedClock(now),
+        random: seededRandom('cbom-sig'),
+      },
+    );
+    expect(signatureBytes(t.signature)).toEqual(fromBase64Url(t.signature, 'signature'));
+    const last = t.signature.slice(0, 85);
+    for (const other of [
+      `${last}B`, // low bits set: not canonical
+      `${last}=`,
+      t.signature.slice(0, 85),
+      `${t.signature}A`,
+      `${last.slice(0, 84)}+${t.signature[85]}`,
+      '',
+    ]) {
+      expect(signatureBytes(other)).toBeUndefined();
+      expect(() => {
+        const b = fromBase64Url(other, 'signature');
+        if (b.length !== 64) throw new RangeError('not 64 bytes');
+      }).toThrow();
+    }
+  });
+
   it('each job gets its own result, however the jobs arrive (streamed, in batches, early start)', async () => {
     const p = getProvider();
     const t = mintToken(
@@ -212,6 +296,8 @@ describe('node checks on worker threads', () => {
       { clock: fixedClock(now), random: seededRandom('cbom-queue') },
     );
     const input = tokenSigningInput(t);
+    const sharedInput = new Uint8Array(new SharedArrayBuffer(input.length + 16), 16, input.length);
+    sharedInput.set(input);
     const good = fromBase64Url(t.signature, 'signature');
     const bad = good.slice();
     bad[7] = bad[7]! ^ 1;
@@ -223,8 +309,15 @@ describe('node checks on worker threads', () => {
       for (let i = 0; i < n; i++) {
         const ok = i % 7 !== 3;
         want.push(ok);
-        // a signing input whole, or in parts
-        const parts = i % 2 ? input : [input.subarray(0, 100), input.subarray(100)];
+        // a signing input whole, or in parts; copied into the batch, or read in place from
+        // shared memory (as the walk's log segments are), or both
+        const from = i % 3 === 0 ? sharedInput : input;
+        const parts =
+          i % 2
+            ? from
+            : i % 4
+              ? [from.subarray(0, 100), from.subarray(100)]
+              : [sharedInput.subarray(0, 7), input.subarray(7, 100), sharedInput.subarray(100)];
         expect(c.add({ sig: { key, input: parts, signature: ok ? good : bad } })).toBe(i);
         if (i === 700) c.flush();
       }
@@ -281,15 +374,31 @@ describe('node checks on worker threads', () => {
     }
     // (every damaged proof fails when checked alone, every other one passes)
     expect(want).toEqual(want.map((_, i) => ![3, 5, 7, 9, 10].includes(i % 11)));
-    for (const workers of [0, 1]) {
-      const bits = await startNodeChecks(
-        jobs,
-        p,
-        { root: cp.rootHash, size: cp.size },
-        workers,
-      ).finish();
-      expect(Array.from(bits, (b) => (b & INC_DONE ? Boolean(b & INC_OK) : null))).toEqual(want);
-    }
+    // the same proofs with their hashes in shared memory, read in place by the threads (as the
+    // walk's proofs are, cut from the tree it rebuilt): the same results
+    const shared = new Uint8Array(new SharedArrayBuffer(32 * 64 * N));
+    let at = 0;
+    const inShared = (h: Uint8Array): Uint8Array => {
+      shared.set(h, at);
+      at += h.length;
+      return shared.subarray(at - h.length, at);
+    };
+    const sharedJobs = jobs.map(({ inclusion: inc }) => ({
+      inclusion: { ...inc!, leaf: inShared(inc!.leaf), proof: inc!.proof.map(inShared) },
+    }));
+    for (const workers of [0, 1])
+      for (const list of [jobs, sharedJobs]) {
+        const bits = await startNodeChecks(
+          list,
+          p,
+          { root: cp.rootHash, size: cp.size },
+          workers,
+        ).finish();
+        expect(Array.from(bits, (b) => (b & INC_DONE ? Boolean(b & INC_OK) : null))).toEqual(want);
+      }
+    // (the walk's own leaves and proofs are views of the tree's shared memory)
+    expect(log.lines[0]!.leaf.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(log.inclusion(1)![0]!.buffer).toBe(log.lines[0]!.leaf.buffer);
   });
 
   it('a sound log: every signature and inclusion proof passes, the same graph either way', async () => {
