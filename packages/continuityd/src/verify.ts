@@ -647,26 +647,28 @@ class Verifier {
     const maxLine = this.o.maxLineBytes ?? 64 * 1024 * 1024;
     const fh = await open(s.path, 'r');
     try {
-      let carry: Uint8Array = new Uint8Array(0);
+      // One read buffer for the segment: the head of a line not yet complete (`have` bytes)
+      // is moved to its start and the next chunk read after it, so nothing is allocated a
+      // chunk (a new buffer a megabyte counts against V8's old generation and brings a major
+      // collection every few chunks). Every batch is copied out before the next read.
+      let rb = Buffer.allocUnsafe(2 * CHUNK);
+      let have = 0;
       let skipping = false;
       let offset = 0;
       let pos = firstPos;
-      // one read buffer for the segment: every batch and the carried tail are copied out of
-      // it before the next read
-      const chunk = Buffer.allocUnsafe(CHUNK);
       for (;;) {
-        const { bytesRead } = await fh.read(chunk, 0, CHUNK, offset);
+        if (rb.length < have + CHUNK) {
+          const bigger = Buffer.allocUnsafe(Math.max(2 * rb.length, have + CHUNK));
+          rb.copy(bigger, 0, 0, have);
+          rb = bigger;
+        }
+        const { bytesRead } = await fh.read(rb, have, CHUNK, offset);
         if (bytesRead === 0) break;
         offset += bytesRead;
         this.bytes += bytesRead;
-        let data: Uint8Array;
-        if (carry.length) {
-          data = new Uint8Array(carry.length + bytesRead);
-          data.set(carry);
-          data.set(chunk.subarray(0, bytesRead), carry.length);
-          // a plain view, not a Buffer: its slice() copies (a Buffer's is another view)
-        } else data = new Uint8Array(chunk.buffer, chunk.byteOffset, bytesRead);
-        const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        // a plain view, not a Buffer: its slice() copies (a Buffer's is another view)
+        const data = new Uint8Array(rb.buffer, rb.byteOffset, have + bytesRead);
+        const buf = rb.subarray(0, data.length);
         let start = 0;
         let batchStart = 0;
         let ends: number[] = [];
@@ -712,18 +714,22 @@ class Verifier {
         }
         const b = flush(start);
         if (b) yield b;
-        carry = skipping ? new Uint8Array(0) : data.slice(start);
-        if (carry.length > maxLine) {
+        const rest = data.length - start;
+        if (skipping) have = 0;
+        else if (rest > maxLine) {
           // never buffer more than maxLineBytes of one line
           this.report('RECORD_MALFORMED', `line longer than ${maxLine} bytes; skipped`, {
             index: pos,
             segment: s.name,
           });
-          carry = new Uint8Array(0);
+          have = 0;
           skipping = true;
+        } else {
+          rb.copyWithin(0, start, data.length);
+          have = rest;
         }
       }
-      torn.bytes = carry.length + (skipping ? 1 : 0);
+      torn.bytes = have + (skipping ? 1 : 0);
     } finally {
       await fh.close();
     }
