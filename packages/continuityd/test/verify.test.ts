@@ -276,6 +276,16 @@ describe('ActionTable', () => {
     // 16 bytes a slot, at most 3/4 full
     expect(t.bytes).toBe(16 * 8192);
     expect(() => t.add(1, 2, 0)).toThrow(RangeError);
+    // room made at once keeps what is there and needs no doubling on the way
+    const r = new ActionTable(16, 2);
+    ids.slice(0, 10).forEach(([hi, lo], i) => r.add(hi, lo, i + 1));
+    r.reserve(5000);
+    expect(r.bytes).toBe(16 * 8192);
+    ids.forEach(([hi, lo], i) => expect(r.add(hi, lo, i + 1)).toBe(i >= 10));
+    expect(r.bytes).toBe(16 * 8192);
+    ids.forEach(([hi, lo], i) => expect(r.get(hi, lo)).toBe(i + 1));
+    r.reserve(100);
+    expect(r.bytes).toBe(16 * 8192);
   });
 });
 
