@@ -7,7 +7,7 @@
  * and everything queued behind it are rejected, the segment is cut back to its last durable
  * length, and the log refuses further appends (`LOG_POISONED`) until it is reopened.
  */
-import { constants } from 'node:fs';
+import { constants, fdatasync as fsFdatasync, write as fsWrite } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -17,18 +17,15 @@ import {
   canonicalize,
   equalBytes,
   fromBase64,
-  fromBase64Url,
   getProvider,
   keyIdOf,
   parseToken,
   rfc3339,
   sha256Hex,
-  signingInputOfCanonical,
   systemClock,
   toBase64,
+  toHex,
   tokenHash,
-  tokenSigningInput,
-  utf8,
   type Clock,
   type CryptoProvider,
   type Identity,
@@ -48,14 +45,14 @@ import {
 import { MerkleFrontier, leafHash } from './merkle.js';
 import {
   OBJECT_ID,
-  RECORD_VERSION,
-  encodeRecordWithTokenText,
   lineHash,
   parseRecord,
   tokenSlices,
+  type CausalBlock,
   type LogRecord,
 } from './record.js';
 import { WorkerPool, workerScript } from './worker-pool.js';
+import { ByteArena, encodeLineInto, tokenBytesInto, type TokenBytes } from './line-bytes.js';
 
 export const SEGMENT_DIGITS = 16;
 
@@ -66,16 +63,26 @@ export interface LogIo {
   truncate(fh: FileHandle, length: number): Promise<void>;
 }
 
+/**
+ * The data path through Node's callback API on the handle's descriptor: the same system calls
+ * as the FileHandle methods, with less work per call on the calling thread (a batch is one
+ * write and one fdatasync).
+ */
 export const nodeIo: LogIo = {
   async write(fh, data, position) {
     let off = 0;
     while (off < data.length) {
-      const { bytesWritten } = await fh.write(data, off, data.length - off, position + off);
-      if (bytesWritten <= 0) throw new Error('short write');
-      off += bytesWritten;
+      const n = await new Promise<number>((resolve, reject) =>
+        fsWrite(fh.fd, data, off, data.length - off, position + off, (e, written) =>
+          e ? reject(e) : resolve(written),
+        ),
+      );
+      if (n <= 0) throw new Error('short write');
+      off += n;
     }
   },
-  datasync: (fh) => fh.datasync(),
+  datasync: (fh) =>
+    new Promise<void>((resolve, reject) => fsFdatasync(fh.fd, (e) => (e ? reject(e) : resolve()))),
   truncate: (fh, length) => fh.truncate(length),
 };
 
@@ -133,13 +140,15 @@ export interface AppendReceipt {
 /** An append whose token is parsed and whose signature is being checked. */
 interface Incoming {
   t: TibetToken;
-  text: string;
-  /** UTF-8 of `text`: hashed for the token hash, cut for the signing input. */
+  /**
+   * UTF-8 of the token's RFC 8785 text (a view into the writer's token arena): hashed for the
+   * token hash, copied into the line.
+   */
   tokenBytes: Uint8Array;
+  /** Its signing input (`tokenBytes` without the signature member), in the same arena. */
+  input: Uint8Array;
   opts: AppendOptions;
   key: Uint8Array;
-  input: Uint8Array;
-  sig: Uint8Array;
   /** 0 while the signature is being checked; then SIG_VALID or the rejection. */
   verdict: 0 | typeof SIG_VALID | ContinuityError;
   resolve: (r: AppendReceipt) => void;
@@ -147,8 +156,36 @@ interface Incoming {
 }
 
 const SIG_VALID = 1;
+/** Where a signature is decoded to be checked on this thread (the check is synchronous). */
+const sigScratch = new Uint8Array(64);
+const sigScratchBuffer = Buffer.from(sigScratch.buffer, 0, 64);
+
+/**
+ * The 64 bytes of a signature `parseToken` has accepted (86 characters of canonical
+ * base64url, which that check holds it to) into `out[at, at + 64)`; false if it does not
+ * decode to exactly 64 bytes.
+ */
+function signatureInto(sig: string, out: Uint8Array, at: number): boolean {
+  if (sig.length !== 86) return false;
+  const b =
+    out === sigScratch && at === 0
+      ? sigScratchBuffer
+      : Buffer.from(out.buffer, out.byteOffset + at, 64);
+  return b.write(sig, 0, 64, 'base64url') === 64;
+}
+
+const NO_OPTIONS: AppendOptions = Object.freeze({});
+const OPTION_IDS = ['objectId', 'parentObjectId', 'continuityId'] as const;
 /** Signatures handed to a worker in one message. */
 const SIG_CHUNK = 8;
+
+/** A batch written at `[start, end)` of the segment, its `fdatasync` running. */
+interface Syncing {
+  batch: Pending[];
+  start: number;
+  end: number;
+  sync: Promise<void>;
+}
 
 interface Pending {
   bytes: Uint8Array;
@@ -284,6 +321,13 @@ export class AuditLog {
   #idle: (() => void)[] = [];
   #pool: WorkerPool | undefined;
   #poolFailed = false;
+  /** Appended tokens' UTF-8, from parsing until their line is assembled. */
+  readonly #tokenArena = new ByteArena();
+  /** The lines waiting for their batch (a batch is written from here without a copy). */
+  readonly #lineArena = new ByteArena();
+  /** `received_at` of the last line assembled, and the instant (ms) it stands for. */
+  #receivedMs = Number.NaN;
+  #receivedText = '';
 
   private constructor(
     o: AuditLogOptions,
@@ -467,14 +511,31 @@ export class AuditLog {
    * thread, and the causal checks (duplicate action, parent, prev, generation) against
    * everything admitted before it once its signature has verified.
    */
-  async append(token: unknown, opts: AppendOptions = {}): Promise<AppendReceipt> {
-    this.#checkOpen();
+  append(token: unknown, opts: AppendOptions = NO_OPTIONS): Promise<AppendReceipt> {
+    // not an async function: the common case (room in the queue) makes one promise, not two
+    try {
+      this.#checkOpen();
+      if (this.#queue.length + this.#incomingCount() >= (this.#o.maxPending ?? 8192))
+        return this.#appendWhenRoom(token, opts);
+      return this.#submit(this.#prepare(token, opts));
+    } catch (e) {
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- whatever was thrown, as an async function would reject with it
+      return Promise.reject(e);
+    }
+  }
+
+  /** {@link append} once the queue has room (back-pressure). */
+  async #appendWhenRoom(token: unknown, opts: AppendOptions): Promise<AppendReceipt> {
     const maxPending = this.#o.maxPending ?? 8192;
     while (this.#queue.length + this.#incomingCount() >= maxPending) {
       await new Promise<void>((res) => this.#waiters.push(res));
       this.#checkOpen();
     }
-    const job = this.#prepare(token, opts);
+    return this.#submit(this.#prepare(token, opts));
+  }
+
+  /** Hand a prepared append to a verifier; resolves once its line is durable. */
+  #submit(job: Incoming): Promise<AppendReceipt> {
     return new Promise<AppendReceipt>((resolve, reject) => {
       job.resolve = resolve;
       job.reject = reject;
@@ -505,57 +566,59 @@ export class AuditLog {
    */
   #prepare(token: unknown, opts: AppendOptions): Incoming {
     let t: TibetToken;
-    let text: string;
-    let sig: Uint8Array;
+    let tb: TokenBytes;
     try {
       t = parseToken(token);
-      text = canonicalize(t);
-      sig = fromBase64Url(t.signature, 'signature');
+      tb = tokenBytesInto(this.#tokenArena, t);
     } catch (e) {
       throw new ContinuityError('TOKEN_REJECTED', (e as Error).message, { cause: e });
     }
     const key = this.#o.registry.signingKey(t.actor, t.kid);
     if (!key)
       throw new ContinuityError('ACTOR_UNKNOWN', `no registered key ${t.kid} for ${t.actor}`);
-    if (key.length !== 32 || this.#keyId(key) !== t.kid) {
+    if (key.length !== 32 || !this.#keyHasId(key, t.kid)) {
       const cause = new CoreError(
         'TOKEN_SIGNATURE_INVALID',
         `token ${t.action_id}: key id does not match the key given`,
       );
       throw new ContinuityError('TOKEN_REJECTED', cause.message, { cause });
     }
-    const tokenBytes = utf8(text);
     return {
       t,
-      text,
-      tokenBytes,
+      tokenBytes: tb.token,
+      input: tb.input,
       opts,
       key,
-      input: signingInputOfCanonical(text, t, tokenBytes) ?? tokenSigningInput(t),
-      sig,
       verdict: 0,
       resolve: () => undefined,
       reject: () => undefined,
     };
   }
 
-  /** Key ids of registered keys, by the key's array, kept with a copy of the bytes they hash. */
-  readonly #kids = new WeakMap<Uint8Array, { bytes: Uint8Array; kid: string }>();
+  /**
+   * Key ids already computed: a key id → a copy of the key bytes found to have it. (A
+   * registry may hand out a fresh copy of a key for every lookup, so the cache is keyed on
+   * the id and holds the exact bytes it vouches for.)
+   */
+  readonly #kids = new Map<string, Uint8Array>();
 
-  /** `keyIdOf(key)`, computed once per key array and recomputed if its bytes ever change. */
-  #keyId(key: Uint8Array): string {
-    const hit = this.#kids.get(key);
-    if (hit && equalBytes(hit.bytes, key)) return hit.kid;
-    const kid = keyIdOf(key, this.provider);
-    this.#kids.set(key, { bytes: Uint8Array.from(key), kid });
-    return kid;
+  /** Whether `keyIdOf(key) === kid`, hashing a key only the first time its bytes are seen. */
+  #keyHasId(key: Uint8Array, kid: string): boolean {
+    const hit = this.#kids.get(kid);
+    if (hit && equalBytes(hit, key)) return true;
+    if (keyIdOf(key, this.provider) !== kid) return false;
+    if (this.#kids.size >= 4096) this.#kids.clear();
+    this.#kids.set(kid, Uint8Array.from(key));
+    return true;
   }
 
   /** Check the signature on this thread. */
   #verifyHere(j: Incoming): void {
     let ok = false;
     try {
-      ok = this.provider.ed25519Verify(j.key, j.input, j.sig);
+      ok =
+        signatureInto(j.t.signature, sigScratch, 0) &&
+        this.provider.ed25519Verify(j.key, j.input, sigScratch);
     } catch {
       ok = false;
     }
@@ -597,16 +660,17 @@ export class AuditLog {
       const inputs = new Uint8Array(inputBytes);
       const ends = new Uint32Array(part.length);
       let o = 0;
-      part.forEach((j, i) => {
+      // a signature that does not decode is left zero (it cannot verify) and refused below
+      const decoded = part.map((j, i) => {
         keys.set(j.key, 32 * i);
-        sigs.set(j.sig, 64 * i);
         inputs.set(j.input, o);
         o += j.input.length;
         ends[i] = o;
+        return signatureInto(j.t.signature, sigs, 64 * i);
       });
       pool.verify({ keys, sigs, inputs, ends }).then(
         (ok) => {
-          part.forEach((j, i) => this.#setVerdict(j, ok[i] === 1));
+          part.forEach((j, i) => this.#setVerdict(j, decoded[i] === true && ok[i] === 1));
           this.#admit();
         },
         () => {
@@ -667,73 +731,76 @@ export class AuditLog {
       this.#incomingHead = 0;
     }
     if (freed) this.#wake();
+    if (this.#queue.length) this.#kick();
   }
 
   /** The causal checks against everything admitted before, then the line into the queue. */
   #enqueue(j: Incoming): void {
-    const { t, text, opts } = j;
+    const { t, opts } = j;
     this.#causalCheck(t, opts);
     const objectId = opts.objectId ?? null;
     const continuityId = opts.continuityId ?? objectId ?? t.actor;
     const index = this.#nextIndex;
     const now = Math.max(this.#clock.now().getTime(), this.#lastReceived);
-    const record: LogRecord = {
-      v: RECORD_VERSION,
-      index,
-      prev: this.#lastLineHash,
-      received_at: rfc3339(new Date(now)),
-      causal: {
-        actor_id: t.actor,
-        action_id: t.action_id,
-        parent_action_id: t.parent_action_id,
-        object_id: objectId,
-        parent_object_id: opts.parentObjectId ?? null,
-        continuity_id: continuityId,
-        generation: t.generation,
-        causal_reason: t.erachter,
-      },
-      token: t,
+    if (now !== this.#receivedMs) {
+      this.#receivedMs = now;
+      this.#receivedText = rfc3339(new Date(now));
+    }
+    const receivedAt = this.#receivedText;
+    // members in RFC 8785 order, so that canonicalize finds them sorted
+    const causal: CausalBlock = {
+      action_id: t.action_id,
+      actor_id: t.actor,
+      causal_reason: t.erachter,
+      continuity_id: continuityId,
+      generation: t.generation,
+      object_id: objectId,
+      parent_action_id: t.parent_action_id,
+      parent_object_id: opts.parentObjectId ?? null,
     };
-    const bytes = encodeRecordWithTokenText(record, text, true);
+    const bytes = encodeLineInto(
+      this.#lineArena,
+      canonicalize(causal),
+      index,
+      this.#lastLineHash,
+      receivedAt,
+      j.tokenBytes,
+    );
     const line = bytes.subarray(0, bytes.length - 1);
     const lh = lineHash(line, this.provider);
     const leaf = leafHash(line, this.provider);
     const th = `sha256:${sha256Hex(j.tokenBytes, this.provider)}`;
-    const entry: ActionEntry = { index, generation: t.generation, tokenHash: th };
+    const rec: IndexedRecord = {
+      index,
+      generation: t.generation,
+      tokenHash: th,
+      actionId: t.action_id,
+      actor: t.actor,
+      objectId,
+      continuityId,
+      receivedAt: now,
+      leafHash: leaf,
+    };
     this.#nextIndex++;
     this.#lastLineHash = lh;
     this.#lastReceived = now;
-    this.#pendingActions.set(t.action_id, entry);
-    this.#pendingLines.set(continuityId, entry);
+    // the record is the pending entry too (an ActionEntry with more members): lookups read
+    // index, generation and tokenHash only
+    this.#pendingActions.set(t.action_id, rec);
+    this.#pendingLines.set(continuityId, rec);
     const receipt: AppendReceipt = {
       index,
       lineHash: lh,
-      leafHash: Buffer.from(leaf).toString('hex'),
+      leafHash: toHex(leaf),
       actionId: t.action_id,
-      receivedAt: record.received_at,
+      receivedAt,
     };
-    this.#queue.push({
-      bytes,
-      leaf,
-      receipt,
-      resolve: j.resolve,
-      reject: j.reject,
-      rec: {
-        ...entry,
-        actionId: t.action_id,
-        actor: t.actor,
-        objectId,
-        continuityId,
-        receivedAt: now,
-        leafHash: leaf,
-      },
-    });
-    this.#kick();
+    this.#queue.push({ bytes, leaf, receipt, resolve: j.resolve, reject: j.reject, rec });
   }
 
   /** The checks that depend on what was admitted before: ids, parent, prev, generation. */
   #causalCheck(t: TibetToken, opts: AppendOptions): void {
-    for (const k of ['objectId', 'parentObjectId', 'continuityId'] as const) {
+    for (const k of OPTION_IDS) {
       const v = opts[k];
       if (v !== undefined && v !== null && !OBJECT_ID.test(v))
         throw new TypeError(`"${k}" must match ${OBJECT_ID.source}`);
@@ -775,56 +842,94 @@ export class AuditLog {
     });
   }
 
+  /**
+   * Write queued batches, each with one write and one `fdatasync`, two stages deep: the next
+   * batch is written while the `fdatasync` of the one before is still running (each sync
+   * starts only once its own batch's write has completed, so it covers that batch), and a
+   * batch is acknowledged only once its own sync has returned, after every batch before it.
+   */
   async #flushLoop(): Promise<void> {
     const maxBatch = this.#o.maxBatch ?? 1024;
-    while (this.#queue.length && this.#poisoned === undefined) {
+    /** The batch written whose `fdatasync` is running. */
+    let synced: Syncing | undefined;
+    while (this.#poisoned === undefined && (this.#queue.length || synced)) {
       const batch = this.#queue.splice(0, maxBatch);
-      this.#wake();
-      let len = 0;
-      for (const p of batch) len += p.bytes.length;
-      const buf = new Uint8Array(len);
-      let o = 0;
-      for (const p of batch) {
-        buf.set(p.bytes, o);
-        o += p.bytes.length;
-      }
-      const before = this.#segBytes;
-      try {
-        await this.#maybeRotate(batch[0]!.rec.index, len);
-        await this.#io.write(this.#fh, buf, this.#segBytes);
-        await this.#io.datasync(this.#fh);
-      } catch (e) {
-        await this.#poison(e, batch, this.#segFirst === batch[0]!.rec.index ? 0 : before);
-        return;
-      }
-      this.#segBytes += len;
-      for (const p of batch) this.#frontier.push(p.leaf);
-      const recs = batch.map((p) => p.rec);
-      try {
-        for (const sink of this.#sinks) sink.add(recs);
-      } catch (e) {
-        // the lines are durable but not acknowledged; the next open re-indexes them
-        await this.#poison(e, batch, this.#segBytes);
-        return;
-      }
-      for (const p of batch) {
-        if (this.#pendingActions.get(p.rec.actionId)?.index === p.rec.index)
-          this.#pendingActions.delete(p.rec.actionId);
-        if (this.#pendingLines.get(p.rec.continuityId)?.index === p.rec.index)
-          this.#pendingLines.delete(p.rec.continuityId);
-      }
-      this.#sinceCheckpoint += batch.length;
-      for (const p of batch) p.resolve(p.receipt);
-      const every = this.#o.checkpointEvery ?? 1000;
-      if (every > 0 && this.#sinceCheckpoint >= every) {
+      let next: Syncing | undefined;
+      if (batch.length) {
+        this.#wake();
+        let len = 0;
+        for (const p of batch) len += p.bytes.length;
+        const buf = joinAdjacent(batch, len);
+        let start = this.#segBytes;
         try {
-          await this.#writeCheckpoint();
+          if (this.#rotationDue(len)) {
+            // a new segment starts only after the old one's lines are all durable
+            const s = synced;
+            synced = undefined;
+            if (s && !(await this.#settle(s, batch))) return;
+            await this.#rotate(batch[0]!.rec.index);
+            start = 0;
+          }
+          await this.#io.write(this.#fh, buf, start);
         } catch (e) {
-          await this.#poison(e, [], this.#segBytes);
+          // the batch before may still turn out durable: settle it first
+          if (synced && !(await this.#settle(synced, batch))) return;
+          await this.#poison(e, batch, this.#segFirst === batch[0]!.rec.index ? 0 : start);
           return;
         }
+        this.#segBytes = start + len;
+        const sync = this.#io.datasync(this.#fh);
+        // observed by #settle; never left as an unhandled rejection
+        sync.catch(() => undefined);
+        next = { batch, start, end: start + len, sync };
+      }
+      if (synced && !(await this.#settle(synced, next?.batch ?? []))) return;
+      synced = next;
+    }
+  }
+
+  /**
+   * Wait for a written batch's `fdatasync`, then acknowledge it: extend the Merkle frontier,
+   * feed the index and observers, resolve its appends, sign a checkpoint if one is due. On a
+   * failure the log is poisoned and cut back to its last durable length, and `behind` (the
+   * batch written after it, if any) is rejected with everything queued. False if it failed.
+   */
+  async #settle(w: Syncing, behind: Pending[]): Promise<boolean> {
+    const { batch } = w;
+    try {
+      await w.sync;
+    } catch (e) {
+      await this.#poison(e, [...batch, ...behind], w.start);
+      return false;
+    }
+    for (const p of batch) this.#frontier.push(p.leaf);
+    const recs: IndexedRecord[] = [];
+    for (const p of batch) recs.push(p.rec);
+    try {
+      for (const sink of this.#sinks) sink.add(recs);
+    } catch (e) {
+      // the lines are durable but not acknowledged; the next open re-indexes them
+      await this.#poison(e, [...batch, ...behind], w.end);
+      return false;
+    }
+    for (const p of batch) {
+      if (this.#pendingActions.get(p.rec.actionId)?.index === p.rec.index)
+        this.#pendingActions.delete(p.rec.actionId);
+      if (this.#pendingLines.get(p.rec.continuityId)?.index === p.rec.index)
+        this.#pendingLines.delete(p.rec.continuityId);
+    }
+    this.#sinceCheckpoint += batch.length;
+    for (const p of batch) p.resolve(p.receipt);
+    const every = this.#o.checkpointEvery ?? 1000;
+    if (every > 0 && this.#sinceCheckpoint >= every) {
+      try {
+        await this.#writeCheckpoint();
+      } catch (e) {
+        await this.#poison(e, behind, w.end);
+        return false;
       }
     }
+    return true;
   }
 
   #wake(): void {
@@ -833,9 +938,13 @@ export class AuditLog {
     for (const f of w) f();
   }
 
-  async #maybeRotate(firstIndex: number, len: number): Promise<void> {
+  /** Whether `len` more bytes would take the segment past `segmentMaxBytes` (§4). */
+  #rotationDue(len: number): boolean {
     const max = this.#o.segmentMaxBytes ?? 64 * 1024 * 1024;
-    if (this.#segBytes === 0 || this.#segBytes + len <= max) return;
+    return this.#segBytes !== 0 && this.#segBytes + len > max;
+  }
+
+  async #rotate(firstIndex: number): Promise<void> {
     await this.#fh.sync();
     await this.#fh.close();
     const path = join(this.dir, 'segments', segmentName(firstIndex));
@@ -970,6 +1079,40 @@ export class AuditLog {
       await this.#lock.release();
     }
   }
+}
+
+/**
+ * The bytes of a batch's lines, in order, as one array of `len` bytes: a view of the arena
+ * block when they lie there one after the other (lines are assembled in queue order, so they
+ * do unless a block filled in between), else a copy.
+ */
+function joinAdjacent(batch: readonly Pending[], len: number): Uint8Array {
+  const first = batch[0]!.bytes;
+  const last = batch[batch.length - 1]!.bytes;
+  if (
+    first.buffer === last.buffer &&
+    last.byteOffset + last.length - first.byteOffset === len &&
+    adjacent(batch)
+  )
+    return new Uint8Array(first.buffer, first.byteOffset, len);
+  const buf = new Uint8Array(len);
+  let o = 0;
+  for (const p of batch) {
+    buf.set(p.bytes, o);
+    o += p.bytes.length;
+  }
+  return buf;
+}
+
+/** Whether each line of the batch starts where the one before it ends, in one buffer. */
+function adjacent(batch: readonly Pending[]): boolean {
+  let prev = batch[0]!.bytes;
+  for (let i = 1; i < batch.length; i++) {
+    const b = batch[i]!.bytes;
+    if (b.buffer !== prev.buffer || b.byteOffset !== prev.byteOffset + prev.length) return false;
+    prev = b;
+  }
+  return true;
 }
 
 /** Read record `index` from a log folder by scanning the segment that holds it. */

@@ -132,6 +132,95 @@ describe('AuditLog', () => {
     await again.close();
   });
 
+  /**
+   * An io whose next two fdatasyncs after `arm()` wait until the test releases them (with an
+   * error or not), so that a second batch is written while the first one's sync still runs.
+   */
+  function gatedIo(): {
+    io: LogIo;
+    gates: ((e?: Error) => void)[];
+    writes: () => number;
+    arm: () => void;
+  } {
+    const gates: ((e?: Error) => void)[] = [];
+    let writes = 0;
+    let armed = false;
+    const io: LogIo = {
+      ...nodeIo,
+      write: (fh, d, at) => {
+        writes++;
+        return nodeIo.write(fh, d, at);
+      },
+      datasync: (fh) =>
+        !armed || gates.length >= 2
+          ? nodeIo.datasync(fh)
+          : new Promise<void>((resolve, reject) => {
+              gates.push((e) => {
+                if (e) reject(e);
+                else nodeIo.datasync(fh).then(resolve, reject);
+              });
+            }),
+    };
+    return { io, gates, writes: () => writes, arm: () => (armed = true) };
+  }
+
+  async function until(f: () => boolean): Promise<void> {
+    for (let i = 0; i < 10_000 && !f(); i++) await new Promise((r) => setImmediate(r));
+    expect(f()).toBe(true);
+  }
+
+  it('writes the next batch while the one before syncs, and acknowledges in order', async () => {
+    const dir = tmp();
+    const { io, gates, writes, arm } = gatedIo();
+    const opts = { dir, signer: logKey, registry, clock, checkpointEvery: 0 };
+    const log = await AuditLog.open({ ...opts, io, maxBatch: 1, verifyWorkers: 0 });
+    const toks = chain(3);
+    arm();
+    const done: number[] = [];
+    const all = toks.map((t) => log.append(t).then((r) => done.push(r.index)));
+    // batch 0 written and syncing; batch 1 written while it syncs, its own sync started
+    await until(() => gates.length === 2);
+    expect(writes()).toBe(2);
+    expect(done).toEqual([]);
+    gates[1]!(); // the later sync returns first: nothing may be acknowledged before batch 0
+    await until(() => writes() === 2 && gates.length === 2);
+    for (let i = 0; i < 50; i++) await new Promise((r) => setImmediate(r));
+    expect(done).toEqual([]);
+    gates[0]!();
+    await Promise.all(all);
+    expect(done).toEqual([0, 1, 2]);
+    await log.close();
+    const again = await AuditLog.open(opts);
+    expect(again.size).toBe(3);
+    await again.close();
+  });
+
+  it('rejects the batch written behind a failed sync too, and cuts both off', async () => {
+    const dir = tmp();
+    const { io, gates, arm } = gatedIo();
+    const opts = { dir, signer: logKey, registry, clock, checkpointEvery: 0 };
+    const log = await AuditLog.open({ ...opts, io, maxBatch: 1, verifyWorkers: 0 });
+    const toks = chain(4);
+    await log.append(toks[0]!); // durable: the gates hold the next two syncs
+    arm();
+    const pending = toks.slice(1).map((t) => log.append(t));
+    const outcomes = Promise.allSettled(pending);
+    await until(() => gates.length === 2);
+    gates[0]!(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }));
+    const settled = await outcomes;
+    for (const o of settled) {
+      expect(o.status).toBe('rejected');
+      expect((o as PromiseRejectedResult).reason).toMatchObject({ code: 'WRITE_FAILED' });
+    }
+    gates[1]!();
+    await expect(log.append(toks[1]!)).rejects.toMatchObject({ code: 'LOG_POISONED' });
+    await log.close();
+    const again = await AuditLog.open(opts);
+    expect(again.size).toBe(1);
+    await again.append(toks[1]!);
+    await again.close();
+  });
+
   it('rotates segments and keeps the chain across them', async () => {
     const dir = tmp();
     const log = await AuditLog.open({
