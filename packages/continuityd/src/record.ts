@@ -7,8 +7,6 @@ import {
   canonicalize,
   fromUtf8,
   getProvider,
-  isActionId,
-  isActorId,
   parseCanonicalJson,
   rfc3339Millis,
   parseToken,
@@ -161,10 +159,9 @@ export function parseRecordText(text: string, expectIndex?: number): LogRecord {
     bad('causal must be an object', index);
   for (const k in c) if (!CAUSAL_KEY_SET.has(k)) bad(`causal: unknown field "${k}"`, index);
   for (const k of CAUSAL_KEYS) if (!(k in c)) bad(`causal.${k} missing`, index);
-  if (!isActorId(c['actor_id']) || c['actor_id'] !== token.actor)
-    bad('causal.actor_id must equal token.actor', index);
-  if (!isActionId(c['action_id']) || c['action_id'] !== token.action_id)
-    bad('causal.action_id must equal token.action_id', index);
+  // (equal to the token's, which parseToken has held to the actor and action id forms)
+  if (c['actor_id'] !== token.actor) bad('causal.actor_id must equal token.actor', index);
+  if (c['action_id'] !== token.action_id) bad('causal.action_id must equal token.action_id', index);
   if (c['parent_action_id'] !== token.parent_action_id)
     bad('causal.parent_action_id must equal token.parent_action_id', index);
   if (c['generation'] !== token.generation)

@@ -896,7 +896,7 @@ class Verifier {
       );
     // the line's entry is updated in place: no new array per line for the collector
     if (st) {
-      st.th.set(r.th.subarray(64 * i, 64 * i + 32));
+      for (let k = 0; k < 32; k++) st.th[k] = r.th[64 * i + k]!;
       st.gen = gen;
     } else this.lines.set(lineId, { th: r.th.slice(64 * i, 64 * i + 32), gen });
   }

@@ -167,6 +167,7 @@ export function mintToken(
 }
 
 const NOT_BLANK = /\S/;
+const POLICY_KEYS: ReadonlySet<string> = new Set(['rule', 'decision', 'detail']);
 
 function tokenFieldErrors(
   o: Record<string, unknown> | TokenBody,
@@ -205,20 +206,21 @@ function tokenFieldErrors(
   const pol = t['policy'];
   if (!Array.isArray(pol)) e.push('policy must be an array');
   else
-    pol.forEach((p: unknown, i) => {
+    for (let i = 0; i < pol.length; i++) {
+      const p: unknown = pol[i];
       const d = p as Record<string, unknown>;
-      if (typeof p !== 'object' || p === null || Array.isArray(p))
-        return void e.push(`policy[${i}] must be an object`);
+      if (typeof p !== 'object' || p === null || Array.isArray(p)) {
+        e.push(`policy[${i}] must be an object`);
+        continue;
+      }
       if (typeof d['rule'] !== 'string' || d['rule'] === '')
         e.push(`policy[${i}].rule must be a non-empty string`);
       if (d['decision'] !== 'allow' && d['decision'] !== 'deny')
         e.push(`policy[${i}].decision must be allow or deny`);
       if (d['detail'] !== undefined && typeof d['detail'] !== 'string')
         e.push(`policy[${i}].detail must be a string`);
-      for (const k of Object.keys(d))
-        if (!['rule', 'decision', 'detail'].includes(k))
-          e.push(`policy[${i}] unknown field "${k}"`);
-    });
+      for (const k in d) if (!POLICY_KEYS.has(k)) e.push(`policy[${i}] unknown field "${k}"`);
+    }
   // 64 bytes as canonical unpadded base64url: 86 characters, the last one carrying 2 bits.
   if (
     withSig &&
