@@ -52,6 +52,7 @@ import {
   type LogRecord,
 } from './record.js';
 import { WorkerPool, workerScript } from './worker-pool.js';
+import { signatureInto } from './verify-worker.js';
 import { ByteArena, encodeLineInto, tokenBytesInto, type TokenBytes } from './line-bytes.js';
 
 export const SEGMENT_DIGITS = 16;
@@ -157,22 +158,7 @@ interface Incoming {
 
 const SIG_VALID = 1;
 /** Where a signature is decoded to be checked on this thread (the check is synchronous). */
-const sigScratch = new Uint8Array(64);
-const sigScratchBuffer = Buffer.from(sigScratch.buffer, 0, 64);
-
-/**
- * The 64 bytes of a signature `parseToken` has accepted (86 characters of canonical
- * base64url, which that check holds it to) into `out[at, at + 64)`; false if it does not
- * decode to exactly 64 bytes.
- */
-function signatureInto(sig: string, out: Uint8Array, at: number): boolean {
-  if (sig.length !== 86) return false;
-  const b =
-    out === sigScratch && at === 0
-      ? sigScratchBuffer
-      : Buffer.from(out.buffer, out.byteOffset + at, 64);
-  return b.write(sig, 0, 64, 'base64url') === 64;
-}
+const sigScratch = Buffer.alloc(64);
 
 const NO_OPTIONS: AppendOptions = Object.freeze({});
 const OPTION_IDS = ['objectId', 'parentObjectId', 'continuityId'] as const;
