@@ -13,7 +13,9 @@ import {
   sha256Hex,
   utf8,
   type CryptoProvider,
+  type PolicyDecision,
   type TibetToken,
+  TOKEN_TYPE,
 } from '@tibet/core';
 import { ContinuityError } from './errors.js';
 
@@ -131,6 +133,11 @@ export function parseRecordText(text: string, expectIndex?: number): LogRecord {
   } catch (e) {
     bad(`not canonical JSON (${(e as Error).message})`, expectIndex);
   }
+  return checkRecord(v, expectIndex);
+}
+
+/** The checks of {@link parseRecordText} on a value parsed from canonical JSON text. */
+function checkRecord(v: unknown, expectIndex?: number): LogRecord {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) bad('not an object', expectIndex);
   const r = v as Record<string, unknown>;
   // for-in allocates no key array; JSON.parse gives plain objects, and a key that is not an
@@ -240,4 +247,326 @@ export function tokenCut(
   if (sig.length !== SIG_LEN || v + SIG_LEN >= end || line[v + SIG_LEN] !== 0x22) return undefined;
   for (let k = 0; k < SIG_LEN; k++) if (line[v + k] !== sig.charCodeAt(k)) return undefined;
   return { start, sig: s, sigEnd: v + SIG_LEN + 1, end };
+}
+
+// ---------------------------------------------------------------------------------------
+// The verifier's fast path: a line proven canonical and read in one pass over its text
+// ---------------------------------------------------------------------------------------
+
+/** A token without its content members (`erin`, `eraan`, `eromheen`), which were not built. */
+export type TokenHead = Omit<TibetToken, 'erin' | 'eraan' | 'eromheen'>;
+
+/** A record whose token's content members were proven canonical JSON but not built. */
+export type RecordHead = Omit<LogRecord, 'token'> & { token: TokenHead };
+
+/** Where a line's token and its signature member are (see {@link tokenCut}). */
+export interface TokenCut {
+  start: number;
+  sig: number;
+  sigEnd: number;
+  end: number;
+}
+
+/** A line {@link parseRecordHead} read: its record (content elided) and its token's cut. */
+export interface ScannedLine {
+  record: RecordHead;
+  cut: TokenCut;
+}
+
+// The scanner's state: the line's text (ASCII, so a character offset is a byte offset) and
+// the position of the next character. One scan runs at a time on a thread, start to end.
+let S = '';
+let I = 0;
+/** What a scanning function returns when the line does not have the expected shape. */
+const NO = undefined;
+/** Nesting allowed inside a token's content members before the scan leaves the line to parseRecord. */
+const MAX_CONTENT_DEPTH = 64;
+
+/**
+ * Whether every byte of `b` is printable ASCII or DEL (0x20–0x7f), four bytes a step: a word
+ * with a byte ≥ 0x80 has a high bit set; in a word without one, `(v − 0x20202020) & ~v &
+ * 0x80808080` is non-zero exactly when a byte is < 0x20 (the "hasless" test of Bit Twiddling
+ * Hacks: a borrow reaches a byte only from a lower one that is itself < 0x20).
+ */
+function printableAscii(b: Uint8Array): boolean {
+  const off = b.byteOffset;
+  const n = b.length;
+  let i = 0;
+  for (; i < n && (off + i) % 4 !== 0; i++) if (b[i]! < 0x20 || b[i]! > 0x7f) return false;
+  const words = (n - i) >>> 2;
+  if (words > 0) {
+    const w = new Uint32Array(b.buffer, off + i, words);
+    for (let k = 0; k < words; k++) {
+      const v = w[k]!;
+      if ((v & 0x80808080) !== 0 || ((v - 0x20202020) & ~v & 0x80808080) !== 0) return false;
+    }
+    i += 4 * words;
+  }
+  for (; i < n; i++) if (b[i]! < 0x20 || b[i]! > 0x7f) return false;
+  return true;
+}
+
+const TYP_TAIL = `,"typ":${JSON.stringify(TOKEN_TYPE)}}`;
+const RECORD_TAIL_TEXT = `,"v":${JSON.stringify(RECORD_VERSION)}}`;
+
+function lit(t: string): boolean {
+  const n = t.length;
+  for (let k = 0; k < n; k++) if (S.charCodeAt(I + k) !== t.charCodeAt(k)) return false;
+  I += n;
+  return true;
+}
+
+/** A string token at I; its value (the text holds no escape or control, checked up front). */
+function str(): string | undefined {
+  if (S.charCodeAt(I) !== 0x22) return NO;
+  const q = S.indexOf('"', I + 1);
+  if (q < 0) return NO;
+  const v = S.slice(I + 1, q);
+  I = q + 1;
+  return v;
+}
+
+/** `null` or a string token. */
+function strOrNull(): string | null | undefined {
+  return lit('null') ? null : str();
+}
+
+/**
+ * An integer token at I in its ECMAScript form (no leading zero, no `-0`) of at most 15
+ * digits, so a safe integer; NaN otherwise (a fraction or exponent stops the digits, and the
+ * caller then fails on the character after them).
+ */
+function int(): number {
+  let i = I;
+  const neg = S.charCodeAt(i) === 0x2d;
+  if (neg) i++;
+  const d0 = i;
+  let v = 0;
+  for (; i < S.length; i++) {
+    const c = S.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) break;
+    v = v * 10 + (c - 0x30);
+  }
+  const n = i - d0;
+  if (n === 0 || n > 15 || (S.charCodeAt(d0) === 0x30 && (n > 1 || neg))) return NaN;
+  I = i;
+  return neg ? -v : v;
+}
+
+/** Whether the member name `S[a0, a1)` sorts strictly before `S[b0, b1)` (UTF-16 order). */
+function before(a0: number, a1: number, b0: number, b1: number): boolean {
+  const la = a1 - a0;
+  const lb = b1 - b0;
+  const m = la < lb ? la : lb;
+  for (let k = 0; k < m; k++) {
+    const x = S.charCodeAt(a0 + k);
+    const y = S.charCodeAt(b0 + k);
+    if (x !== y) return x < y;
+  }
+  return la < lb;
+}
+
+/** Any JSON value at I, in RFC 8785 form (as far as this scanner knows it), skipped. */
+function skipValue(depth: number): boolean {
+  if (depth > MAX_CONTENT_DEPTH) return false;
+  const c = S.charCodeAt(I);
+  if (c === 0x22) {
+    const q = S.indexOf('"', I + 1);
+    if (q < 0) return false;
+    I = q + 1;
+    return true;
+  }
+  if (c === 0x7b) {
+    I++;
+    if (S.charCodeAt(I) === 0x7d) {
+      I++;
+      return true;
+    }
+    let p0 = -1;
+    let p1 = -1;
+    for (;;) {
+      if (S.charCodeAt(I) !== 0x22) return false;
+      const k0 = I + 1;
+      const k1 = S.indexOf('"', k0);
+      if (k1 < 0 || (p0 >= 0 && !before(p0, p1, k0, k1))) return false;
+      p0 = k0;
+      p1 = k1;
+      I = k1 + 1;
+      if (S.charCodeAt(I) !== 0x3a) return false;
+      I++;
+      if (!skipValue(depth + 1)) return false;
+      const d = S.charCodeAt(I++);
+      if (d === 0x7d) return true;
+      if (d !== 0x2c) return false;
+    }
+  }
+  if (c === 0x5b) {
+    I++;
+    if (S.charCodeAt(I) === 0x5d) {
+      I++;
+      return true;
+    }
+    for (;;) {
+      if (!skipValue(depth + 1)) return false;
+      const d = S.charCodeAt(I++);
+      if (d === 0x5d) return true;
+      if (d !== 0x2c) return false;
+    }
+  }
+  if (c === 0x74) return lit('true');
+  if (c === 0x66) return lit('false');
+  if (c === 0x6e) return lit('null');
+  return !Number.isNaN(int());
+}
+
+/** A token's `policy` array: decisions of exactly `decision`, optional `detail`, `rule`. */
+function policy(): PolicyDecision[] | undefined {
+  if (!lit('[')) return NO;
+  const out: PolicyDecision[] = [];
+  if (lit(']')) return out;
+  for (;;) {
+    if (!lit('{"decision":')) return NO;
+    const decision = str();
+    if (decision === NO) return NO;
+    let detail: string | undefined;
+    if (lit(',"detail":') && (detail = str()) === NO) return NO;
+    if (!lit(',"rule":')) return NO;
+    const rule = str();
+    if (rule === NO || !lit('}')) return NO;
+    // the same members JSON.parse would give (no `detail` member when there is none)
+    out.push((detail === NO ? { decision, rule } : { decision, detail, rule }) as PolicyDecision);
+    if (lit(']')) return out;
+    if (!lit(',')) return NO;
+  }
+}
+
+/**
+ * The verifier's fast path of {@link parseRecord}: for a line of the usual shape — ASCII, no
+ * escape, integers of at most 15 digits, no deeper nesting than a few dozen levels — one pass
+ * over the line's text proves it the RFC 8785 form of a record (the members in their sorted
+ * order, exactly the record's, the causal block's and the token's; member names sorted inside
+ * the token's content; nothing else) and reads the members the verifier needs; then the same
+ * checks as {@link parseRecord} run on those values. The token's content members are
+ * proven canonical but not built, so what comes back is a {@link RecordHead}, with the token's
+ * cut ({@link tokenCut}) read on the way.
+ *
+ * Undefined whenever the line is anything else, including every line `parseRecord` would
+ * refuse: the caller then runs `parseRecord`, which decides and names the reason. So this
+ * accepts a subset of what `parseRecord` accepts, with the same values (a property test holds
+ * it to that), and refuses nothing on its own.
+ */
+export function parseRecordHead(line: Uint8Array): ScannedLine | undefined {
+  // ASCII without controls (none is in a canonical line) and without escapes:
+  // a character offset is then a byte offset, and a string token ends at the next quote
+  if (!printableAscii(line)) return NO;
+  const s = asBuffer(line).toString('latin1');
+  if (s.indexOf('\\') >= 0) return NO;
+  S = s;
+  I = 0;
+  try {
+    return scanRecord();
+  } finally {
+    S = '';
+  }
+}
+
+function scanRecord(): ScannedLine | undefined {
+  if (!lit('{"causal":{"action_id":')) return NO;
+  const cAction = str();
+  if (cAction === NO || !lit(',"actor_id":')) return NO;
+  const cActor = str();
+  if (cActor === NO || !lit(',"causal_reason":')) return NO;
+  const cReason = str();
+  if (cReason === NO || !lit(',"continuity_id":')) return NO;
+  const cContinuity = str();
+  if (cContinuity === NO || !lit(',"generation":')) return NO;
+  const cGeneration = int();
+  if (Number.isNaN(cGeneration) || !lit(',"object_id":')) return NO;
+  const cObject = strOrNull();
+  if (cObject === NO || !lit(',"parent_action_id":')) return NO;
+  const cParentAction = strOrNull();
+  if (cParentAction === NO || !lit(',"parent_object_id":')) return NO;
+  const cParentObject = strOrNull();
+  if (cParentObject === NO || !lit('},"index":')) return NO;
+  const index = int();
+  if (Number.isNaN(index) || !lit(',"prev":')) return NO;
+  const prev = strOrNull();
+  if (prev === NO || !lit(',"received_at":')) return NO;
+  const receivedAt = str();
+  if (receivedAt === NO || !lit(',"token":{"action_id":')) return NO;
+  const start = I - '{"action_id":'.length;
+  const actionId = str();
+  if (actionId === NO || !lit(',"actor":')) return NO;
+  const actor = str();
+  if (actor === NO || !lit(',"actor_class":')) return NO;
+  const actorClass = str();
+  if (actorClass === NO || !lit(',"eraan":') || !skipValue(0) || !lit(',"erachter":')) return NO;
+  const erachter = str();
+  if (erachter === NO || !lit(',"erin":') || !skipValue(0)) return NO;
+  if (!lit(',"eromheen":') || !skipValue(0) || !lit(',"event":')) return NO;
+  const event = str();
+  if (event === NO || !lit(',"generation":')) return NO;
+  const generation = int();
+  if (Number.isNaN(generation) || !lit(',"kid":')) return NO;
+  const kid = str();
+  if (kid === NO || !lit(',"parent_action_id":')) return NO;
+  const parentAction = strOrNull();
+  if (parentAction === NO || !lit(',"policy":')) return NO;
+  const decisions = policy();
+  if (decisions === NO || !lit(',"prev":')) return NO;
+  const tokenPrev = strOrNull();
+  if (tokenPrev === NO) return NO;
+  const sig = I;
+  if (!lit(',"signature":')) return NO;
+  const signature = str();
+  const sigEnd = I;
+  if (signature === NO || !lit(',"timestamp":')) return NO;
+  const timestamp = str();
+  // `typ` and `v` hold their one allowed value (any other is refused, by parseRecord)
+  if (timestamp === NO || !lit(TYP_TAIL)) return NO;
+  const end = I;
+  if (!lit(RECORD_TAIL_TEXT) || I !== S.length) return NO;
+  // The members as JSON.parse would give them, in the same order; the content members stand
+  // in as null (parseToken only asks that they be present), and none of them is read later.
+  const value = {
+    causal: {
+      action_id: cAction,
+      actor_id: cActor,
+      causal_reason: cReason,
+      continuity_id: cContinuity,
+      generation: cGeneration,
+      object_id: cObject,
+      parent_action_id: cParentAction,
+      parent_object_id: cParentObject,
+    },
+    index,
+    prev,
+    received_at: receivedAt,
+    token: {
+      action_id: actionId,
+      actor,
+      actor_class: actorClass,
+      eraan: null,
+      erachter,
+      erin: null,
+      eromheen: null,
+      event,
+      generation,
+      kid,
+      parent_action_id: parentAction,
+      policy: decisions,
+      prev: tokenPrev,
+      signature,
+      timestamp,
+      typ: TOKEN_TYPE,
+    },
+    v: RECORD_VERSION,
+  };
+  let record: RecordHead;
+  try {
+    record = checkRecord(value);
+  } catch {
+    return NO; // parseRecord names the reason
+  }
+  return { record, cut: { start, sig, sigEnd, end } };
 }

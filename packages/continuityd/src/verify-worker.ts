@@ -19,7 +19,15 @@ import {
   type CryptoProvider,
 } from '@tibet/core';
 import { leafHashInto } from './merkle.js';
-import { parseRecord, tokenCut, tokenSlices, type LogRecord } from './record.js';
+import {
+  parseRecord,
+  parseRecordHead,
+  tokenCut,
+  tokenSlices,
+  type LogRecord,
+  type RecordHead,
+  type TokenCut,
+} from './record.js';
 
 export { tokenSlices };
 
@@ -79,22 +87,41 @@ export interface BatchResult {
   sigInfo: [number, string, string][];
 }
 
+/**
+ * One line that parsed, with where its token is in it: read by the fast path (the token's
+ * content not built) or by `parseRecord`; without a cut (a line of another shape, which only
+ * `parseRecord` reads), the whole record, whose token is then serialised again.
+ */
+export type ParsedLine =
+  { record: RecordHead; cut: TokenCut } | { record: LogRecord; cut: undefined };
+
 /** A parsed, not yet signature-checked batch (pass 1). */
 export interface ParsedBatch {
   batch: LineBatch;
-  records: (LogRecord | string)[];
+  records: (ParsedLine | string)[];
 }
 
-/** Pass 1: parse every line of a batch strictly. A string entry is the parse error. */
+/**
+ * Pass 1: parse every line of a batch strictly. A string entry is the parse error. Each line
+ * goes through {@link parseRecordHead} first and, when that does not take it, `parseRecord`:
+ * the same lines accepted, with the same values, the same errors.
+ */
 export function parseBatch(batch: LineBatch): ParsedBatch {
-  const records: (LogRecord | string)[] = [];
+  const records: (ParsedLine | string)[] = [];
   let from = 0;
   for (let i = 0; i < batch.ends.length; i++) {
     const end = batch.ends[i]!;
     const line = batch.buf.subarray(from, end);
     from = end + 1;
+    const fast = parseRecordHead(line);
+    if (fast) {
+      records.push(fast);
+      continue;
+    }
     try {
-      records.push(parseRecord(line));
+      const record = parseRecord(line);
+      const cut = tokenCut(line, record.token);
+      records.push(cut ? { record, cut } : { record, cut: undefined });
     } catch (e) {
       records.push((e as Error).message);
     }
@@ -109,7 +136,7 @@ export function keyPairs(p: ParsedBatch, has: (actor: string, kid: string) => bo
   let lastKid = '';
   for (const r of p.records) {
     if (typeof r === 'string') continue;
-    const { actor, kid } = r.token;
+    const { actor, kid } = r.record.token;
     if ((actor === lastActor && kid === lastKid) || has(actor, kid)) continue;
     lastActor = actor;
     lastKid = kid;
@@ -137,18 +164,18 @@ function nib(c: number): number {
 
 /**
  * 64 lowercase hex (already validated by parseToken) starting at `from` in `hex`, into 32
- * bytes at `at`.
+ * bytes at `at` of the Buffer `out` (Node's hex decoder).
  */
-function hexToBytes(hex: string, from: number, out: Uint8Array, at: number): void {
-  for (let k = 0; k < 32; k++)
-    out[at + k] = (nib(hex.charCodeAt(from + 2 * k)) << 4) | nib(hex.charCodeAt(from + 2 * k + 1));
+function hexToBytes(hex: string, from: number, out: Buffer, at: number): void {
+  out.write(from === 0 ? hex : hex.slice(from), at, 32, 'hex');
 }
+
+const hexScratch = Buffer.alloc(32);
 
 /** Whether `hex` (64 lowercase hex, already validated) spells the 32 bytes of `b` at `at`. */
 function hexIs(hex: string, b: Uint8Array, at: number): boolean {
-  for (let k = 0; k < 32; k++)
-    if (((nib(hex.charCodeAt(2 * k)) << 4) | nib(hex.charCodeAt(2 * k + 1))) !== b[at + k])
-      return false;
+  hexScratch.write(hex, 0, 32, 'hex');
+  for (let k = 0; k < 32; k++) if (hexScratch[k] !== b[at + k]) return false;
   return true;
 }
 
@@ -224,6 +251,7 @@ export function finishBatch(
     sigInfo: [],
   };
   const lineIdx = new Map<string, number>();
+  const th = Buffer.from(mem, 44 * n, 64 * n); // r.th, for Node's hex decoder
   // the signatures to check, packed into this thread's scratch arrays (see verifySigBatch)
   const s = scratchFor(batch.buf.length, n);
   const checkLine = new Uint32Array(n);
@@ -236,12 +264,13 @@ export function finishBatch(
     from = end + 1;
     sha256Into(line, r.lineHashes, 32 * i, provider);
     leafHashInto(line, r.leaves, 32 * i, provider);
-    const rec = records[i]!;
-    if (typeof rec === 'string') {
-      r.errs.push([i, rec]);
+    const parsed = records[i]!;
+    if (typeof parsed === 'string') {
+      r.errs.push([i, parsed]);
       r.flags[i] = SIG_NOT_CHECKED << 4;
       continue;
     }
+    const rec = parsed.record;
     const t = rec.token;
     let f = F_PARSED;
     if (i === 0) r.firstPrev = rec.prev;
@@ -259,7 +288,7 @@ export function finishBatch(
     }
     if (t.prev !== null) {
       f |= F_TPREV;
-      hexToBytes(t.prev, 7, r.th, 64 * i + 32);
+      hexToBytes(t.prev, 7, th, 64 * i + 32);
     }
     let li = lineIdx.get(rec.causal.continuity_id);
     if (li === undefined) {
@@ -267,9 +296,9 @@ export function finishBatch(
       lineIdx.set(rec.causal.continuity_id, li);
     }
     r.lineRef[i] = li;
-    const cut = tokenCut(line, t);
-    if (cut) sha256Into(line.subarray(cut.start, cut.end), r.th, 64 * i, provider);
-    else hexToBytes(tokenHash(t, provider), 7, r.th, 64 * i);
+    if (parsed.cut)
+      sha256Into(line.subarray(parsed.cut.start, parsed.cut.end), r.th, 64 * i, provider);
+    else hexToBytes(tokenHash(parsed.record.token, provider), 7, th, 64 * i);
     r.flags[i] = f;
     const key = keyOf(t.actor, t.kid);
     if (!key) {
@@ -277,14 +306,15 @@ export function finishBatch(
       r.sigInfo.push([i, t.actor, t.kid]);
       continue;
     }
-    if (cut) {
+    if (parsed.cut) {
+      const cut = parsed.cut;
       s.inputs = grown(s.inputs, inputEnd + (cut.end - cut.start));
       s.inputs.set(line.subarray(cut.start, cut.sig), inputEnd);
       inputEnd += cut.sig - cut.start;
       s.inputs.set(line.subarray(cut.sigEnd, cut.end), inputEnd);
       inputEnd += cut.end - cut.sigEnd;
     } else {
-      const input = tokenSigningInput(t);
+      const input = tokenSigningInput(parsed.record.token);
       s.inputs = grown(s.inputs, inputEnd + input.length);
       s.inputs.set(input, inputEnd);
       inputEnd += input.length;
@@ -310,7 +340,7 @@ export function finishBatch(
   for (let k = 0; k < nChecks; k++) {
     if (ok[k]) continue;
     const i = checkLine[k]!;
-    const t = (records[i] as LogRecord).token;
+    const t = (records[i] as ParsedLine).record.token;
     r.sigInfo.push([i, t.actor, t.kid]);
     r.flags[i]! |= SIG_BAD << 4;
   }
