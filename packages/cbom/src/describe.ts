@@ -15,10 +15,20 @@ function s(o: Record<string, JsonValue>, k: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+const JIS_ID = /^jis:[^:]+:(.+)$/;
+/** Short names already worked out (a graph has few actors and many events; bounded). */
+const shortNames = new Map<string, string>();
+
 /** `jis:acme:alice` → `alice` (the name part; the whole id when it is not a jis id). */
 export function shortActor(id: string): string {
-  const m = /^jis:[^:]+:(.+)$/.exec(id);
-  return m ? m[1]! : id;
+  let short = shortNames.get(id);
+  if (short === undefined) {
+    const m = JIS_ID.exec(id);
+    short = m ? m[1]! : id;
+    if (shortNames.size >= 1024) shortNames.clear();
+    shortNames.set(id, short);
+  }
+  return short;
 }
 
 /** The secret an event is about: its `erin.secret_id`, else the log object id when it looks like one. */

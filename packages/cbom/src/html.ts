@@ -40,7 +40,6 @@ function escapeHtml(s: string): string {
 }
 
 const JSON_UNSAFE = /[<>&\u2028\u2029]/g;
-const JSON_UNSAFE_ONE = /[<>&\u2028\u2029]/;
 
 /**
  * JSON text that is safe inside a `<script type="application/json">` element: `<`, `>`, `&`,
@@ -56,7 +55,15 @@ export function jsonForScript(value: unknown): string {
 
 /** {@link jsonForScript}'s escaping of JSON text (character by character, so piece by piece). */
 function scriptSafe(text: string): string {
-  if (!JSON_UNSAFE_ONE.test(text)) return text;
+  // (five indexOf scans of a page's ~6 MB of JSON take a fraction of one RegExp scan)
+  if (
+    text.indexOf('<') < 0 &&
+    text.indexOf('>') < 0 &&
+    text.indexOf('&') < 0 &&
+    text.indexOf('\u2028') < 0 &&
+    text.indexOf('\u2029') < 0
+  )
+    return text;
   return text.replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
@@ -142,12 +149,14 @@ class PageData {
   /** The table numbers of a proof's hashes (undefined unless they are all strings). */
   #hashRefs(hashes: readonly unknown[]): number[] | undefined {
     const refs = new Array<number>(hashes.length);
+    const prev = this.#prev;
+    const prevRefs = this.#prevRefs;
     for (let j = 0; j < hashes.length; j++) {
       const h = hashes[j];
       if (typeof h !== 'string') return undefined;
       // the next event's proof mostly repeats the upper levels of the one before
-      if (this.#prev[j] === h) {
-        refs[j] = this.#prevRefs[j]!;
+      if (prev[j] === h) {
+        refs[j] = prevRefs[j]!;
         continue;
       }
       let k = this.#hashAt.get(h);
@@ -195,6 +204,7 @@ class PageData {
           tokenAt = [start, end];
       }
     }
+    if (tokenAt && walkShaped(n)) return this.#walkNode(n, t, line, tokenAt);
     for (const key in n) {
       if (!Object.hasOwn(n, key)) continue;
       const k = key as keyof GraphNode;
@@ -234,6 +244,75 @@ class PageData {
     if (tokenAt) out['token_in_line'] = tokenAt;
     return out;
   }
+
+  /**
+   * {@link node} for a node with exactly the members a walk gives it, in its order (see
+   * `walkShaped`), whose token is in its line: the same object, member for member and in the
+   * same order, built with fixed member names instead of the loop over the node's members.
+   */
+  #walkNode(
+    n: GraphNode,
+    t: GraphNode['token'],
+    line: string | undefined,
+    tokenAt: [number, number],
+  ): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    // what the page shows that is the token's, left out when it is (shownFromToken)
+    if (n.action_id !== t.action_id) out['action_id'] = n.action_id;
+    if (n.parent_action_id !== t.parent_action_id) out['parent_action_id'] = n.parent_action_id;
+    if (n.event !== t.event) out['event'] = n.event;
+    if (n.actor !== t.actor) out['actor'] = n.actor;
+    if (n.actor_class !== t.actor_class) out['actor_class'] = n.actor_class;
+    if (n.timestamp !== t.timestamp) out['timestamp'] = n.timestamp;
+    if (n.generation !== t.generation) out['generation'] = n.generation;
+    out['secret_id'] = n.secret_id;
+    out['mark'] = n.mark;
+    out['summary'] = n.summary;
+    if (n.reason !== t.erachter) out['reason'] = n.reason;
+    const d = n.decisions;
+    if (d !== t.policy && JSON.stringify(d) !== JSON.stringify(t.policy)) out['decisions'] = d;
+    const src = n.source;
+    if (line !== undefined && lineSafe(line)) {
+      out['source'] = without(src, 'line');
+      out['in_lines'] = this.lines.push(line) - 1;
+    } else out['source'] = src;
+    const inc = n.inclusion;
+    const refs = inc && Array.isArray(inc.hashes) ? this.#hashRefs(inc.hashes) : undefined;
+    if (refs) {
+      const o = without(inc!, 'hashes');
+      o['hash_refs'] = refs;
+      out['inclusion'] = o;
+    } else out['inclusion'] = inc;
+    out['token_in_line'] = tokenAt;
+    return out;
+  }
+}
+
+/** The members of a node as the walk makes them, in its order. */
+const WALK_NODE: readonly string[] = [
+  'action_id',
+  'parent_action_id',
+  'event',
+  'actor',
+  'actor_class',
+  'timestamp',
+  'generation',
+  'secret_id',
+  'mark',
+  'summary',
+  'reason',
+  'decisions',
+  'token',
+  'source',
+  'inclusion',
+  'checks',
+];
+
+/** `n`'s enumerable members are exactly {@link WALK_NODE}, in that order, all its own. */
+function walkShaped(n: object): boolean {
+  let i = 0;
+  for (const k in n) if (k !== WALK_NODE[i++] || !Object.hasOwn(n, k)) return false;
+  return i === WALK_NODE.length;
 }
 
 function shownFromToken(k: string, v: unknown, t: GraphNode['token']): boolean {
@@ -243,10 +322,29 @@ function shownFromToken(k: string, v: unknown, t: GraphNode['token']): boolean {
 
 /** A copy of `o`'s own enumerable members but `key`, in their order (as `{ key: _, ...rest }`). */
 function without(o: object, key: string): Record<string, unknown> {
+  // the walk's log source and inclusion, with fixed member names (the same object)
+  if (key === 'line' && hasMembers(o, LOG_SOURCE)) {
+    const s = o as { kind: unknown; index: unknown };
+    return { kind: s.kind, index: s.index };
+  }
+  if (key === 'hashes' && hasMembers(o, INCLUSION)) {
+    const s = o as { index: unknown; tree_size: unknown };
+    return { index: s.index, tree_size: s.tree_size };
+  }
   const out: Record<string, unknown> = {};
   for (const k in o)
     if (k !== key && Object.hasOwn(o, k)) out[k] = (o as Record<string, unknown>)[k];
   return out;
+}
+
+const LOG_SOURCE: readonly string[] = ['kind', 'index', 'line'];
+const INCLUSION: readonly string[] = ['index', 'tree_size', 'hashes'];
+
+/** `o`'s enumerable members are exactly `keys`, in that order, all its own. */
+function hasMembers(o: object, keys: readonly string[]): boolean {
+  let i = 0;
+  for (const k in o) if (k !== keys[i++] || !Object.hasOwn(o, k)) return false;
+  return i === keys.length;
 }
 
 let cached: { script: string; scriptHash: string; styleHash: string } | undefined;
@@ -284,6 +382,29 @@ export interface PreparedPage {
   finish(graph: CausalGraph): string;
 }
 
+/**
+ * A walk's log, for the lines block (internal: see {@link preparePage}): its lines' texts,
+ * and `joined`, which is exactly `lines.map((l) => l.text).join('\n')`, put together without
+ * copying them (see log-read.ts, `joinedText`).
+ */
+export interface LogText {
+  lines: readonly { text: string }[];
+  joined: string;
+}
+
+/**
+ * The lines block: `lines.join('\n')` — or, when those lines are the walk's log lines, every
+ * one of them in order (the same strings), the walk's text of them, which is the same string.
+ */
+function joinLines(lines: readonly string[], log: LogText | undefined): string {
+  if (log && lines.length === log.lines.length) {
+    let i = 0;
+    while (i < lines.length && lines[i] === log.lines[i]!.text) i++;
+    if (i === lines.length) return log.joined;
+  }
+  return lines.join('\n');
+}
+
 /** Check `renderHtml`'s options (a TypeError when one is malformed). */
 export function checkHtmlOptions(o: RenderHtmlOptions): void {
   if (typeof o !== 'object' || o === null) throw new TypeError('"options" must be an object');
@@ -299,9 +420,14 @@ export function checkHtmlOptions(o: RenderHtmlOptions): void {
  * once their results are in. The data block is one JSON object whose members those three
  * are, last (the nodes' checks as a table by node, `checks`); its text is what
  * `JSON.stringify` gives for the whole object, so `renderHtml(graph)` — this and `finish` at
- * once — is the same page.
+ * once — is the same page. A walk passes its log's text (`logText`), so that the lines block
+ * need not be copied together again when it holds every line of the log.
  */
-export function preparePage(graph: CausalGraph, o: RenderHtmlOptions = {}): PreparedPage {
+export function preparePage(
+  graph: CausalGraph,
+  o: RenderHtmlOptions = {},
+  logText?: LogText,
+): PreparedPage {
   checkGraph(graph);
   checkHtmlOptions(o);
   const live = o.liveUrl === undefined ? null : checkLiveUrl(o.liveUrl);
@@ -324,7 +450,7 @@ export function preparePage(graph: CausalGraph, o: RenderHtmlOptions = {}): Prep
   });
   // (`format` is always there, so the members that follow are written with a comma before)
   const open = front.slice(0, -1);
-  const lines = page.lines.join('\n');
+  const lines = joinLines(page.lines, logText);
   const csp = [
     "default-src 'none'",
     `script-src ${scriptHash}`,

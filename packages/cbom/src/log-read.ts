@@ -92,6 +92,12 @@ export interface LoadedLog {
   problems: GraphProblem[];
   /** RFC 9162 inclusion proof of `position` against the checkpoint (undefined when not covered). */
   inclusion(position: number): Uint8Array[] | undefined;
+  /**
+   * `lines.map((l) => l.text).join('\n')` without copying the texts, when every segment was
+   * read as ASCII (each line's text then is a slice of its piece's text, and the pieces put
+   * together are the lines, each with its newline); undefined otherwise.
+   */
+  joinedText: string | undefined;
 }
 
 async function readLogKey(dir: string): Promise<LogKeyInfo | undefined> {
@@ -142,25 +148,63 @@ function buildLevels(leaves: readonly Uint8Array[], p: CryptoProvider): Uint8Arr
 }
 
 /**
- * A segment's bytes, read into shared memory (the walk's worker threads read signing inputs
- * from them in place). What is there when it is read: a log being appended to is read up to
- * where it was when the read began (its torn tail, if any, is left out by `splitLines`).
+ * The first read of a segment: small, so that its lines are being parsed while the rest is
+ * read (and large enough to hold the 512 lines after which a walk starts its workers).
  */
-async function readSegment(path: string): Promise<Uint8Array> {
+const FIRST_READ = 1 << 20;
+/** Each further read (the reading thread copies ~1 GB/s, the parse takes ~70 KB a millisecond). */
+const NEXT_READ = 1 << 22;
+
+/**
+ * A segment's bytes, read into shared memory (the walk's worker threads read signing inputs
+ * from them in place), in pieces: `take(buf, end)` is called with the bytes read so far
+ * (`buf[0, end)`) while the next piece is being read, so that reading and parsing overlap.
+ * What is there when it is read: a log being appended to is read up to where it was when the
+ * read began (its torn tail, a last line without its newline, is left out by the caller).
+ * Returns the buffer as read.
+ */
+async function readSegment(
+  path: string,
+  take: (buf: Uint8Array, end: number) => void,
+): Promise<Uint8Array> {
   const fh = await open(path, 'r');
   try {
     const { size } = await fh.stat();
     const buf = new Uint8Array(new SharedArrayBuffer(Math.max(1, size)), 0, size);
+    const piece = (at: number): Promise<{ bytesRead: number }> =>
+      fh.read(buf, at, Math.min(size - at, at === 0 ? FIRST_READ : NEXT_READ), at);
     let at = 0;
-    while (at < size) {
-      const { bytesRead } = await fh.read(buf, at, size - at, at);
-      if (bytesRead === 0) break;
+    let reading = size > 0 ? piece(0) : undefined;
+    while (reading) {
+      const { bytesRead } = await reading;
       at += bytesRead;
+      // the next piece is read (on libuv's thread pool) while this one is parsed
+      reading = bytesRead > 0 && at < size ? piece(at) : undefined;
+      if (bytesRead > 0)
+        try {
+          take(buf, at);
+        } catch (e) {
+          // (the file is closed below only once no read into it is under way)
+          await reading?.catch(() => undefined);
+          throw e;
+        }
     }
     return buf.subarray(0, at);
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * The pieces' texts one after the other, without the last newline: each piece ends with one
+ * (a piece is taken up to a newline). Put together as a rope (no text copied: the last piece
+ * is sliced before it is joined, a slice of a flat string being a view of it).
+ */
+function joinPieces(texts: readonly string[]): string {
+  if (texts.length === 0) return '';
+  let out = '';
+  for (let i = 0; i < texts.length - 1; i++) out += texts[i]!;
+  return out + texts[texts.length - 1]!.slice(0, -1);
 }
 
 function largestPow2Below(n: number): number {
@@ -257,6 +301,80 @@ export async function loadLog(
   let prevHash: string | null = null;
   let shift = 0;
   let position = 0;
+  let allAscii = true;
+  const pieceTexts: string[] = [];
+  /** One line as read (`whole`: the text of the piece it is in, which starts at byte `base`). */
+  const readLine = (bytes: Uint8Array, whole: string | undefined, base: number): void => {
+    const hash = lineHash(bytes, p);
+    // decoded once: the record is parsed from the same text the line keeps
+    let text: string | undefined;
+    if (whole !== undefined) {
+      const at = bytes.byteOffset - base;
+      text = whole.slice(at, at + bytes.length);
+    } else
+      try {
+        text = fromUtf8(bytes);
+      } catch {
+        text = undefined;
+      }
+    let record: LogRecord | undefined;
+    try {
+      record = text === undefined ? parseRecord(bytes) : parseRecordText(text);
+    } catch (e) {
+      problems.push({
+        code: 'LOG_LINE_MALFORMED',
+        severity: 'error',
+        detail: `line ${position} is not a valid record: ${(e as Error).message}`,
+      });
+    }
+    const exact = !(bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf);
+    const line: LogLine = {
+      position,
+      text: text ?? '',
+      hash,
+      leaf: leafHash(bytes, p),
+      record,
+      exact,
+      onLine: -1,
+      bytes,
+    };
+    lines.push(line);
+    if (record) {
+      const s = record.index - position;
+      if (s !== shift) {
+        problems.push({
+          code: 'LOG_INDEX_MISMATCH',
+          severity: 'error',
+          action_id: record.token.action_id,
+          detail: `line ${position} holds record ${record.index}: ${s > shift ? `${s - shift} record(s) missing before it` : 'a record is repeated or out of place'}`,
+        });
+        shift = s;
+      }
+      if (record.prev !== prevHash)
+        problems.push({
+          code: 'LOG_CHAIN_BROKEN',
+          severity: 'error',
+          action_id: record.token.action_id,
+          detail: `record ${record.index}: its prev is not the hash of the line before it (a line was removed, changed or inserted)`,
+        });
+      const a = record.token.action_id;
+      if (!byAction.has(a)) byAction.set(a, line);
+      const c = record.causal.continuity_id;
+      const cl = byContinuity.get(c);
+      line.onLine = cl ? cl.length : 0;
+      if (cl) cl.push(line);
+      else byContinuity.set(c, [line]);
+      const o = record.causal.object_id;
+      if (o !== null) {
+        const ol = byObject.get(o);
+        if (ol) ol.push(line);
+        else byObject.set(o, [line]);
+      }
+      hooks.record?.(line);
+    }
+    prevHash = hash;
+    position++;
+  };
   for (const seg of segments) {
     if (seg.first !== position)
       problems.push({
@@ -264,85 +382,27 @@ export async function loadLog(
         severity: 'error',
         detail: `segment ${seg.path} starts at ${seg.first}, expected ${position}`,
       });
-    const buf = await readSegment(seg.path);
-    const { lines: raw } = splitLines(buf);
-    hooks.lines?.(position + raw.length);
-    // An ASCII segment (the usual case) is decoded once, and each line's text is a slice of
-    // it: the same string `fromUtf8` gives for those bytes (ASCII is UTF-8 with one byte a
-    // character), in one allocation the collector does not copy instead of one per line.
-    const asBuffer = Buffer.from(buf.buffer, buf.byteOffset, buf.length);
-    const whole = isAscii(asBuffer) ? asBuffer.toString('latin1') : undefined;
-    for (const bytes of raw) {
-      const hash = lineHash(bytes, p);
-      // decoded once: the record is parsed from the same text the line keeps
-      let text: string | undefined;
-      if (whole !== undefined) {
-        const at = bytes.byteOffset - buf.byteOffset;
-        text = whole.slice(at, at + bytes.length);
-      } else
-        try {
-          text = fromUtf8(bytes);
-        } catch {
-          text = undefined;
-        }
-      let record: LogRecord | undefined;
-      try {
-        record = text === undefined ? parseRecord(bytes) : parseRecordText(text);
-      } catch (e) {
-        problems.push({
-          code: 'LOG_LINE_MALFORMED',
-          severity: 'error',
-          detail: `line ${position} is not a valid record: ${(e as Error).message}`,
-        });
-      }
-      const exact = !(bytes[0] === 0xef && bytes[1] === 0xbb && bytes[2] === 0xbf);
-      const line: LogLine = {
-        position,
-        text: text ?? '',
-        hash,
-        leaf: leafHash(bytes, p),
-        record,
-        exact,
-        onLine: -1,
-        bytes,
-      };
-      lines.push(line);
-      if (record) {
-        const s = record.index - position;
-        if (s !== shift) {
-          problems.push({
-            code: 'LOG_INDEX_MISMATCH',
-            severity: 'error',
-            action_id: record.token.action_id,
-            detail: `line ${position} holds record ${record.index}: ${s > shift ? `${s - shift} record(s) missing before it` : 'a record is repeated or out of place'}`,
-          });
-          shift = s;
-        }
-        if (record.prev !== prevHash)
-          problems.push({
-            code: 'LOG_CHAIN_BROKEN',
-            severity: 'error',
-            action_id: record.token.action_id,
-            detail: `record ${record.index}: its prev is not the hash of the line before it (a line was removed, changed or inserted)`,
-          });
-        const a = record.token.action_id;
-        if (!byAction.has(a)) byAction.set(a, line);
-        const c = record.causal.continuity_id;
-        const cl = byContinuity.get(c);
-        line.onLine = cl ? cl.length : 0;
-        if (cl) cl.push(line);
-        else byContinuity.set(c, [line]);
-        const o = record.causal.object_id;
-        if (o !== null) {
-          const ol = byObject.get(o);
-          if (ol) ol.push(line);
-          else byObject.set(o, [line]);
-        }
-        hooks.record?.(line);
-      }
-      prevHash = hash;
-      position++;
-    }
+    // The lines of each piece read (every line ended by a newline: splitLines's lines, in
+    // order), parsed while the next piece is read.
+    let done = 0; // bytes of the segment taken so far (up to a newline)
+    const take = (buf: Uint8Array, end: number): void => {
+      const nl = buf.lastIndexOf(0x0a, end - 1);
+      if (nl < done) return;
+      const piece = buf.subarray(done, nl + 1);
+      const { lines: raw } = splitLines(piece);
+      done = nl + 1;
+      hooks.lines?.(position + raw.length);
+      // An ASCII piece (the usual case) is decoded once, and each line's text is a slice of
+      // it: the same string `fromUtf8` gives for those bytes (ASCII is UTF-8 with one byte a
+      // character), in one allocation the collector does not copy instead of one per line.
+      const asBuffer = Buffer.from(piece.buffer, piece.byteOffset, piece.length);
+      const whole = isAscii(asBuffer) ? asBuffer.toString('latin1') : undefined;
+      // (the whole log's text, newlines included: see joinedText)
+      if (whole === undefined) allAscii = false;
+      else if (allAscii) pieceTexts.push(whole);
+      for (const bytes of raw) readLine(bytes, whole, piece.byteOffset);
+    };
+    await readSegment(seg.path, take);
   }
   let checkpoint: SignedCheckpoint | undefined;
   let checkpointValid = false;
@@ -417,6 +477,7 @@ export async function loadLog(
     checkpointValid,
     rootMatches,
     problems,
+    joinedText: allAscii ? joinPieces(pieceTexts) : undefined,
     inclusion(pos: number): Uint8Array[] | undefined {
       if (!levels || pos < 0 || pos >= cpSize) return undefined;
       const out: Uint8Array[] = [];

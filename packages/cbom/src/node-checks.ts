@@ -45,6 +45,8 @@ export const INC_OK = 8;
 const CHUNK = 32;
 /** Jobs per batch handed to the workers. */
 const BATCH = 512;
+/** Jobs in the first batch. */
+const FIRST_BATCH = 64;
 /** Below this many jobs the workers' start-up costs more than they save. */
 export const MIN_PARALLEL_JOBS = 512;
 
@@ -385,9 +387,10 @@ function runJob(s: Shared, i: number, p: CryptoProvider): void {
   Atomics.store(s.status, i, bits | 0x80);
 }
 
-/** Claim chunks until none are left. */
-function drain(s: Shared, p: CryptoProvider): void {
+/** Claim chunks until none are left (or, with `stop`, none that begins below job `stop`). */
+function drain(s: Shared, p: CryptoProvider, stop = Infinity): void {
   for (;;) {
+    if (Atomics.load(s.counter, 0) * CHUNK >= stop) return;
     const c = Atomics.add(s.counter, 0, 1);
     const from = c * CHUNK;
     if (from >= s.n) return;
@@ -551,7 +554,8 @@ export class NodeChecks {
     if (this.#closed) throw new Error('node checks already finished');
     const id = this.#count++;
     this.#pending.push(job);
-    if (this.#pending.length >= BATCH) this.flush();
+    // (the first batch is small, so that started workers begin checking sooner)
+    if (this.#pending.length >= (this.#batches.length === 0 ? FIRST_BATCH : BATCH)) this.flush();
     return id;
   }
 
@@ -596,16 +600,21 @@ export class NodeChecks {
 
   /**
    * Help on this thread with the jobs numbered below `end` that no thread has claimed yet
-   * (whole batches: those that begin below it), and return; the workers go on meanwhile. A
-   * walk helps with the signatures so, then builds its page while the workers check the
-   * inclusion proofs queued after them.
+   * (whole batches: those that begin below it), and return; the workers go on meanwhile. With
+   * `leave`, the last `leave` of those jobs per worker are left to the workers (as a rule: in
+   * chunks). A walk helps with the signatures so, then builds its page while the workers check
+   * the last signatures and the inclusion proofs queued after them: `leave` is there so that
+   * they are still busy when the page is done (whatever is left then, this thread helps with
+   * in `finish`).
    */
-  help(end: number): void {
+  help(end: number, leave = 0): void {
     this.flush();
+    const left = leave > 0 ? leave * this.workers : 0;
+    const stop = end - left;
     let at = 0;
     for (const s of this.#batches) {
-      if (at >= end) break;
-      drain(s, this.#p);
+      if (at >= stop) break;
+      drain(s, this.#p, left > 0 ? stop - at : Infinity);
       at += s.n;
     }
   }

@@ -14,9 +14,18 @@ const inLine = new WeakMap<object, { line: string; start: number; end: number }>
 function deepFreeze(v: unknown): void {
   if (typeof v !== 'object' || v === null) return;
   Object.freeze(v);
-  if (Array.isArray(v)) for (let i = 0; i < v.length; i++) deepFreeze(v[i]);
+  // (members that are not objects are tested here, not in a call each: a token has ~30)
+  if (Array.isArray(v))
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i];
+      if (typeof x === 'object' && x !== null) deepFreeze(x);
+    }
   // (for…in, not Object.keys: no array per object; parsed JSON has only own plain members)
-  else for (const k in v) deepFreeze((v as Record<string, unknown>)[k]);
+  else
+    for (const k in v) {
+      const x = (v as Record<string, unknown>)[k];
+      if (typeof x === 'object' && x !== null) deepFreeze(x);
+    }
 }
 
 /**

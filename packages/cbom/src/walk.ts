@@ -216,7 +216,7 @@ async function walkWith(
     return key;
   };
   const kidOf = new Map<Uint8Array, string>();
-  const sigJob = new Map<number, number>(); // log position → job
+  const sigJob: (number | undefined)[] = []; // log position → job
   const queueSignature = (line: LogLine): void => {
     const t = line.record!.token;
     const key = keyOf(t);
@@ -230,7 +230,7 @@ async function walkWith(
     const signature = signatureBytes(t.signature);
     if (!signature) return;
     const input = signingInputOfLine(line) ?? tokenSigningInput(t);
-    sigJob.set(line.position, checks.add({ sig: { key, input, signature } }));
+    sigJob[line.position] = checks.add({ sig: { key, input, signature } });
   };
   const early: LoadHooks =
     subject.kind === 'home' || subject.kind === 'secret'
@@ -494,7 +494,9 @@ async function walkWith(
         c.line.text = fromUtf8(c.line.bytes);
         c.source = { ...c.source, line: c.line.text };
       }
-  const inGraph = new Set(picked.map((c) => c.token.action_id));
+  // (every chosen action is a candidate, as a rule: then the graph's actions are `chosen`)
+  const inGraph =
+    picked.length === chosen.size ? chosen : new Set(picked.map((c) => c.token.action_id));
   const edges: GraphEdge[] = [];
   const actors = new Map<string, GraphActor>();
   const cp = log?.checkpoint;
@@ -507,7 +509,7 @@ async function walkWith(
   const incJob: (number | undefined)[] = new Array<number | undefined>(n);
   const proofs: (Uint8Array[] | undefined)[] = new Array<Uint8Array[] | undefined>(n);
   for (const c of picked)
-    if (c.line && c.record && !sigJob.has(c.line.position)) queueSignature(c.line);
+    if (c.line && c.record && sigJob[c.line.position] === undefined) queueSignature(c.line);
   checks.setCheckpoint(cp ? { root: cp.rootHash, size: cp.size } : undefined);
   const signatureJobs = checks.size; // (the proofs are queued after every signature)
   for (let i = 0; i < n; i++) {
@@ -542,6 +544,18 @@ async function walkWith(
     }
     return x;
   };
+  // a proof's hashes in hex: the next line's proof mostly repeats the upper levels (the same
+  // tree nodes) of the one before
+  let lastProof: readonly Uint8Array[] = [];
+  let lastHex: string[] = [];
+  const proofHex = (proof: readonly Uint8Array[]): string[] => {
+    const out = new Array<string>(proof.length);
+    for (let j = 0; j < proof.length; j++)
+      out[j] = proof[j] === lastProof[j] ? lastHex[j]! : hex(proof[j]!);
+    lastProof = proof;
+    lastHex = out;
+    return out;
+  };
   // (only what the graph takes from a replay is kept: its steps, a state per event, are
   // dropped at once rather than carried through the rest of the walk)
   const replays = new Map<
@@ -550,16 +564,23 @@ async function walkWith(
   >();
   for (const id of [...secretIds].sort()) {
     const lines = (log?.byObject.get(id) ?? []).filter((l) => l.record);
-    const lineOf = new Map(lines.map((l) => [l.record!, l]));
+    // the line of a record: secretLine asks in log order, as a rule (else by a map)
+    let next = 0;
+    let lineOf: Map<LogRecord, LogLine> | undefined;
+    const lineOfRecord = (r: LogRecord): LogLine | undefined => {
+      if (next < lines.length && lines[next]!.record === r) return lines[next++];
+      lineOf ??= new Map(lines.map((l) => [l.record!, l]));
+      return lineOf.get(r);
+    };
     // the hashes of each line as read (the same values secretLine would compute from the
     // record: a valid record's line is its RFC 8785 encoding)
     const known = (r: LogRecord): RecordHashes | undefined => {
-      const l = lineOf.get(r);
+      const l = lineOfRecord(r);
       if (!l?.exact) return undefined;
       return { line_hash: l.hash, leaf_hash: hex(l.leaf), token_hash: lineTokenHash(l, p) };
     };
     const records = lines.map((l) => l.record!);
-    const r = replay(secretLine(records, id, p, known).events);
+    const r = replay(secretLine(records, id, p, known).events, { steps: false });
     replays.set(id, { events: records.length, state: r.state, problems: r.problems });
   }
 
@@ -584,7 +605,7 @@ async function walkWith(
     };
     // signature: on a worker, or here
     const key = keyOf(t);
-    if (c.line === undefined || !sigJob.has(c.line.position)) {
+    if (c.line === undefined || sigJob[c.line.position] === undefined) {
       if (!key) inline[i] = 'no-key';
       else
         try {
@@ -713,7 +734,8 @@ async function walkWith(
       detail.push(`log line ${c.line.position} is after the latest checkpoint (size ${cp.size})`);
     } else {
       const proof = proofs[i];
-      if (proof) inclusion = { index: c.line.position, tree_size: cp.size, hashes: proof.map(hex) };
+      if (proof)
+        inclusion = { index: c.line.position, tree_size: cp.size, hashes: proofHex(proof) };
     }
     if (c.line) {
       const sp = tokenSpan(c.line);
@@ -801,8 +823,14 @@ async function walkWith(
   // check the inclusion proofs (the short part, queued last), then helps with what is left.
   let prepared: PreparedPage | undefined;
   if (html) {
-    checks.help(signatureJobs);
-    prepared = preparePage(graph, html);
+    // (the page costs this thread about what ~5 % of the signatures cost a worker, less
+    // the proofs: so many are left to each worker, that none waits for the page)
+    checks.help(signatureJobs, Math.ceil(n / 20));
+    prepared = preparePage(
+      graph,
+      html,
+      log?.joinedText !== undefined ? { lines: log.lines, joined: log.joinedText } : undefined,
+    );
   }
 
   // ---- the workers' results: each node's signature and inclusion, and its problems in order
@@ -814,7 +842,7 @@ async function walkWith(
     const detail = node.checks.detail;
     let signature: CheckStatus = 'pass';
     let sigProblem: GraphProblem | undefined;
-    const job = c.line ? sigJob.get(c.line.position) : undefined;
+    const job = c.line ? sigJob[c.line.position] : undefined;
     const bits = job === undefined ? 0 : results[job]!;
     const status = job === undefined ? inline[i] : bits & SIG_OK ? 'pass' : 'fail';
     if (status === 'no-key') {
@@ -939,6 +967,10 @@ export function lineTokenHash(line: LogLine, p: CryptoProvider): string {
   return h;
 }
 
+const TIMESTAMP_MEMBER = ',"timestamp":';
+const TYP_END = `,"typ":"${TOKEN_TYPE}"}`;
+const SIGNATURE_MEMBER = ',"signature":"';
+
 /**
  * The signing input of a log line's token, cut from the line: `signingInputOfCanonical` of the
  * token's text (the text without its `signature` member), taken straight from the line's
@@ -953,14 +985,30 @@ export function signingInputOfLine(line: LogLine): Uint8Array | Uint8Array[] | u
   const t = line.record!.token;
   const text = line.text;
   if (sp.byteStart < 0) return signingInputOfCanonical(text.slice(sp.start, sp.end), t);
-  const after = `,"timestamp":${JSON.stringify(t.timestamp)},"typ":"${TOKEN_TYPE}"}`;
-  const member = `,"signature":"${t.signature}"`;
-  const cut = sp.end - after.length - member.length;
-  if (cut <= sp.start || !text.startsWith(after, sp.end - after.length)) return undefined;
-  if (!text.startsWith(member, cut)) return undefined;
+  // after = `,"timestamp":${JSON.stringify(t.timestamp)}${TYP_END}` and
+  // member = `,"signature":"${t.signature}"`, compared piece by piece where they must be
+  const ts = JSON.stringify(t.timestamp);
+  const sig = t.signature;
+  const afterLength = TIMESTAMP_MEMBER.length + ts.length + TYP_END.length;
+  const memberLength = SIGNATURE_MEMBER.length + sig.length + 1;
+  const at = sp.end - afterLength;
+  const cut = at - memberLength;
+  if (
+    cut <= sp.start ||
+    !text.startsWith(TIMESTAMP_MEMBER, at) ||
+    !text.startsWith(ts, at + TIMESTAMP_MEMBER.length) ||
+    !text.startsWith(TYP_END, sp.end - TYP_END.length)
+  )
+    return undefined;
+  if (
+    !text.startsWith(SIGNATURE_MEMBER, cut) ||
+    !text.startsWith(sig, cut + SIGNATURE_MEMBER.length) ||
+    text.charCodeAt(at - 1) !== 0x22 // the signature's closing quote
+  )
+    return undefined;
   const b = line.bytes;
-  const tail = sp.byteEnd - after.length;
-  return [b.subarray(sp.byteStart, tail - member.length), b.subarray(tail, sp.byteEnd)];
+  const tail = sp.byteEnd - afterLength;
+  return [b.subarray(sp.byteStart, tail - memberLength), b.subarray(tail, sp.byteEnd)];
 }
 
 function replayProblem(x: ReplayProblem): GraphProblem {

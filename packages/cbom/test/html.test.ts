@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fc, test } from '@fast-check/vitest';
 import { canonicalize, getProvider, toBase64 } from '@tibet/core';
 import { testIdentity } from '@tibet/core/testing';
-import { HTML_FORMAT, jsonForScript, liveEvent, renderHtml } from '../src/html.js';
+import { HTML_FORMAT, jsonForScript, liveEvent, preparePage, renderHtml } from '../src/html.js';
 import { walkHtml } from '../src/walk.js';
 import { VERIFY_JS } from '../src/html-verify.js';
 import { PAGE_CSS, UI_JS } from '../src/html-client.js';
@@ -682,6 +682,103 @@ describe('renderHtml', () => {
     const tricky = '\u2028\u2029</script><!--<script>&amp;';
     expect(JSON.parse(jsonForScript({ s: tricky })) as unknown).toEqual({ s: tricky });
     expect(jsonForScript({ s: tricky })).not.toMatch(/[<>&\u2028\u2029]/);
+  });
+
+  it('a node that differs from its token in any member it shows, or is not shaped as the walk makes it, keeps what differs', () => {
+    // the walk's nodes are written with fixed member names (their members in the walk's
+    // order); every other node member by member: both give the nodes back unchanged
+    const base = graph.nodes.find((n) => n.source.kind === 'log' && n.inclusion !== null)!;
+    const variants: Record<string, unknown>[] = [];
+    const vary = (f: (n: Record<string, unknown>) => void): void => {
+      const n = clone({ ...graph, nodes: [base] }).nodes[0] as unknown as Record<string, unknown>;
+      f(n);
+      variants.push(n);
+    };
+    for (const k of [
+      'action_id',
+      'parent_action_id',
+      'event',
+      'actor',
+      'actor_class',
+      'timestamp',
+      'reason',
+      'secret_id',
+      'mark',
+      'summary',
+    ])
+      vary((n) => (n[k] = `other ${k}`));
+    vary((n) => (n['generation'] = 99));
+    vary((n) => (n['parent_action_id'] = null));
+    vary((n) => (n['decisions'] = []));
+    vary((n) => (n['decisions'] = (n['token'] as { policy: unknown }).policy));
+    vary((n) => (n['source'] = { kind: 'log', index: 0 }));
+    vary((n) => {
+      const s = n['source'] as Record<string, unknown>;
+      n['source'] = { line: s['line'], kind: s['kind'], index: s['index'] };
+    });
+    vary((n) => (n['inclusion'] = null));
+    vary((n) => ((n['inclusion'] as { hashes: unknown[] }).hashes[0] = 7));
+    vary((n) => {
+      const i = n['inclusion'] as Record<string, unknown>;
+      n['inclusion'] = { tree_size: i['tree_size'], index: i['index'], hashes: i['hashes'] };
+    });
+    vary((n) => ((n['inclusion'] as Record<string, unknown>)['extra'] = 1));
+    vary((n) => (n['extra'] = 'kept'));
+    vary((n) => {
+      const { action_id: a, ...rest } = n;
+      for (const k of Object.keys(n)) delete n[k];
+      Object.assign(n, rest, { action_id: a });
+    });
+    vary((n) => delete n['mark']);
+    for (const v of variants) {
+      const g = { ...graph, nodes: [v as unknown as GraphNode] };
+      const page = renderHtml(g);
+      const [out] = dataOf(page)['nodes'] as Record<string, unknown>[];
+      const inLine = typeof (v['source'] as { line?: unknown }).line === 'string';
+      expect(Array.isArray(out!['token_in_line'])).toBe(inLine);
+      expect(TV.expandData(dataOf(page), linesOf(page)).nodes).toEqual(
+        JSON.parse(JSON.stringify(g.nodes)),
+      );
+      // and member by member as before: what is not the token's is there, in the node's order
+      const shown: Record<string, string> = {
+        action_id: 'action_id',
+        parent_action_id: 'parent_action_id',
+        event: 'event',
+        actor: 'actor',
+        actor_class: 'actor_class',
+        timestamp: 'timestamp',
+        generation: 'generation',
+        reason: 'erachter',
+      };
+      const t = v['token'] as Record<string, unknown>;
+      const want = Object.keys(v).filter(
+        (k) =>
+          k !== 'checks' &&
+          !(inLine && k === 'token') &&
+          !(inLine && k in shown && v[k] === t[shown[k]!]) &&
+          !(inLine && k === 'decisions' && JSON.stringify(v[k]) === JSON.stringify(t['policy'])),
+      );
+      const got = Object.keys(out!).filter((k) => k !== 'in_lines' && k !== 'token_in_line');
+      expect(got).toEqual(want);
+    }
+  });
+
+  it('takes a walk’s text of its log for the lines block only when the block is every line of it', () => {
+    const lines = linesOf(html).split('\n');
+    expect(lines.length).toBeGreaterThan(3);
+    const pageWith = (texts: string[], joined: string): string =>
+      preparePage(graph, {}, { lines: texts.map((text) => ({ text })), joined }).finish(graph);
+    // the same lines, in the same order: the walk's text (here a marker, to tell)
+    expect(linesOf(pageWith([...lines], 'JOINED'))).toBe('JOINED');
+    expect(pageWith([...lines], lines.join('\n'))).toBe(html);
+    // any other lines: joined line by line
+    for (const other of [
+      [...lines, 'one more'],
+      lines.slice(1),
+      [...lines.slice(0, 2), lines[2] + ' ', ...lines.slice(3)],
+      [...lines].reverse(),
+    ])
+      expect(linesOf(pageWith(other, 'JOINED'))).toBe(lines.join('\n'));
   });
 
   it('a walked graph and a copy of it give the same page (the walk freezes the tokens it read)', () => {

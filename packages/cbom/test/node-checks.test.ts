@@ -152,6 +152,34 @@ describe('node checks on worker threads', () => {
     expect(lineTokenHash(bom, p)).toBe(tokenHash(src.record!.token, p));
     // a line not in the usual shape is left to re-serialisation
     expect(signingInputOfLine({ ...src, text: `${src.text} ` })).toBeUndefined();
+    // a token whose signature or timestamp is not where the line has them (each piece of
+    // `,"signature":"…"` and `,"timestamp":…,"typ":…}` is compared): left to re-serialisation
+    const t = src.record!.token;
+    const other = (o: Partial<typeof t>): LogLine => ({
+      ...src,
+      record: { ...src.record!, token: { ...t, ...o } },
+    });
+    const flip = (s: string, i: number): string =>
+      s.slice(0, i) + (s[i] === 'A' ? 'B' : 'A') + s.slice(i + 1);
+    for (const o of [
+      { signature: flip(t.signature, 0) },
+      { signature: flip(t.signature, t.signature.length - 1) },
+      { signature: t.signature.slice(1) },
+      { signature: `${t.signature}A` },
+      { timestamp: t.timestamp.replace('Z', '+00:00') },
+      { timestamp: `${t.timestamp.slice(0, -1)}1Z` },
+    ])
+      expect(signingInputOfLine(other(o))).toBeUndefined();
+    const at = src.text.indexOf(`,"signature":"${t.signature}"`);
+    const unquoted = { ...src, text: `${src.text.slice(0, at + 100)}x${src.text.slice(at + 101)}` };
+    expect(signingInputOfLine(unquoted)).toBeUndefined(); // its closing quote
+    const typ = src.text.lastIndexOf('"typ"');
+    expect(
+      signingInputOfLine({
+        ...src,
+        text: `${src.text.slice(0, typ)}"tip"${src.text.slice(typ + 5)}`,
+      }),
+    ).toBeUndefined();
   });
 
   it("reads each line's text as its own strict UTF-8 decoding ('' and LOG_LINE_MALFORMED when it is not UTF-8)", async () => {
@@ -302,7 +330,12 @@ describe('node checks on worker threads', () => {
     const bad = good.slice();
     bad[7] = bad[7]! ^ 1;
     const key = alice.signingPublicKey;
-    const run = async (n: number, workers: number, early: boolean) => {
+    const run = async (
+      n: number,
+      workers: number,
+      early: boolean,
+      help?: { end: number; leave: number },
+    ) => {
       const c = new NodeChecks(p, workers);
       if (early) c.prestart();
       const want: boolean[] = [];
@@ -321,6 +354,9 @@ describe('node checks on worker threads', () => {
         expect(c.add({ sig: { key, input: parts, signature: ok ? good : bad } })).toBe(i);
         if (i === 700) c.flush();
       }
+      // this thread helps first with the jobs below `end`, leaving the last of them to the
+      // workers (as a walk does before it builds its page)
+      if (help) c.help(help.end, help.leave);
       const started = c.workers;
       const bits = await c.finish();
       expect(Array.from(bits, (b) => (b & SIG_DONE ? Boolean(b & SIG_OK) : null))).toEqual(want);
@@ -331,6 +367,15 @@ describe('node checks on worker threads', () => {
     expect(await run(100, 1, true)).toBe(1); // started early, stopped unused
     expect(await run(100, 1, false)).toBe(0);
     expect(await run(600, 0, true)).toBe(0);
+    for (const h of [
+      { end: 1_300, leave: 0 },
+      { end: 1_300, leave: 65 },
+      { end: 900, leave: 200 },
+      { end: 100, leave: 5_000 },
+    ]) {
+      expect(await run(1_300, 1, true, h)).toBe(1);
+      expect(await run(1_300, 0, false, h)).toBe(0);
+    }
   });
 
   it('every inclusion proof is checked in full, however much it shares with the one before', async () => {

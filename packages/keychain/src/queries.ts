@@ -641,12 +641,22 @@ export function secretLine(
   provider: CryptoProvider = getProvider(),
   hashes?: (r: LogRecord) => RecordHashes | undefined,
 ): { events: KeychainEvent[]; gaps: LineGap[] } {
+  // the records on the line, the first of each index, then (stably) by index: in one pass,
+  // sorted only when they are not in order already (as a log reads them)
   const seen = new Set<number>();
-  const mine = records
-    .filter((r) => r.causal.object_id === secretId && r.causal.continuity_id === secretId)
-    .filter((r) => (seen.has(r.index) ? false : (seen.add(r.index), true)))
-    .sort((a, b) => a.index - b.index);
-  const events = mine.map((r) => toEvent(r, provider, hashes?.(r)));
+  const mine: LogRecord[] = [];
+  let ordered = true;
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    if (r.causal.object_id !== secretId || r.causal.continuity_id !== secretId) continue;
+    if (seen.has(r.index)) continue;
+    seen.add(r.index);
+    if (mine.length > 0 && r.index < mine[mine.length - 1]!.index) ordered = false;
+    mine.push(r);
+  }
+  if (!ordered) mine.sort((a, b) => a.index - b.index);
+  const events = new Array<KeychainEvent>(mine.length);
+  for (let i = 0; i < mine.length; i++) events[i] = toEvent(mine[i]!, provider, hashes?.(mine[i]!));
   return { events, gaps: lineGaps(events) };
 }
 
@@ -1046,9 +1056,14 @@ export function stateAfter(
  * state, every later event is re-decided with {@link decide} (it must have been allowed,
  * with the decisions the token lists) and applied with {@link apply}; denials change
  * nothing. With `until`, stops before the first event (in causal order) stamped after it.
+ * With `steps: false`, `steps` is left empty (for a caller that needs only the end: the
+ * state, `established`, the problems — the same as with them; nothing is kept per event).
  * The states it returns share unchanged members with one another: treat them as read-only.
  */
-export function replay(events: readonly KeychainEvent[], o: { until?: Date } = {}): Replay {
+export function replay(
+  events: readonly KeychainEvent[],
+  o: { until?: Date; steps?: boolean } = {},
+): Replay {
   const limit = o.until?.getTime();
   const out: Replay = {
     secret_id: '',
@@ -1065,10 +1080,13 @@ export function replay(events: readonly KeychainEvent[], o: { until?: Date } = {
   const problem = (code: ReplayProblemCode, e: KeychainEvent, message: string): void => {
     out.problems.push({ code, message, index: e.index, action_id: e.action_id });
   };
+  const keep = o.steps !== false;
   const step = (event: KeychainEvent, state: SecretState | undefined, applied: boolean): void => {
-    out.steps.push({ event, state, applied, established });
+    if (keep) out.steps.push({ event, state, applied, established });
   };
-  for (const e of events) {
+  // (index loops: a replay runs once per event of a long history)
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i]!;
     if (limit !== undefined && Date.parse(e.at) > limit) break;
     const before = out.state;
     if (e.event === 'secret-denied') {
@@ -1131,12 +1149,14 @@ export function replay(events: readonly KeychainEvent[], o: { until?: Date } = {
       continue;
     }
     let copied = false;
-    for (const f of TRACKED)
+    for (let k = 0; k < TRACKED.length; k++) {
+      const f = TRACKED[k]!;
       if (!sameShared(before[f], next[f], proven)) {
         if (!copied) established = { ...established };
         copied = true;
         established[f] = e;
       }
+    }
     out.state = next;
     step(e, next, true);
   }

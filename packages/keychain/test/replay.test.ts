@@ -12,8 +12,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { canonicalize, utf8, type JsonValue } from '@tibet/core';
 import {
   KeychainTimeline,
+  lineGaps,
   replay,
   requestOf,
+  secretLine,
   stateAfter,
   timelineSourceFor,
   type KeychainEvent,
@@ -30,7 +32,9 @@ import {
   type SecretPolicy,
   type SecretState,
 } from '../src/state.js';
-import { T0, alice, bob, bot, carol, gw, openWorld } from './fixtures/helpers.js';
+import { T0, alice, bob, bot, carol, gw, openWorld, readLog } from './fixtures/helpers.js';
+import { join } from 'node:path';
+import type { LogRecord } from '@tibet/continuityd';
 
 const HOUR = 3_600_000;
 const at = (h: number): Date => new Date(Date.parse(T0) + h * HOUR);
@@ -174,6 +178,14 @@ function expectSameAsReference(events: readonly KeychainEvent[]): Replay {
   );
   expect(JSON.stringify(r.state)).toBe(JSON.stringify(ref.state));
   expect(estOf(r.established)).toBe(ref.established);
+  // without its steps (what cbom's walk asks for): the same end, nothing per event
+  const bare = replay(events, { steps: false });
+  expect(bare.steps).toEqual([]);
+  expect(bare.problems).toEqual(r.problems);
+  expect(JSON.stringify(bare.state)).toBe(JSON.stringify(r.state));
+  expect(estOf(bare.established)).toBe(estOf(r.established));
+  expect(bare.genesis).toBe(r.genesis);
+  expect(bare.secret_id).toBe(r.secret_id);
   return r;
 }
 
@@ -432,5 +444,67 @@ describe('replay', () => {
     const g = copy(events);
     delete g[0]!.eromheen['policy'];
     expect(expectSameAsReference(g).problems[0]!.code).toBe('GENESIS_INCOMPLETE');
+  });
+});
+
+describe('secretLine', () => {
+  /** secretLine as it was written before (filter, filter, sort, map): the reference. */
+  function plainLine(records: readonly LogRecord[], id: string): KeychainEvent[] {
+    const seen = new Set<number>();
+    const mine = records
+      .filter((r) => r.causal.object_id === id && r.causal.continuity_id === id)
+      .filter((r) => (seen.has(r.index) ? false : (seen.add(r.index), true)))
+      .sort((a, b) => a.index - b.index);
+    return mine.map((r) => secretLine([r], id).events[0]!);
+  }
+
+  it('takes the first record of each index on the line, in index order, whatever order they come in', async () => {
+    const { home, clock, log, kc } = await openWorld(dirs, 'tibet-kcline-');
+    const base = { actor: alice, reason: 'test' };
+    let h = 0;
+    for (const id of ['sec_line_001', 'sec_line_002']) {
+      clock.set(at(++h));
+      await kc.add({
+        ...base,
+        secretId: id,
+        type: 'api_key',
+        issuer: 'example.org',
+        scope: 'ci',
+        material: utf8(`line-material-${id}`),
+      });
+    }
+    for (let i = 0; i < 6; i++) {
+      clock.set(at(++h));
+      await kc.reveal({ ...base, secretId: i % 2 ? 'sec_line_001' : 'sec_line_002' });
+    }
+    clock.set(at(++h));
+    await kc.rotate({ ...base, secretId: 'sec_line_001', material: utf8('line-material-2') });
+    await log.close();
+    const records = await readLog(join(home, 'log'));
+    const id = 'sec_line_001';
+    const own = records.filter((r) => r.causal.object_id === id);
+    expect(own.length).toBeGreaterThan(4);
+    // an object on another line, a later copy of an index (another token), reversed, shuffled
+    const elsewhere = { ...own[1]!, causal: { ...own[1]!.causal, continuity_id: 'other' } };
+    const again = { ...own[2]!, token: { ...own[2]!.token, erachter: 'a later copy' } };
+    const orders: LogRecord[][] = [
+      records,
+      [...records].reverse(),
+      [...records.slice(3), ...records.slice(0, 3)],
+      [elsewhere, ...records, again],
+      [again, ...records],
+      [...records, again, elsewhere].reverse(),
+      records.filter((_, i) => i % 2 === 0),
+    ];
+    for (const rs of orders) {
+      const got = secretLine(rs, id);
+      const want = plainLine(rs, id);
+      expect(got.events).toEqual(want);
+      expect(got.gaps).toEqual(lineGaps(want));
+      expect(expectSameAsReference(got.events).problems).toEqual(replay(want).problems);
+    }
+    expect(secretLine(records, id).gaps).toEqual([]);
+    expect(secretLine([again, ...records], id).events[2]!.reason).toBe('a later copy');
+    expect(secretLine([again, ...records], id).gaps.length).toBeGreaterThan(0);
   });
 });
