@@ -310,9 +310,8 @@ const TYP_TAIL = `,"typ":${JSON.stringify(TOKEN_TYPE)}}`;
 const RECORD_TAIL_TEXT = `,"v":${JSON.stringify(RECORD_VERSION)}}`;
 
 function lit(t: string): boolean {
-  const n = t.length;
-  for (let k = 0; k < n; k++) if (S.charCodeAt(I + k) !== t.charCodeAt(k)) return false;
-  I += n;
+  if (!S.startsWith(t, I)) return false;
+  I += t.length;
   return true;
 }
 
