@@ -14,6 +14,7 @@ import {
   canonicalize,
   fromUtf8,
   getProvider,
+  isSignatureText,
   keyIdOf,
   signingInputOfCanonical,
   TOKEN_TYPE,
@@ -885,9 +886,6 @@ async function walkWith(
   return { graph, html: prepared?.finish(graph) };
 }
 
-/** The canonical unpadded base64url of 64 bytes (what `parseToken` accepts as a signature). */
-const SIGNATURE_B64URL = /^[A-Za-z0-9_-]{85}[AQgw]$/;
-
 /**
  * A log token's 64 signature bytes: `fromBase64Url(signature)` without its round trip, which
  * the format makes needless — in the canonical base64url of 64 bytes (checked here again) each
@@ -895,7 +893,7 @@ const SIGNATURE_B64URL = /^[A-Za-z0-9_-]{85}[AQgw]$/;
  * text (the token then takes the inline path, as when `fromBase64Url` throws).
  */
 export function signatureBytes(sig: string): Uint8Array | undefined {
-  if (!SIGNATURE_B64URL.test(sig)) return undefined;
+  if (!isSignatureText(sig)) return undefined;
   const b = Buffer.from(sig, 'base64url');
   return new Uint8Array(b.buffer, b.byteOffset, b.length);
 }

@@ -75,6 +75,7 @@ export { seededRandom, systemRandom } from './random.js';
 export {
   TOKEN_TYPE,
   isActionId,
+  isSignatureText,
   mintToken,
   newActionId,
   nextGeneration,

@@ -91,6 +91,17 @@ export function isActionId(v: unknown): v is string {
   return typeof v === 'string' && ACTION_ID.test(v);
 }
 
+/** The canonical unpadded base64url of 64 bytes: 86 characters, the last one carrying 2 bits. */
+const SIGNATURE_TEXT = /^[A-Za-z0-9_-]{85}[AQgw]$/;
+
+/**
+ * Whether `v` is a token signature's text as `parseToken` accepts it: the canonical unpadded
+ * base64url of 64 bytes, so exactly one text for each 64 bytes and one decoding for each text.
+ */
+export function isSignatureText(v: unknown): v is string {
+  return typeof v === 'string' && SIGNATURE_TEXT.test(v);
+}
+
 /** The signing input: UTF-8 of the RFC 8785 form of the token without `signature`. */
 export function tokenSigningInput(token: TokenBody | TibetToken): Uint8Array {
   const { signature: _sig, ...body } = token as TibetToken;
@@ -221,11 +232,7 @@ function tokenFieldErrors(
         e.push(`policy[${i}].detail must be a string`);
       for (const k in d) if (!POLICY_KEYS.has(k)) e.push(`policy[${i}] unknown field "${k}"`);
     }
-  // 64 bytes as canonical unpadded base64url: 86 characters, the last one carrying 2 bits.
-  if (
-    withSig &&
-    !(typeof t['signature'] === 'string' && /^[A-Za-z0-9_-]{85}[AQgw]$/.test(t['signature']))
-  )
+  if (withSig && !isSignatureText(t['signature']))
     e.push('signature must be the base64url of 64 bytes (86 characters)');
   if (!fromCanonicalJson && !isCanonicalizable(t)) e.push('token is not canonicalizable JSON');
   return e;

@@ -11,6 +11,7 @@ import {
   fixedClock,
   fromBase64Url,
   isActionId,
+  isSignatureText,
   manualClock,
   mintToken,
   newActionId,
@@ -19,6 +20,7 @@ import {
   parseToken,
   seededRandom,
   signingInputOfCanonical,
+  toBase64Url,
   toHex,
   tokenHash,
   tokenSigningInput,
@@ -763,4 +765,20 @@ describe('small helpers', () => {
       expect(isActionId(bad)).toBe(false);
     }
   });
+
+  test.prop([fc.uint8Array({ minLength: 64, maxLength: 64 }), fc.integer({ min: 0, max: 63 })])(
+    'isSignatureText: exactly the one base64url text of each 64 bytes',
+    (sig, other) => {
+      const text = toBase64Url(sig);
+      expect(isSignatureText(text)).toBe(true);
+      expect(fromBase64Url(text)).toEqual(sig);
+      // the last character carries 2 bits: the other 15 with the same 2 bits decode to the same
+      // bytes in a lenient decoder, and are refused
+      const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+      const last = B64[other]!;
+      expect(isSignatureText(text.slice(0, 85) + last)).toBe('AQgw'.includes(last));
+      for (const bad of [text.slice(0, 85), `${text}A`, `${text.slice(0, 85)}=`, `${text}==`, 1])
+        expect(isSignatureText(bad)).toBe(false);
+    },
+  );
 });
