@@ -6,7 +6,7 @@
  * tests compare them); only where they live differs.
  */
 import { canonicalize, utf8, type TibetToken } from '@tibet/core';
-import { RECORD_VERSION } from './record.js';
+import { RECORD_VERSION, type CausalBlock } from './record.js';
 
 /**
  * Bytes kept from when they are made until they are written or hashed (appended tokens'
@@ -62,6 +62,8 @@ export interface TokenBytes {
   token: Uint8Array;
   /** Its signing input: that text without the `signature` member. */
   input: Uint8Array;
+  /** `erachter`'s RFC 8785 text (its JSON.stringify), as in the token: for the causal block. */
+  reasonJson: string;
 }
 
 /**
@@ -82,9 +84,10 @@ export interface TokenBytes {
 export function tokenBytesInto(arena: ByteArena, t: TibetToken): TokenBytes {
   const pa = t.parent_action_id === null ? 'null' : `"${t.parent_action_id}"`;
   const prev = t.prev === null ? 'null' : `"${t.prev}"`;
+  const reasonJson = JSON.stringify(t.erachter);
   const head =
     `{"action_id":"${t.action_id}","actor":"${t.actor}","actor_class":"${t.actor_class}",` +
-    `"eraan":${canonicalize(t.eraan)},"erachter":${JSON.stringify(t.erachter)},` +
+    `"eraan":${canonicalize(t.eraan)},"erachter":${reasonJson},` +
     `"erin":${canonicalize(t.erin)},"eromheen":${canonicalize(t.eromheen)},` +
     `"event":"${t.event}","generation":${t.generation},"kid":"${t.kid}",` +
     `"parent_action_id":${pa},"policy":${canonicalize(t.policy)},"prev":${prev}`;
@@ -104,7 +107,28 @@ export function tokenBytesInto(arena: ByteArena, t: TibetToken): TokenBytes {
   const input = arena.room(end - sig.length);
   input.set(token.subarray(0, headEnd));
   input.set(token.subarray(sigEnd), headEnd);
-  return { token, input: arena.take(input.length) };
+  return { token, input: arena.take(input.length), reasonJson };
+}
+
+/**
+ * The RFC 8785 text of a causal block the writer builds (the same text as `canonicalize` of
+ * the block), written out directly in its members' canonical order `action_id, actor_id,
+ * causal_reason, continuity_id, generation, object_id, parent_action_id, parent_object_id`.
+ *
+ * Sound only for the writer's own blocks: the ids are strings of plain ASCII that need no
+ * escapes (action and actor ids as parseToken accepts them, object and continuity ids matching
+ * `OBJECT_ID`, checked by the writer before it builds the line), `generation` is a safe
+ * integer, and `reasonJson` is `JSON.stringify(causal_reason)` (from {@link tokenBytesInto}).
+ * Property tests compare it with `canonicalize`.
+ */
+export function causalText(c: CausalBlock, reasonJson: string): string {
+  return (
+    `{"action_id":"${c.action_id}","actor_id":"${c.actor_id}","causal_reason":${reasonJson},` +
+    `"continuity_id":"${c.continuity_id}","generation":${c.generation},` +
+    `"object_id":${c.object_id === null ? 'null' : `"${c.object_id}"`},` +
+    `"parent_action_id":${c.parent_action_id === null ? 'null' : `"${c.parent_action_id}"`},` +
+    `"parent_object_id":${c.parent_object_id === null ? 'null' : `"${c.parent_object_id}"`}}`
+  );
 }
 
 /** What follows the token in every line: the last member and the line's end. */

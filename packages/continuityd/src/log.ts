@@ -14,7 +14,6 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import {
   CoreError,
-  canonicalize,
   equalBytes,
   fromBase64,
   getProvider,
@@ -53,7 +52,13 @@ import {
 } from './record.js';
 import { WorkerPool, workerScript } from './worker-pool.js';
 import { signatureInto } from './verify-worker.js';
-import { ByteArena, encodeLineInto, tokenBytesInto, type TokenBytes } from './line-bytes.js';
+import {
+  ByteArena,
+  causalText,
+  encodeLineInto,
+  tokenBytesInto,
+  type TokenBytes,
+} from './line-bytes.js';
 
 export const SEGMENT_DIGITS = 16;
 
@@ -138,9 +143,22 @@ export interface AppendReceipt {
   receivedAt: string;
 }
 
-/** An append whose token is parsed and whose signature is being checked. */
+/**
+ * An append whose token is parsed and whose signature is being checked. The token's members
+ * the writer uses later are copied here when it is parsed: the caller keeps its token object
+ * and could change it while the signature is being checked; the line is built from the bytes
+ * and values taken at the call, never from the object as it is later.
+ */
 interface Incoming {
-  t: TibetToken;
+  actionId: string;
+  actor: string;
+  generation: number;
+  parentActionId: string | null;
+  /** The token's `prev`. */
+  prev: string | null;
+  signature: string;
+  /** `erachter`'s RFC 8785 text. */
+  reasonJson: string;
   /**
    * UTF-8 of the token's RFC 8785 text (a view into the writer's token arena): hashed for the
    * token hash, copied into the line.
@@ -570,7 +588,13 @@ export class AuditLog {
       throw new ContinuityError('TOKEN_REJECTED', cause.message, { cause });
     }
     return {
-      t,
+      actionId: t.action_id,
+      actor: t.actor,
+      generation: t.generation,
+      parentActionId: t.parent_action_id,
+      prev: t.prev,
+      signature: t.signature,
+      reasonJson: tb.reasonJson,
       tokenBytes: tb.token,
       input: tb.input,
       opts,
@@ -603,7 +627,7 @@ export class AuditLog {
     let ok = false;
     try {
       ok =
-        signatureInto(j.t.signature, sigScratch, 0) &&
+        signatureInto(j.signature, sigScratch, 0) &&
         this.provider.ed25519Verify(j.key, j.input, sigScratch);
     } catch {
       ok = false;
@@ -618,7 +642,7 @@ export class AuditLog {
     }
     const cause = new CoreError(
       'TOKEN_SIGNATURE_INVALID',
-      `token ${j.t.action_id}: signature does not verify`,
+      `token ${j.actionId}: signature does not verify`,
     );
     j.verdict = new ContinuityError('TOKEN_REJECTED', cause.message, { cause });
   }
@@ -639,21 +663,28 @@ export class AuditLog {
     }
     for (let from = 0; from < jobs.length; from += SIG_CHUNK) {
       const part = jobs.slice(from, from + SIG_CHUNK);
+      const n = part.length;
       let inputBytes = 0;
       for (const j of part) inputBytes += j.input.length;
-      const keys = new Uint8Array(32 * part.length);
-      const sigs = new Uint8Array(64 * part.length);
-      const inputs = new Uint8Array(inputBytes);
-      const ends = new Uint32Array(part.length);
-      let o = 0;
+      // one zeroed buffer, transferred whole: the message ends, the keys, the signatures, then
+      // the signed messages
+      const keysAt = 4 * n;
+      const sigsAt = keysAt + 32 * n;
+      const inputsAt = sigsAt + 64 * n;
+      const buf = Buffer.alloc(inputsAt + inputBytes);
+      const ends = new Uint32Array(buf.buffer, buf.byteOffset, n);
+      let o = inputsAt;
       // a signature that does not decode is left zero (it cannot verify) and refused below
       const decoded = part.map((j, i) => {
-        keys.set(j.key, 32 * i);
-        inputs.set(j.input, o);
+        buf.set(j.key, keysAt + 32 * i);
+        buf.set(j.input, o);
         o += j.input.length;
-        ends[i] = o;
-        return signatureInto(j.t.signature, sigs, 64 * i);
+        ends[i] = o - inputsAt;
+        return signatureInto(j.signature, buf, sigsAt + 64 * i);
       });
+      const keys = buf.subarray(keysAt, sigsAt);
+      const sigs = buf.subarray(sigsAt, inputsAt);
+      const inputs = buf.subarray(inputsAt);
       pool.verify({ keys, sigs, inputs, ends }).then(
         (ok) => {
           part.forEach((j, i) => this.#setVerdict(j, decoded[i] === true && ok[i] === 1));
@@ -722,10 +753,10 @@ export class AuditLog {
 
   /** The causal checks against everything admitted before, then the line into the queue. */
   #enqueue(j: Incoming): void {
-    const { t, opts } = j;
-    this.#causalCheck(t, opts);
+    const { opts } = j;
+    this.#causalCheck(j, opts);
     const objectId = opts.objectId ?? null;
-    const continuityId = opts.continuityId ?? objectId ?? t.actor;
+    const continuityId = opts.continuityId ?? objectId ?? j.actor;
     const index = this.#nextIndex;
     const now = Math.max(this.#clock.now().getTime(), this.#lastReceived);
     if (now !== this.#receivedMs) {
@@ -733,20 +764,19 @@ export class AuditLog {
       this.#receivedText = rfc3339(new Date(now));
     }
     const receivedAt = this.#receivedText;
-    // members in RFC 8785 order, so that canonicalize finds them sorted
     const causal: CausalBlock = {
-      action_id: t.action_id,
-      actor_id: t.actor,
-      causal_reason: t.erachter,
+      action_id: j.actionId,
+      actor_id: j.actor,
+      causal_reason: '', // written from reasonJson
       continuity_id: continuityId,
-      generation: t.generation,
+      generation: j.generation,
       object_id: objectId,
-      parent_action_id: t.parent_action_id,
+      parent_action_id: j.parentActionId,
       parent_object_id: opts.parentObjectId ?? null,
     };
     const bytes = encodeLineInto(
       this.#lineArena,
-      canonicalize(causal),
+      causalText(causal, j.reasonJson),
       index,
       this.#lastLineHash,
       receivedAt,
@@ -758,10 +788,10 @@ export class AuditLog {
     const th = `sha256:${sha256Hex(j.tokenBytes, this.provider)}`;
     const rec: IndexedRecord = {
       index,
-      generation: t.generation,
+      generation: j.generation,
       tokenHash: th,
-      actionId: t.action_id,
-      actor: t.actor,
+      actionId: j.actionId,
+      actor: j.actor,
       objectId,
       continuityId,
       receivedAt: now,
@@ -772,33 +802,34 @@ export class AuditLog {
     this.#lastReceived = now;
     // the record is the pending entry too (an ActionEntry with more members): lookups read
     // index, generation and tokenHash only
-    this.#pendingActions.set(t.action_id, rec);
+    this.#pendingActions.set(j.actionId, rec);
     this.#pendingLines.set(continuityId, rec);
     const receipt: AppendReceipt = {
       index,
       lineHash: lh,
       leafHash: toHex(leaf),
-      actionId: t.action_id,
+      actionId: j.actionId,
       receivedAt,
     };
     this.#queue.push({ bytes, leaf, receipt, resolve: j.resolve, reject: j.reject, rec });
   }
 
   /** The checks that depend on what was admitted before: ids, parent, prev, generation. */
-  #causalCheck(t: TibetToken, opts: AppendOptions): void {
+  #causalCheck(t: Incoming, opts: AppendOptions): void {
     for (const k of OPTION_IDS) {
-      const v = opts[k];
-      if (v !== undefined && v !== null && !OBJECT_ID.test(v))
+      const v: unknown = opts[k];
+      // a string: the line's causal block writes these as JSON strings (causalText)
+      if (v !== undefined && v !== null && (typeof v !== 'string' || !OBJECT_ID.test(v)))
         throw new TypeError(`"${k}" must match ${OBJECT_ID.source}`);
     }
-    if (this.#lookupAction(t.action_id)) {
-      throw new ContinuityError('DUPLICATE_ACTION', `action ${t.action_id} is already in the log`);
+    if (this.#lookupAction(t.actionId)) {
+      throw new ContinuityError('DUPLICATE_ACTION', `action ${t.actionId} is already in the log`);
     }
-    const parent = t.parent_action_id ? this.#lookupAction(t.parent_action_id) : undefined;
-    if (t.parent_action_id && !parent && !this.#o.allowExternalParents) {
+    const parent = t.parentActionId ? this.#lookupAction(t.parentActionId) : undefined;
+    if (t.parentActionId && !parent && !this.#o.allowExternalParents) {
       throw new ContinuityError(
         'CAUSAL_PARENT_UNKNOWN',
-        `parent ${t.parent_action_id} of ${t.action_id} is not in the log`,
+        `parent ${t.parentActionId} of ${t.actionId} is not in the log`,
       );
     }
     const continuityId = opts.continuityId ?? opts.objectId ?? t.actor;
@@ -806,16 +837,16 @@ export class AuditLog {
     if ((prev?.tokenHash ?? null) !== t.prev) {
       throw new ContinuityError(
         'CAUSAL_PREV_MISMATCH',
-        `token ${t.action_id}: prev ${t.prev ?? 'null'} but the line ${continuityId} ends at ${prev?.tokenHash ?? 'null'}`,
+        `token ${t.actionId}: prev ${t.prev ?? 'null'} but the line ${continuityId} ends at ${prev?.tokenHash ?? 'null'}`,
       );
     }
     const parentGen = parent?.generation ?? 0;
     const want = 1 + Math.max(prev?.generation ?? 0, parentGen);
-    const ok = parent || !t.parent_action_id ? t.generation === want : t.generation >= want;
+    const ok = parent || !t.parentActionId ? t.generation === want : t.generation >= want;
     if (!ok) {
       throw new ContinuityError(
         'CAUSAL_GENERATION_INVALID',
-        `token ${t.action_id}: generation ${t.generation}, expected ${want}`,
+        `token ${t.actionId}: generation ${t.generation}, expected ${want}`,
       );
     }
   }

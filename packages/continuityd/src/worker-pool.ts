@@ -270,16 +270,23 @@ export class WorkerPool {
 
   /**
    * Verify a batch of signatures; resolves with one byte per item (1 = valid). The batch's
-   * buffers are transferred.
+   * buffers are transferred (the arrays may share one buffer: it is transferred once).
    */
   verify(b: Omit<SigBatch, 'id'>): Promise<Uint8Array> {
-    const msg: ToWorker = { t: 'sigs', id: this.#id++, ...b };
-    return this.#send<Uint8Array>(msg, [
-      b.keys.buffer as ArrayBuffer,
-      b.sigs.buffer as ArrayBuffer,
-      b.inputs.buffer as ArrayBuffer,
-      b.ends.buffer as ArrayBuffer,
-    ]);
+    const msg: ToWorker = {
+      t: 'sigs',
+      id: this.#id++,
+      keys: b.keys,
+      sigs: b.sigs,
+      inputs: b.inputs,
+      ends: b.ends,
+    };
+    const transfer: ArrayBuffer[] = [];
+    for (const a of [b.keys, b.sigs, b.inputs, b.ends]) {
+      const buf = a.buffer as ArrayBuffer;
+      if (!transfer.includes(buf)) transfer.push(buf);
+    }
+    return this.#send<Uint8Array>(msg, transfer);
   }
 
   async close(): Promise<void> {

@@ -197,6 +197,55 @@ describe('appends checked on worker threads', () => {
     expect(rep.size).toBe(before + admitted.length + 1);
   });
 
+  it('build each line from the token as it was at the call, whatever the caller changes later', async () => {
+    const tokens = interleave(burst(8, actors, 'changed'));
+    const bytes: string[] = [];
+    for (const workers of [0, 2, -1]) {
+      const dir = tmpDir('tibet-append-workers-');
+      dirs.push(dir);
+      const log = await openWarm(dir, Math.max(0, workers));
+      // the caller's own objects, changed right after each call (while the signatures are
+      // being checked): a signature that verifies over nothing, another id, another reason
+      const mine = tokens.map((t) => ({ ...t }));
+      // -1: a lone append (checked on the calling thread once this turn of the event loop ends)
+      const pending = workers === -1 ? [log.append(mine[0]!)] : mine.map((t) => log.append(t));
+      for (const t of mine) {
+        (t as { signature: string }).signature = forge(t).signature;
+        (t as { action_id: string }).action_id = 'act_0000000000000000';
+        (t as { erachter: string }).erachter = 'changed';
+        (t as { generation: number }).generation = 99;
+      }
+      const receipts = await Promise.all(pending);
+      const want = workers === -1 ? tokens.slice(0, 1) : tokens;
+      expect(receipts.map((r) => r.actionId)).toEqual(want.map((t) => t.action_id));
+      await log.close();
+      const rep = await verifyLog(dir, {
+        registry,
+        logPublicKey: logKey.signingPublicKey,
+        workers: 0,
+      });
+      expect(rep.ok).toBe(true);
+      const text = segmentFiles(dir)
+        .map((f) => readFileSync(join(dir, 'segments', f), 'utf8'))
+        .join('');
+      expect(text).not.toContain('changed"');
+      expect(text).not.toContain('act_0000000000000000');
+      if (workers !== -1) bytes.push(text);
+    }
+    expect(bytes[1]).toBe(bytes[0]);
+  });
+
+  it('refuses object and continuity ids that are not strings', async () => {
+    const dir = tmpDir('tibet-append-workers-');
+    dirs.push(dir);
+    const log = await openWarm(dir, 0);
+    const [t] = burst(1, [actors[1]!], 'not-a-string')[0]!;
+    for (const opts of [{ objectId: 12345 }, { continuityId: 7 }, { parentObjectId: ['x'] }])
+      await expect(log.append(t!, opts as never)).rejects.toThrow(TypeError);
+    await expect(log.append(t!)).resolves.toMatchObject({ actionId: t!.action_id });
+    await log.close();
+  });
+
   it('a closed log refuses appends; close waits for the ones being checked', async () => {
     const dir = tmpDir('tibet-append-workers-');
     dirs.push(dir);
@@ -245,6 +294,26 @@ describe('WorkerPool.verify', () => {
     });
     const got = await pool.verify({ keys, sigs, inputs, ends });
     expect([...got]).toEqual(want);
+    // the same batch packed in one buffer (as the writer sends it): transferred once
+    const inputBytes = items.reduce((s, x) => s + x.input.length, 0);
+    const packed = new Uint8Array(4 * n + 96 * n + inputBytes);
+    const pEnds = new Uint32Array(packed.buffer, 0, n);
+    let po = 100 * n;
+    items.forEach((x, i) => {
+      packed.set(x.key, 4 * n + 32 * i);
+      packed.set(x.sig, 36 * n + 64 * i);
+      packed.set(x.input, po);
+      po += x.input.length;
+      pEnds[i] = po - 100 * n;
+    });
+    const got2 = await pool.verify({
+      ends: pEnds,
+      keys: packed.subarray(4 * n, 36 * n),
+      sigs: packed.subarray(36 * n, 100 * n),
+      inputs: packed.subarray(100 * n),
+    });
+    expect([...got2]).toEqual(want);
+    expect(packed.buffer.byteLength).toBe(0); // transferred
     // a malformed batch is refused, not answered
     await expect(
       pool.verify({

@@ -21,7 +21,7 @@ import {
 } from '@tibet/core';
 import { fixedClock, seededRandom } from '@tibet/core/testing';
 import { AuditLog, encodeRecord, parseRecord, verifyLog, type LogRecord } from '@tibet/continuityd';
-import { ByteArena, encodeLineInto, tokenBytesInto } from '../src/line-bytes.js';
+import { ByteArena, causalText, encodeLineInto, tokenBytesInto } from '../src/line-bytes.js';
 import { segmentName } from '../src/log.js';
 import { actors, cleanup, logKey, makeRegistry, tmpDir } from './fixtures/helpers.js';
 
@@ -130,6 +130,7 @@ describe('tokenBytesInto', () => {
         expect(fromUtf8(x.token)).toBe(fromUtf8(want));
         expect(x.token).toEqual(want);
         expect(x.input).toEqual(wantInput);
+        expect(x.reasonJson).toBe(canonicalize(t.erachter));
       }
     },
   );
@@ -232,6 +233,41 @@ describe('encodeLineInto', () => {
         RangeError,
       );
   });
+});
+
+describe('causalText', () => {
+  const objectIds = fc.stringMatching(/^[A-Za-z0-9_.:@/-]{1,128}$/);
+  test.prop(
+    [
+      tokens,
+      fc.option(objectIds, { nil: null }),
+      fc.option(objectIds, { nil: null }),
+      fc.option(objectIds, { nil: undefined }),
+    ],
+    { numRuns: 400 },
+  )(
+    'gives canonicalize’s text of every causal block the writer builds',
+    (token, objectId, parentObjectId, continuityId) => {
+      let t: TibetToken;
+      try {
+        t = parseToken(token);
+      } catch {
+        return;
+      }
+      const tb = tokenBytesInto(new ByteArena(), t);
+      const c = {
+        action_id: t.action_id,
+        actor_id: t.actor,
+        causal_reason: t.erachter,
+        continuity_id: continuityId ?? objectId ?? t.actor,
+        generation: t.generation,
+        object_id: objectId,
+        parent_action_id: t.parent_action_id,
+        parent_object_id: parentObjectId,
+      };
+      expect(causalText(c, tb.reasonJson)).toBe(canonicalize(c));
+    },
+  );
 });
 
 describe('ByteArena', () => {
