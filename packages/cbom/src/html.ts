@@ -204,7 +204,6 @@ class PageData {
           tokenAt = [start, end];
       }
     }
-    if (tokenAt && walkShaped(n)) return this.#walkNode(n, t, line, tokenAt);
     for (const key in n) {
       if (!Object.hasOwn(n, key)) continue;
       const k = key as keyof GraphNode;
@@ -244,75 +243,6 @@ class PageData {
     if (tokenAt) out['token_in_line'] = tokenAt;
     return out;
   }
-
-  /**
-   * {@link node} for a node with exactly the members a walk gives it, in its order (see
-   * `walkShaped`), whose token is in its line: the same object, member for member and in the
-   * same order, built with fixed member names instead of the loop over the node's members.
-   */
-  #walkNode(
-    n: GraphNode,
-    t: GraphNode['token'],
-    line: string | undefined,
-    tokenAt: [number, number],
-  ): Record<string, unknown> {
-    const out: Record<string, unknown> = {};
-    // what the page shows that is the token's, left out when it is (shownFromToken)
-    if (n.action_id !== t.action_id) out['action_id'] = n.action_id;
-    if (n.parent_action_id !== t.parent_action_id) out['parent_action_id'] = n.parent_action_id;
-    if (n.event !== t.event) out['event'] = n.event;
-    if (n.actor !== t.actor) out['actor'] = n.actor;
-    if (n.actor_class !== t.actor_class) out['actor_class'] = n.actor_class;
-    if (n.timestamp !== t.timestamp) out['timestamp'] = n.timestamp;
-    if (n.generation !== t.generation) out['generation'] = n.generation;
-    out['secret_id'] = n.secret_id;
-    out['mark'] = n.mark;
-    out['summary'] = n.summary;
-    if (n.reason !== t.erachter) out['reason'] = n.reason;
-    const d = n.decisions;
-    if (d !== t.policy && JSON.stringify(d) !== JSON.stringify(t.policy)) out['decisions'] = d;
-    const src = n.source;
-    if (line !== undefined && lineSafe(line)) {
-      out['source'] = without(src, 'line');
-      out['in_lines'] = this.lines.push(line) - 1;
-    } else out['source'] = src;
-    const inc = n.inclusion;
-    const refs = inc && Array.isArray(inc.hashes) ? this.#hashRefs(inc.hashes) : undefined;
-    if (refs) {
-      const o = without(inc!, 'hashes');
-      o['hash_refs'] = refs;
-      out['inclusion'] = o;
-    } else out['inclusion'] = inc;
-    out['token_in_line'] = tokenAt;
-    return out;
-  }
-}
-
-/** The members of a node as the walk makes them, in its order. */
-const WALK_NODE: readonly string[] = [
-  'action_id',
-  'parent_action_id',
-  'event',
-  'actor',
-  'actor_class',
-  'timestamp',
-  'generation',
-  'secret_id',
-  'mark',
-  'summary',
-  'reason',
-  'decisions',
-  'token',
-  'source',
-  'inclusion',
-  'checks',
-];
-
-/** `n`'s enumerable members are exactly {@link WALK_NODE}, in that order, all its own. */
-function walkShaped(n: object): boolean {
-  let i = 0;
-  for (const k in n) if (k !== WALK_NODE[i++] || !Object.hasOwn(n, k)) return false;
-  return i === WALK_NODE.length;
 }
 
 function shownFromToken(k: string, v: unknown, t: GraphNode['token']): boolean {
@@ -322,29 +252,10 @@ function shownFromToken(k: string, v: unknown, t: GraphNode['token']): boolean {
 
 /** A copy of `o`'s own enumerable members but `key`, in their order (as `{ key: _, ...rest }`). */
 function without(o: object, key: string): Record<string, unknown> {
-  // the walk's log source and inclusion, with fixed member names (the same object)
-  if (key === 'line' && hasMembers(o, LOG_SOURCE)) {
-    const s = o as { kind: unknown; index: unknown };
-    return { kind: s.kind, index: s.index };
-  }
-  if (key === 'hashes' && hasMembers(o, INCLUSION)) {
-    const s = o as { index: unknown; tree_size: unknown };
-    return { index: s.index, tree_size: s.tree_size };
-  }
   const out: Record<string, unknown> = {};
   for (const k in o)
     if (k !== key && Object.hasOwn(o, k)) out[k] = (o as Record<string, unknown>)[k];
   return out;
-}
-
-const LOG_SOURCE: readonly string[] = ['kind', 'index', 'line'];
-const INCLUSION: readonly string[] = ['index', 'tree_size', 'hashes'];
-
-/** `o`'s enumerable members are exactly `keys`, in that order, all its own. */
-function hasMembers(o: object, keys: readonly string[]): boolean {
-  let i = 0;
-  for (const k in o) if (k !== keys[i++] || !Object.hasOwn(o, k)) return false;
-  return i === keys.length;
 }
 
 let cached: { script: string; scriptHash: string; styleHash: string } | undefined;

@@ -685,8 +685,8 @@ describe('renderHtml', () => {
   });
 
   it('a node that differs from its token in any member it shows, or is not shaped as the walk makes it, keeps what differs', () => {
-    // the walk's nodes are written with fixed member names (their members in the walk's
-    // order); every other node member by member: both give the nodes back unchanged
+    // every node is written member by member: what differs from its token is kept, and the
+    // nodes come back unchanged
     const base = graph.nodes.find((n) => n.source.kind === 'log' && n.inclusion !== null)!;
     const variants: Record<string, unknown>[] = [];
     const vary = (f: (n: Record<string, unknown>) => void): void => {
