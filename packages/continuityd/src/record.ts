@@ -227,10 +227,7 @@ export function tokenSlices(
  * `line[start, sig)` followed by `line[sigEnd, end)`. Same soundness condition; undefined
  * when the line does not have that shape.
  */
-export function tokenCut(
-  line: Uint8Array,
-  t: TibetToken,
-): { start: number; sig: number; sigEnd: number; end: number } | undefined {
+export function tokenCut(line: Uint8Array, t: Pick<TibetToken, 'signature'>): TokenCut | undefined {
   const b = asBuffer(line);
   const at = b.indexOf(TOKEN_KEY);
   if (at < 0) return undefined;

@@ -167,7 +167,7 @@ function nib(c: number): number {
  * bytes at `at` of the Buffer `out` (Node's hex decoder).
  */
 function hexToBytes(hex: string, from: number, out: Buffer, at: number): void {
-  out.write(from === 0 ? hex : hex.slice(from), at, 32, 'hex');
+  out.write(hex.slice(from), at, 32, 'hex');
 }
 
 const hexScratch = Buffer.alloc(32);
