@@ -50,7 +50,8 @@ import {
   type CausalBlock,
   type LogRecord,
 } from './record.js';
-import { WorkerPool, workerScript } from './worker-pool.js';
+import { SigRing } from './sig-ring.js';
+import { workerScript } from './worker-pool.js';
 import { signatureInto } from './verify-worker.js';
 import {
   ByteArena,
@@ -180,8 +181,6 @@ const sigScratch = Buffer.alloc(64);
 
 const NO_OPTIONS: AppendOptions = Object.freeze({});
 const OPTION_IDS = ['objectId', 'parentObjectId', 'continuityId'] as const;
-/** Signatures handed to a worker in one message. */
-const SIG_CHUNK = 8;
 
 /** A batch written at `[start, end)` of the segment, its `fdatasync` running. */
 interface Syncing {
@@ -323,8 +322,8 @@ export class AuditLog {
   #unsent: Incoming[] = [];
   #dispatchQueued = false;
   #idle: (() => void)[] = [];
-  #pool: WorkerPool | undefined;
-  #poolFailed = false;
+  #ring: SigRing<Incoming> | undefined;
+  #ringFailed = false;
   /** Appended tokens' UTF-8, from parsing until their line is assembled. */
   readonly #tokenArena = new ByteArena();
   /** The lines waiting for their batch (a batch is written from here without a copy). */
@@ -475,7 +474,7 @@ export class AuditLog {
 
   /** Worker threads ready to check appended tokens' signatures (0 until a burst starts them). */
   get verifyWorkersReady(): number {
-    return this.#pool?.ready ?? 0;
+    return this.#ring?.ready ?? 0;
   }
 
   get latestCheckpoint(): SignedCheckpoint | undefined {
@@ -545,9 +544,10 @@ export class AuditLog {
       job.reject = reject;
       this.#incoming.push(job);
       this.#unsent.push(job);
-      // a full chunk goes at once, so that checking it overlaps with parsing the next ones;
-      // the rest once this turn of the event loop has made all the appends it will make
-      if (this.#unsent.length >= SIG_CHUNK) this.#dispatch();
+      // in a burst (a second append in this turn, or checks still pending) each goes to the
+      // workers at once, so that checking it overlaps with preparing the next; a lone one
+      // once this turn of the event loop has made all the appends it will make
+      if (this.#unsent.length > 1 || (this.#ring?.pending ?? 0) > 0) this.#dispatch();
       else if (!this.#dispatchQueued) {
         this.#dispatchQueued = true;
         setImmediate(() => {
@@ -649,72 +649,51 @@ export class AuditLog {
 
   /**
    * Hand the appends that arrived since the last call to a verifier: this thread for a lone
-   * one (or when no worker is ready), else the workers, in chunks, each to the least busy.
+   * one (or when no worker is ready or the ring is full), else the workers' ring.
    */
   #dispatch(): void {
     const jobs = this.#unsent;
     if (jobs.length === 0) return;
     this.#unsent = [];
-    const pool = jobs.length > 1 ? this.#workers() : undefined;
-    if (!pool || pool.ready === 0) {
+    const ring = jobs.length > 1 || (this.#ring?.pending ?? 0) > 0 ? this.#workers() : undefined;
+    if (!ring || ring.ready === 0) {
       for (const j of jobs) this.#verifyHere(j);
       this.#admit();
       return;
     }
-    for (let from = 0; from < jobs.length; from += SIG_CHUNK) {
-      const part = jobs.slice(from, from + SIG_CHUNK);
-      const n = part.length;
-      let inputBytes = 0;
-      for (const j of part) inputBytes += j.input.length;
-      // one zeroed buffer, transferred whole: the message ends, the keys, the signatures, then
-      // the signed messages
-      const keysAt = 4 * n;
-      const sigsAt = keysAt + 32 * n;
-      const inputsAt = sigsAt + 64 * n;
-      const buf = Buffer.alloc(inputsAt + inputBytes);
-      const ends = new Uint32Array(buf.buffer, buf.byteOffset, n);
-      let o = inputsAt;
-      // a signature that does not decode is left zero (it cannot verify) and refused below
-      const decoded = part.map((j, i) => {
-        buf.set(j.key, keysAt + 32 * i);
-        buf.set(j.input, o);
-        o += j.input.length;
-        ends[i] = o - inputsAt;
-        return signatureInto(j.signature, buf, sigsAt + 64 * i);
-      });
-      const keys = buf.subarray(keysAt, sigsAt);
-      const sigs = buf.subarray(sigsAt, inputsAt);
-      const inputs = buf.subarray(inputsAt);
-      pool.verify({ keys, sigs, inputs, ends }).then(
-        (ok) => {
-          part.forEach((j, i) => this.#setVerdict(j, decoded[i] === true && ok[i] === 1));
-          this.#admit();
-        },
-        () => {
-          // the worker failed: check here instead (never admit an unchecked token)
-          for (const j of part) this.#verifyHere(j);
-          this.#admit();
-        },
-      );
+    let here = false;
+    for (const j of jobs) {
+      // a signature that does not decode cannot verify: refused without a worker
+      if (!signatureInto(j.signature, sigScratch, 0)) this.#setVerdict(j, false);
+      else if (ring.submit(j.key, sigScratch, j.input, j)) continue;
+      else this.#verifyHere(j);
+      here = true;
     }
+    if (here) this.#admit();
   }
 
+  /** Verdicts from the workers' ring. */
+  #settleChecks = (done: [Incoming, boolean][]): void => {
+    for (const [j, ok] of done) this.#setVerdict(j, ok);
+    this.#admit();
+  };
+
   /** The signature workers, started at the first burst of appends (undefined: none). */
-  #workers(): WorkerPool | undefined {
-    if (this.#pool) return this.#pool.alive > 0 ? this.#pool : undefined;
-    if (this.#poolFailed) return undefined;
+  #workers(): SigRing<Incoming> | undefined {
+    if (this.#ring) return this.#ring.alive > 0 ? this.#ring : undefined;
+    if (this.#ringFailed) return undefined;
     const n = Math.min(4, Math.max(0, Math.floor(this.#o.verifyWorkers ?? availableParallelism())));
     const script = n > 0 ? workerScript() : undefined;
     if (!script) {
-      this.#poolFailed = true;
+      this.#ringFailed = true;
       return undefined;
     }
     try {
-      this.#pool = new WorkerPool(n, script, this.provider.name);
+      this.#ring = new SigRing(n, script, this.provider.name, this.provider, this.#settleChecks);
     } catch {
-      this.#poolFailed = true;
+      this.#ringFailed = true;
     }
-    return this.#pool;
+    return this.#ring;
   }
 
   /**
@@ -853,9 +832,14 @@ export class AuditLog {
 
   #kick(): void {
     if (this.#flushing) return;
+    // while batches are written, the verdicts of the signature workers are collected at each
+    // turn of the loop (it wakes for every write and sync) instead of each ringing this thread
+    if (this.#ring) this.#ring.ringing = false;
     this.#flushing = this.#flushLoop().finally(() => {
       this.#flushing = undefined;
       if (this.#queue.length && this.#poisoned === undefined) this.#kick();
+      // (collects what came meanwhile, which may kick again)
+      else if (this.#ring) this.#ring.ringing = true;
     });
   }
 
@@ -902,6 +886,9 @@ export class AuditLog {
       }
       if (synced && !(await this.#settle(synced, next?.batch ?? []))) return;
       synced = next;
+      // every turn has waited for a write or a sync by now (so this loop is #flushing, and
+      // appends admitted here join its queue)
+      this.#ring?.collect();
     }
   }
 
@@ -1090,7 +1077,7 @@ export class AuditLog {
         for (const sink of this.#sinks) await sink.flush();
       }
     } finally {
-      await this.#pool?.close();
+      await this.#ring?.close();
       await this.#fh.close();
       for (const sink of this.#sinks) await sink.close();
       await this.#lock.release();

@@ -19,6 +19,7 @@ import {
   type CryptoProvider,
 } from '@tibet/core';
 import { leafHashInto } from './merkle.js';
+import { serveSigRing, type SigRingData } from './sig-ring.js';
 import {
   parseRecord,
   parseRecordHead,
@@ -380,7 +381,6 @@ export function keyCache(
  * for the first).
  */
 export interface SigBatch {
-  id: number;
   keys: Uint8Array;
   sigs: Uint8Array;
   inputs: Uint8Array;
@@ -388,7 +388,7 @@ export interface SigBatch {
 }
 
 /** One byte per item of a {@link SigBatch}: 1 when the signature verifies, else 0. */
-export function verifySigBatch(b: Omit<SigBatch, 'id'>, provider: CryptoProvider): Uint8Array {
+export function verifySigBatch(b: SigBatch, provider: CryptoProvider): Uint8Array {
   const n = b.ends.length;
   if (b.keys.length !== 32 * n || b.sigs.length !== 64 * n)
     throw new RangeError('signature batch: sizes do not match');
@@ -417,25 +417,29 @@ export function verifySigBatch(b: Omit<SigBatch, 'id'>, provider: CryptoProvider
 /** main → worker */
 export type ToWorker =
   | { t: 'batch'; id: number; first: number; buf: Uint8Array; ends: Uint32Array }
-  | { t: 'keys'; id: number; keys: [string, Uint8Array | null][] }
-  | ({ t: 'sigs' } & SigBatch);
+  | { t: 'keys'; id: number; keys: [string, Uint8Array | null][] };
 
 /** worker → main */
 export type FromWorker =
   | { t: 'need'; id: number; pairs: string[] }
   | { t: 'done'; id: number; result: BatchResult }
-  | { t: 'sigs-done'; id: number; ok: Uint8Array }
   | { t: 'fail'; id: number; message: string };
 
 export interface VerifyWorkerData {
   kind: 'tibet-verify-worker';
   backend: BackendName;
+  /** Serve the slots of this {@link SigRing} instead of messages. */
+  ring?: SigRingData | undefined;
 }
 
 function serve(): void {
   const port = parentPort!;
   const data = workerData as VerifyWorkerData;
   const provider = getProvider(data.backend);
+  if (data.ring) {
+    serveSigRing(data.ring, provider, (m) => port.postMessage(m));
+    return;
+  }
   const known = new Map<string, Uint8Array | null>();
   const knownActors = new Map<string, Set<string>>();
   const has = (actor: string, kid: string): boolean => knownActors.get(actor)?.has(kid) === true;
@@ -476,18 +480,6 @@ function serve(): void {
   }
 
   port.on('message', (m: ToWorker) => {
-    if (m.t === 'sigs') {
-      // independent of the line batches (no keys to ask for): answered at once
-      try {
-        const ok = verifySigBatch(m, provider);
-        port.postMessage({ t: 'sigs-done', id: m.id, ok } satisfies FromWorker, [
-          ok.buffer as ArrayBuffer,
-        ]);
-      } catch (e) {
-        port.postMessage({ t: 'fail', id: m.id, message: String(e) } satisfies FromWorker);
-      }
-      return;
-    }
     if (m.t === 'keys') {
       const res = waiting.get(m.id);
       waiting.delete(m.id);

@@ -1,8 +1,8 @@
 /**
- * The worker threads that check Ed25519 signatures off the calling thread, shared by
- * {@link verifyLog} (batches of log lines: parse, hash, verify) and by the writer's appends
- * (batches of tokens: verify only). Each worker runs verify-worker.js; see there for the
- * protocol.
+ * The worker threads that work off the calling thread: {@link WorkerPool}, for
+ * {@link verifyLog} (batches of log lines: parse, hash, verify, by message), and the workers of
+ * the writer's `SigRing` (appended tokens' signatures, in shared memory). Each runs
+ * verify-worker.js; see there and sig-ring.ts for the protocols.
  *
  * A worker is referenced (keeps the process alive) only while it has requests in flight, so
  * an idle pool never holds a process open. A request whose worker fails or exits is rejected;
@@ -17,10 +17,10 @@ import type {
   BatchResult,
   FromWorker,
   LineBatch,
-  SigBatch,
   ToWorker,
   VerifyWorkerData,
 } from './verify-worker.js';
+import type { SigRingData } from './sig-ring.js';
 
 /** The worker script: next to this module when built; from dist when running from source. */
 export function workerScript(): URL | undefined {
@@ -65,11 +65,12 @@ function conditionsOnly(argv: readonly string[]): string[] {
 }
 
 /**
- * Start a verify worker. Explicit options that a worker refuses (V8 flags beside the source
+ * Start a verify worker (serving {@link WorkerPool} messages, or, given `ring`, the slots of a
+ * `SigRing`). Explicit options that a worker refuses (V8 flags beside the source
  * condition) are dropped down to the export conditions rather than failing the start.
  */
-function startWorker(script: URL, backend: BackendName): Worker {
-  const workerData = { kind: 'tibet-verify-worker', backend } satisfies VerifyWorkerData;
+export function startWorker(script: URL, backend: BackendName, ring?: SigRingData): Worker {
+  const workerData = { kind: 'tibet-verify-worker', backend, ring } satisfies VerifyWorkerData;
   const execArgv = workerExecArgv();
   try {
     return new Worker(script, { workerData, execArgv });
@@ -138,6 +139,11 @@ export class BatchRing {
     this.#used.shift();
   }
 
+  /** The shared memory itself (for the workers that read the regions). */
+  get buffer(): SharedArrayBuffer {
+    return this.#buf.buffer as SharedArrayBuffer;
+  }
+
   /** Whether `view` lies in this ring. */
   holds(view: Uint8Array): boolean {
     return view.buffer === this.#buf.buffer;
@@ -147,7 +153,6 @@ export class BatchRing {
 export class WorkerPool {
   readonly #slots: Slot[] = [];
   #next = 0;
-  #id = 0;
 
   /**
    * @param resolveKey answers a worker's request for actors' keys (line batches name actors,
@@ -190,9 +195,6 @@ export class WorkerPool {
           }
           case 'done':
             this.#settle(slot, m.id, (p) => p.resolve(m.result));
-            break;
-          case 'sigs-done':
-            this.#settle(slot, m.id, (p) => p.resolve(m.ok));
             break;
           case 'fail':
             this.#settle(slot, m.id, (p) => p.reject(new Error(m.message)));
@@ -266,27 +268,6 @@ export class WorkerPool {
       { t: 'batch', id: b.id, first: b.first, buf: b.buf, ends: b.ends },
       [],
     );
-  }
-
-  /**
-   * Verify a batch of signatures; resolves with one byte per item (1 = valid). The batch's
-   * buffers are transferred (the arrays may share one buffer: it is transferred once).
-   */
-  verify(b: Omit<SigBatch, 'id'>): Promise<Uint8Array> {
-    const msg: ToWorker = {
-      t: 'sigs',
-      id: this.#id++,
-      keys: b.keys,
-      sigs: b.sigs,
-      inputs: b.inputs,
-      ends: b.ends,
-    };
-    const transfer: ArrayBuffer[] = [];
-    for (const a of [b.keys, b.sigs, b.inputs, b.ends]) {
-      const buf = a.buffer as ArrayBuffer;
-      if (!transfer.includes(buf)) transfer.push(buf);
-    }
-    return this.#send<Uint8Array>(msg, transfer);
   }
 
   async close(): Promise<void> {

@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   fromBase64Url,
@@ -20,7 +21,8 @@ import {
 } from '@tibet/core';
 import { fixedClock, seededRandom } from '@tibet/core/testing';
 import { AuditLog, ContinuityError, verifyLog, type AppendReceipt } from '@tibet/continuityd';
-import { BatchRing, WorkerPool, workerScript } from '../src/worker-pool.js';
+import { SigRing } from '../src/sig-ring.js';
+import { BatchRing, workerScript } from '../src/worker-pool.js';
 import {
   PKG,
   actors,
@@ -261,90 +263,175 @@ describe('appends checked on worker threads', () => {
   });
 });
 
-describe('WorkerPool.verify', () => {
-  it('answers as the calling thread does, and a closed pool refuses', async () => {
-    const script = workerScript();
-    expect(script).toBeDefined();
-    const p = getProvider('node');
-    const pool = new WorkerPool(2, script!, 'node');
-    const tokens = burst(6);
-    const items = interleave(tokens).map((t, i) => {
+/** Checks with known answers: forged signatures, altered messages and wrong keys among them. */
+function checks(
+  n: number,
+  seed: string,
+): { key: Uint8Array; sig: Uint8Array; message: Uint8Array; want: boolean }[] {
+  const p = getProvider('node');
+  const per = Math.ceil(n / actors.length);
+  return interleave(burst(per, actors, seed))
+    .slice(0, n)
+    .map((t, i) => {
       const a = actors.find((x) => x.id === t.actor)!;
       const sig = fromBase64Url(t.signature, 'signature');
       if (i % 5 === 2) sig[0]! ^= 0x80; // forged
-      const input = tokenSigningInput(t);
-      if (i % 7 === 3) input[input.length - 2]! ^= 0x01; // altered message
-      const key = i % 11 === 4 ? actors[(actors.indexOf(a) + 1) % 3]! : a; // wrong key
-      return { key: key.signingPublicKey, input, sig };
+      const message = tokenSigningInput(t);
+      if (i % 7 === 3) message[message.length - 2]! ^= 0x01; // altered message
+      const key = (i % 11 === 4 ? actors[(actors.indexOf(a) + 1) % actors.length]! : a)
+        .signingPublicKey; // wrong key
+      return { key, sig, message, want: p.ed25519Verify(key, message, sig) };
     });
-    const want = items.map((x) => (p.ed25519Verify(x.key, x.input, x.sig) ? 1 : 0));
-    expect(want.filter((v) => v === 0).length).toBeGreaterThan(3);
-    expect(want.filter((v) => v === 1).length).toBeGreaterThan(3);
-    const n = items.length;
-    const keys = new Uint8Array(32 * n);
-    const sigs = new Uint8Array(64 * n);
-    const inputs = new Uint8Array(items.reduce((s, x) => s + x.input.length, 0));
-    const ends = new Uint32Array(n);
-    let o = 0;
-    items.forEach((x, i) => {
-      keys.set(x.key, 32 * i);
-      sigs.set(x.sig, 64 * i);
-      inputs.set(x.input, o);
-      ends[i] = o += x.input.length;
+}
+
+/** A ring whose verdicts land in a map (each check's exactly once, or the test fails). */
+function ringWith(
+  n: number,
+  script: URL,
+  o?: { slots?: number; messageBytes?: number },
+): { ring: SigRing<number>; got: Map<number, boolean>; settled: () => Promise<void> } {
+  const got = new Map<number, boolean>();
+  let wake: () => void = () => undefined;
+  const ring = new SigRing<number>(
+    n,
+    script,
+    'node',
+    getProvider('node'),
+    (done) => {
+      for (const [i, ok] of done) {
+        expect(got.has(i)).toBe(false);
+        got.set(i, ok);
+      }
+      wake();
+    },
+    o,
+  );
+  const settled = (): Promise<void> =>
+    new Promise<void>((r) => {
+      wake = r;
     });
-    const got = await pool.verify({ keys, sigs, inputs, ends });
-    expect([...got]).toEqual(want);
-    // the same batch packed in one buffer (as the writer sends it): transferred once
-    const inputBytes = items.reduce((s, x) => s + x.input.length, 0);
-    const packed = new Uint8Array(4 * n + 96 * n + inputBytes);
-    const pEnds = new Uint32Array(packed.buffer, 0, n);
-    let po = 100 * n;
-    items.forEach((x, i) => {
-      packed.set(x.key, 4 * n + 32 * i);
-      packed.set(x.sig, 36 * n + 64 * i);
-      packed.set(x.input, po);
-      po += x.input.length;
-      pEnds[i] = po - 100 * n;
-    });
-    const got2 = await pool.verify({
-      ends: pEnds,
-      keys: packed.subarray(4 * n, 36 * n),
-      sigs: packed.subarray(36 * n, 100 * n),
-      inputs: packed.subarray(100 * n),
-    });
-    expect([...got2]).toEqual(want);
-    expect(packed.buffer.byteLength).toBe(0); // transferred
-    // a malformed batch is refused, not answered
-    await expect(
-      pool.verify({
-        keys: new Uint8Array(32),
-        sigs: new Uint8Array(64),
-        inputs: new Uint8Array(4),
-        ends: Uint32Array.of(9),
-      }),
-    ).rejects.toThrow(/bad message bounds/);
-    // a request in flight when its worker goes away is rejected (the log then checks it on
-    // its own thread), not left hanging
-    const many = 2000;
-    const big = {
-      keys: new Uint8Array(32 * many),
-      sigs: new Uint8Array(64 * many),
-      inputs: new Uint8Array(many),
-      ends: Uint32Array.from({ length: many }, (_, i) => i + 1),
-    };
-    for (let i = 0; i < many; i++) big.keys.set(items[0]!.key, 32 * i);
-    const inFlight = expect(pool.verify(big)).rejects.toThrow(/exited/);
-    await pool.close();
-    await inFlight;
-    await expect(
-      pool.verify({
-        keys: new Uint8Array(32),
-        sigs: new Uint8Array(64),
-        inputs: new Uint8Array(1),
-        ends: Uint32Array.of(1),
-      }),
-    ).rejects.toThrow();
-  });
+  return { ring, got, settled };
+}
+
+describe("SigRing (appended tokens' signatures, checked on workers in shared memory)", () => {
+  it('answers as the calling thread does, check by check, through wrap-arounds and a full ring', async () => {
+    const script = workerScript()!;
+    expect(script).toBeDefined();
+    const items = checks(240, 'ring');
+    expect(items.filter((x) => !x.want).length).toBeGreaterThan(30);
+    expect(items.filter((x) => x.want).length).toBeGreaterThan(30);
+    // 8 slots and room for about 5 messages: the ring fills and wraps many times over
+    const { ring, got, settled } = ringWith(2, script, { slots: 8, messageBytes: 5 * 700 });
+    let full = 0;
+    for (let i = 0; i < items.length; i++) {
+      const x = items[i]!;
+      while (!ring.submit(x.key, x.sig, x.message, i)) {
+        full++;
+        expect(ring.pending).toBeGreaterThan(0); // refused for want of room, not for good
+        await settled();
+      }
+    }
+    while (got.size < items.length) await settled();
+    expect(full).toBeGreaterThan(0);
+    expect(items.map((_, i) => got.get(i))).toEqual(items.map((x) => x.want));
+    expect(ring.pending).toBe(0);
+    // what cannot go in is refused, nothing queued: a message larger than the ring, bad sizes
+    expect(ring.submit(items[0]!.key, items[0]!.sig, new Uint8Array(5 * 700 + 1), -1)).toBe(false);
+    expect(ring.submit(items[0]!.key.subarray(1), items[0]!.sig, items[0]!.message, -1)).toBe(
+      false,
+    );
+    expect(ring.submit(items[0]!.key, items[0]!.sig.subarray(1), items[0]!.message, -1)).toBe(
+      false,
+    );
+    expect(ring.pending).toBe(0);
+    await ring.close();
+    expect(ring.submit(items[0]!.key, items[0]!.sig, items[0]!.message, -1)).toBe(false);
+  }, 60_000);
+
+  it('rings the writer only while it asks to be rung; collect() and ringing = true look at once', async () => {
+    const items = checks(24, 'ring-quiet');
+    const { ring, got, settled } = ringWith(2, workerScript()!);
+    const until = Date.now() + 30_000;
+    while (ring.ready < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    ring.ringing = false;
+    items.forEach((x, i) => expect(ring.submit(x.key, x.sig, x.message, i)).toBe(true));
+    // (two running workers check 24 signatures in a few milliseconds)
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got.size).toBe(0); // nothing rang
+    while (got.size < items.length && Date.now() < until) {
+      ring.collect();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(items.map((_, i) => got.get(i))).toEqual(items.map((x) => x.want));
+    // turned back on: what is there is read at once, the rest rings
+    const more = checks(24, 'ring-quiet-2');
+    more.forEach((x, i) => expect(ring.submit(x.key, x.sig, x.message, 100 + i)).toBe(true));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got.size).toBe(items.length);
+    ring.ringing = true;
+    expect(got.size).toBeGreaterThan(items.length);
+    while (got.size < items.length + more.length) await settled();
+    expect(more.map((_, i) => got.get(100 + i))).toEqual(more.map((x) => x.want));
+    await ring.close();
+  }, 60_000);
+
+  it('close() checks what is still pending on the calling thread: nothing hangs, nothing is skipped', async () => {
+    const items = checks(200, 'ring-close');
+    const { ring, got } = ringWith(1, workerScript()!);
+    items.forEach((x, i) => expect(ring.submit(x.key, x.sig, x.message, i)).toBe(true));
+    await ring.close();
+    expect(items.map((_, i) => got.get(i))).toEqual(items.map((x) => x.want));
+  }, 60_000);
+
+  it('a worker that dies holding checks: the writer takes them back and checks them itself', async () => {
+    // worker 0 takes the first three checks as a real one does, then fails without answering;
+    // worker 1 (when there is one) is a real one, started once worker 0 holds its three
+    const dir = tmpDir('tibet-sig-ring-');
+    dirs.push(dir);
+    const fake = join(dir, 'dying-worker.mjs');
+    const dist = (pkg: string, file: string): string =>
+      JSON.stringify(join(PKG, '..', pkg, 'dist', file));
+    writeFileSync(
+      fake,
+      `import { existsSync, writeFileSync } from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
+import { getProvider } from ${dist('core', 'index.js')};
+import { READY, TAKEN, serveSigRing, slotStates } from ${dist('continuityd', 'sig-ring.js')};
+const d = workerData.ring;
+const held = ${JSON.stringify(join(dir, 'held'))} + '-' + d.slots;
+const nap = new Int32Array(new SharedArrayBuffer(4));
+if (d.worker !== 0) {
+  while (!existsSync(held)) Atomics.wait(nap, 0, 0, 1);
+  serveSigRing(d, getProvider('node'), (m) => parentPort.postMessage(m));
+} else {
+  const states = slotStates(d);
+  let taken = 0;
+  while (taken < 3) {
+    for (let s = 0; s < 3; s++)
+      if (Atomics.compareExchange(states, s, READY, TAKEN + d.worker) === READY) taken++;
+    Atomics.wait(nap, 0, 0, 1);
+  }
+  writeFileSync(held, '');
+  throw new Error('worker lost');
+}
+`,
+    );
+    for (const workers of [1, 2]) {
+      const items = checks(40, `ring-dies-${workers}`);
+      // (a ring of its own size per round: the rounds' flag files differ)
+      const { ring, got, settled } = ringWith(workers, pathToFileURL(fake), {
+        slots: 64 * workers,
+      });
+      items.forEach((x, i) => expect(ring.submit(x.key, x.sig, x.message, i)).toBe(true));
+      while (got.size < items.length) await settled();
+      expect(items.map((_, i) => got.get(i))).toEqual(items.map((x) => x.want));
+      expect(ring.alive).toBe(workers - 1);
+      // with no worker left the ring takes nothing more: the caller checks on its own thread
+      if (workers === 1)
+        expect(ring.submit(items[0]!.key, items[0]!.sig, items[0]!.message, 99)).toBe(false);
+      await ring.close();
+    }
+  }, 60_000);
 });
 
 describe('BatchRing (the shared memory verifyLog hands batches over in)', () => {
