@@ -649,7 +649,7 @@ export class AuditLog {
 
   /**
    * Hand the appends that arrived since the last call to a verifier: this thread for a lone
-   * one (or when no worker is ready or the ring is full), else the workers' ring.
+   * one (or when no worker is ready, or the ring cannot take it), else the workers' ring.
    */
   #dispatch(): void {
     const jobs = this.#unsent;

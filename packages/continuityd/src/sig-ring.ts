@@ -160,6 +160,12 @@ export class SigRing<T> {
   readonly #members: Member[] = [];
   readonly #tags: (T | undefined)[];
   readonly #regions: (Uint8Array | undefined)[];
+  /**
+   * Checks submitted while every slot (or the message ring) was in use, with copies of their
+   * bytes, first in first out: they take slots as verdicts free them.
+   */
+  #waiting: { key: Uint8Array; sig: Uint8Array; message: Uint8Array; tag: T }[] = [];
+  #waitingHead = 0;
   /** Sequence numbers: the oldest slot not yet emptied, and the next to fill. */
   #tail = 0;
   #next = 0;
@@ -229,17 +235,36 @@ export class SigRing<T> {
 
   /** Checks submitted and not yet settled. */
   get pending(): number {
-    return (this.#next - this.#tail) | 0;
+    return ((this.#next - this.#tail) | 0) + this.#waiting.length - this.#waitingHead;
   }
 
   /**
    * Queue one check: `key` (32 bytes), `sig` (64 bytes), the signed `message`, and the `tag`
-   * its verdict is settled with (not undefined). False, with nothing queued, when the ring is
-   * full or closed or has no live worker: then the caller checks it itself.
+   * its verdict is settled with (not undefined). When every slot is in use it waits, with
+   * copies of its bytes, for one to be freed. False, with nothing queued, when the ring is
+   * closed or has no live worker, or the message is larger than the whole message ring: then
+   * the caller checks it itself.
    */
   submit(key: Uint8Array, sig: Uint8Array, message: Uint8Array, tag: T): boolean {
     if (this.#closed || key.length !== 32 || sig.length !== 64) return false;
-    if (this.pending >= this.#slots || this.#alive === 0) return false;
+    if (this.#alive === 0 || message.length > this.#messages.buffer.byteLength) return false;
+    if (this.#waitingHead === this.#waiting.length && this.#publish(key, sig, message, tag))
+      return true;
+    // copies (new Uint8Array(x) copies; a Buffer's slice() would not): the caller may reuse
+    // its buffers at once
+    this.#waiting.push({
+      key: new Uint8Array(key),
+      sig: new Uint8Array(sig),
+      message: new Uint8Array(message),
+      tag,
+    });
+    if (!this.#referenced) this.#ref(true);
+    return true;
+  }
+
+  /** Fill the next slot and publish it; false when no slot or no message room is free. */
+  #publish(key: Uint8Array, sig: Uint8Array, message: Uint8Array, tag: T): boolean {
+    if (((this.#next - this.#tail) | 0) >= this.#slots) return false;
     const region = this.#messages.copyIn(message);
     if (!region && message.length > 0) return false;
     const { ctl, meta, keySig } = this.#v;
@@ -308,7 +333,16 @@ export class SigRing<T> {
       this.#regions[s] = undefined;
       this.#tail = (this.#tail + 1) | 0;
     }
-    if (this.#tail === this.#next && this.#referenced) this.#ref(false);
+    while (this.#waitingHead < this.#waiting.length) {
+      const w = this.#waiting[this.#waitingHead]!;
+      if (!this.#publish(w.key, w.sig, w.message, w.tag)) break;
+      this.#waiting[this.#waitingHead++] = undefined as never;
+    }
+    if (this.#waitingHead === this.#waiting.length) {
+      this.#waiting = [];
+      this.#waitingHead = 0;
+    }
+    if (this.pending === 0 && this.#referenced) this.#ref(false);
   }
 
   /**
@@ -317,13 +351,24 @@ export class SigRing<T> {
    */
   #takeBack(worker: number): void {
     const none = this.#alive === 0;
-    this.#checkHere((st) => st === TAKEN + worker || (none && st === READY));
+    this.#checkHere((st) => st === TAKEN + worker || (none && st === READY), none);
   }
 
-  /** Take back the pending slots whose state `which` picks, check them here, settle them. */
-  #checkHere(which: (state: number) => boolean): void {
+  /**
+   * Take back the pending slots whose state `which` picks, and with `waiting` the checks
+   * waiting for a slot; check them here, settle them.
+   */
+  #checkHere(which: (state: number) => boolean, waiting: boolean): void {
     const { ctl, meta, keySig, messages } = this.#v;
     const done: [T, boolean][] = [];
+    if (waiting) {
+      for (let i = this.#waitingHead; i < this.#waiting.length; i++) {
+        const w = this.#waiting[i]!;
+        done.push([w.tag, this.#verify(w.key, w.message, w.sig)]);
+      }
+      this.#waiting = [];
+      this.#waitingHead = 0;
+    }
     for (let n = this.#tail; n !== this.#next; n = (n + 1) | 0) {
       const s = n & this.#mask;
       const tag = this.#tags[s];
@@ -331,21 +376,24 @@ export class SigRing<T> {
       const st = Atomics.load(ctl, COUNTERS + s);
       if (!which(st) || Atomics.compareExchange(ctl, COUNTERS + s, st, MINE) !== st) continue;
       const at = meta[2 * s]!;
-      let ok = false;
-      try {
-        ok = this.provider.ed25519Verify(
-          keySig.slice(96 * s, 96 * s + 32),
-          messages.slice(at, at + meta[2 * s + 1]!),
-          keySig.slice(96 * s + 32, 96 * s + 96),
-        );
-      } catch {
-        ok = false;
-      }
+      const ok = this.#verify(
+        keySig.slice(96 * s, 96 * s + 32),
+        messages.slice(at, at + meta[2 * s + 1]!),
+        keySig.slice(96 * s + 32, 96 * s + 96),
+      );
       done.push([tag, ok]);
       this.#tags[s] = undefined;
     }
     this.collect();
     if (done.length) this.settle(done);
+  }
+
+  #verify(key: Uint8Array, message: Uint8Array, sig: Uint8Array): boolean {
+    try {
+      return this.provider.ed25519Verify(key, message, sig);
+    } catch {
+      return false;
+    }
   }
 
   /**
@@ -358,6 +406,6 @@ export class SigRing<T> {
     Atomics.store(this.#v.ctl, STOP, 1);
     Atomics.notify(this.#v.ctl, PUBLISHED);
     await Promise.all(this.#members.map((m) => m.worker.terminate()));
-    this.#checkHere((st) => st === READY || st >= TAKEN);
+    this.#checkHere((st) => st === READY || st >= TAKEN, true);
   }
 }
