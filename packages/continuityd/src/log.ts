@@ -547,7 +547,7 @@ export class AuditLog {
       // in a burst (a second append in this turn, or checks still pending) each goes to the
       // workers at once, so that checking it overlaps with preparing the next; a lone one
       // once this turn of the event loop has made all the appends it will make
-      if (this.#unsent.length > 1 || (this.#ring?.pending ?? 0) > 0) this.#dispatch();
+      if (this.#inBurst(this.#unsent.length)) this.#dispatch();
       else if (!this.#dispatchQueued) {
         this.#dispatchQueued = true;
         setImmediate(() => {
@@ -655,7 +655,7 @@ export class AuditLog {
     const jobs = this.#unsent;
     if (jobs.length === 0) return;
     this.#unsent = [];
-    const ring = jobs.length > 1 || (this.#ring?.pending ?? 0) > 0 ? this.#workers() : undefined;
+    const ring = this.#inBurst(jobs.length) ? this.#workers() : undefined;
     if (!ring || ring.ready === 0) {
       for (const j of jobs) this.#verifyHere(j);
       this.#admit();
@@ -670,6 +670,11 @@ export class AuditLog {
       here = true;
     }
     if (here) this.#admit();
+  }
+
+  /** Whether `n` appends waiting to be handed over are part of a burst (else one is lone). */
+  #inBurst(n: number): boolean {
+    return n > 1 || (this.#ring?.pending ?? 0) > 0;
   }
 
   /** Verdicts from the workers' ring. */

@@ -33,12 +33,12 @@ const BELL = 4; // 1: a worker has rung the writer, which has not looked since
 const CALL = 5; // 1: the writer wants to be rung (0: it will look on its own soon)
 const COUNTERS = 8;
 
-export const EMPTY = 0;
+const EMPTY = 0;
 export const READY = 1;
-export const OK = 2;
-export const BAD = 3;
+const OK = 2;
+const BAD = 3;
 /** Taken back by the writer, which checks it itself. */
-export const MINE = 4;
+const MINE = 4;
 /** TAKEN + worker number. */
 export const TAKEN = 16;
 
